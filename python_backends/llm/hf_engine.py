@@ -286,7 +286,8 @@ class ContinuousBatchingEngine:
         if start == 0:
             return
         self._mask = self._mask[:, start:]
-        for layer in self._cache.layers:
+        layers: list[Any] = list(self._cache.layers)
+        for layer in layers:
             layer.keys = layer.keys[..., start:, :]
             layer.values = layer.values[..., start:, :]
 
@@ -300,7 +301,8 @@ class ContinuousBatchingEngine:
         self._mask = torch.cat(
             [_left_pad(self._mask, width - old_len), _left_pad(new_mask, width - new_len)], dim=0
         )
-        for old_layer, new_layer in zip(self._cache.layers, new_cache.layers, strict=True):
+        layers: list[Any] = list(self._cache.layers)
+        for old_layer, new_layer in zip(layers, new_cache.layers, strict=True):
             old_layer.keys = torch.cat(
                 [_left_pad(old_layer.keys, width - old_len, -2), _left_pad(new_layer.keys, width - new_len, -2)]
             )

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class FinishReason(str, enum.Enum):
+class FinishReason(enum.StrEnum):
     """Why a generation ended; the string values are what the `finish_reason` output carries."""
 
     STOP = "stop"
