@@ -1,0 +1,32 @@
+"""The labelled message files (JSONL, one `{"text": ..., "label": ...}` per line)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from python_backends.intent.labels import LABELS
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled customer message, as written (not normalised)."""
+
+    text: str
+    label: str
+
+
+def load_examples(path: Path) -> list[Example]:
+    """Read and validate a JSONL split; a bad line fails loudly with its line number."""
+    examples: list[Example] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            text, label = record.get("text"), record.get("label")
+            if not isinstance(text, str) or not text.strip() or label not in LABELS:
+                raise ValueError(f"{path}:{number}: need a non-empty text and a label in LABELS, got {record!r}")
+            examples.append(Example(text=text, label=label))
+    return examples
