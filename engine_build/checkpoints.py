@@ -115,7 +115,7 @@ def build_smollm2(out_dir: Path) -> None:
 PREPARED: dict[str, PreparedCheckpoint] = {
     c.name: c
     for c in (
-        PreparedCheckpoint("qwen3-tiny", "Qwen3 architecture, random weights, real tokenizer (tests)", build_qwen3_tiny),
+        PreparedCheckpoint("qwen3-tiny", "Qwen3 arch, random weights, real tokenizer (tests)", build_qwen3_tiny),
         PreparedCheckpoint("smollm2-135m-instruct", "real SmolLM2-135M-Instruct weights (CPU default)", build_smollm2),
     )
 }

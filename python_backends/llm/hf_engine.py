@@ -302,7 +302,8 @@ class ContinuousBatchingEngine:
             [_left_pad(self._mask, width - old_len), _left_pad(new_mask, width - new_len)], dim=0
         )
         layers: list[Any] = list(self._cache.layers)
-        for old_layer, new_layer in zip(layers, new_cache.layers, strict=True):
+        new_layers: list[Any] = list(new_cache.layers)
+        for old_layer, new_layer in zip(layers, new_layers, strict=True):
             old_layer.keys = torch.cat(
                 [_left_pad(old_layer.keys, width - old_len, -2), _left_pad(new_layer.keys, width - new_len, -2)]
             )

@@ -1,0 +1,62 @@
+"""The deployment profiles the model repository is rendered for: `cpu` (transformers) and `gpu` (TensorRT-LLM)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RepositoryProfile:
+    """Every value a `config.pbtxt` template needs; empty strings leave a model parameter unset."""
+
+    checkpoint_dir: str = ""
+    llm_engine: str = "hf"
+    llm_instance_kind: str = "KIND_CPU"
+    llm_max_batch_size: int = 32
+    llm_max_input_tokens: int = 4096
+    llm_max_tokens_limit: int = 2048
+    llm_num_threads: int = 0
+    llm_dtype: str = "float32"
+    default_max_tokens: int = 256
+    default_temperature: float = 0.7
+    default_top_p: float = 0.8
+    default_top_k: int = 20
+    intent_instances: int = 1
+    max_history_turns: int = 5
+    history_token_budget: int = 1024
+    max_message_chars: int = 4000
+    enable_thinking: bool = False
+    system_prompts_file: str = ""
+    pii_stream_idle_seconds: float = 600.0
+    kv_cache_free_gpu_memory_fraction: str = ""
+    tensor_parallel_size: str = ""
+    engine_dir: str = ""
+
+    def template_values(self) -> dict[str, str]:
+        return {k: _as_text(v) for k, v in asdict(self).items()}
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RepositoryProfile:
+        known = {f.name: f.type for f in fields(self)}
+        unknown = set(overrides) - set(known)
+        if unknown:
+            raise KeyError(f"unknown profile settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+
+def _as_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+CPU_PROFILE = RepositoryProfile()
+GPU_PROFILE = RepositoryProfile(
+    llm_engine="trtllm",
+    llm_instance_kind="KIND_CPU",  # tensorrt_llm.LLM places itself on the GPUs; Triton must not pin a device
+    llm_max_batch_size=64,
+    llm_max_input_tokens=8192,
+    llm_dtype="bfloat16",
+    intent_instances=2,
+    kv_cache_free_gpu_memory_fraction="0.85",
+    tensor_parallel_size="1",
+)
+PROFILES: dict[str, RepositoryProfile] = {"cpu": CPU_PROFILE, "gpu": GPU_PROFILE}

@@ -1,0 +1,76 @@
+"""Triton adapter for the `llm` model (decoupled): submits to the engine, streams its outputs back.
+
+Every request ends with TRITONSERVER_RESPONSE_COMPLETE_FINAL, on the error path too; a client that goes away
+(`is_cancelled`) stops its generation at the engine's next step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from python_backends import triton_io
+from python_backends.llm.factory import build_engine, default_sampling
+from python_backends.llm.request_parsing import SAMPLING_INPUTS, build_generation_request
+from python_backends.llm.types import GenerationOutput, InvalidRequestError
+from python_backends.model_params import ModelParameters
+
+logger = logging.getLogger(__name__)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, Any]) -> None:
+        model_config = json.loads(args["model_config"])
+        if not triton_io.is_decoupled(model_config):
+            raise ValueError("the llm model streams: set model_transaction_policy { decoupled: true }")
+        params = ModelParameters.from_model_config(model_config)
+        self.encoder = triton_io.ResponseEncoder(model_config)
+        self.defaults = default_sampling(params)
+        self.max_tokens_limit = params.get_int("max_tokens_limit", 2048)
+        self.engine = build_engine(params)
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                scalars = {name: triton_io.read_scalar(request, name) for name in [*SAMPLING_INPUTS, "streaming"]}
+                generation = build_generation_request(
+                    triton_io.read_text(request, "text_input"),
+                    scalars,
+                    triton_io.read_texts(request, "sampling_param_stop"),
+                    self.defaults,
+                    self.max_tokens_limit,
+                )
+                metadata = triton_io.read_text(request, "request_metadata") or ""
+                self.engine.submit(generation, self._sink(sender, metadata), cancel_check=sender.is_cancelled)
+            except (triton_io.InvalidInputError, InvalidRequestError) as exc:
+                sender.send(triton_io.error_response(str(exc)), flags=triton_io.FINAL_FLAG)
+            except Exception as exc:
+                logger.exception("llm request failed")
+                sender.send(triton_io.error_response(f"llm failed: {exc}"), flags=triton_io.FINAL_FLAG)
+        return None
+
+    def _sink(self, sender: Any, metadata: str) -> Any:
+        stream_id = uuid.uuid4().hex
+        counter = iter(range(1 << 31))
+
+        def send(output: GenerationOutput) -> None:
+            if output.error:
+                sender.send(triton_io.error_response(output.error), flags=triton_io.FINAL_FLAG)
+                return
+            response = self.encoder.response(
+                text_output=output.text,
+                finish_reason=output.finish_reason.value if output.finish_reason else "",
+                first_token_time_ns=output.first_token_time_ns,
+                stream_id=stream_id,
+                chunk_index=next(counter),
+                request_metadata=metadata,
+            )
+            sender.send(response, flags=triton_io.FINAL_FLAG if output.finished else 0)
+
+        return send
+
+    def finalize(self) -> None:
+        self.engine.shutdown()

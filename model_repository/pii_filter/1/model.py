@@ -1,0 +1,42 @@
+"""Triton adapter for `python_backends.pii`: one-shot redaction, or per-stream redaction inside the ensemble."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from python_backends import triton_io
+from python_backends.model_params import ModelParameters
+from python_backends.pii import redact
+from python_backends.redaction_streams import RedactionStreams
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, Any]) -> None:
+        model_config = json.loads(args["model_config"])
+        params = ModelParameters.from_model_config(model_config)
+        self.encoder = triton_io.ResponseEncoder(model_config)
+        self.streams = RedactionStreams(idle_seconds=params.get_float("stream_idle_seconds", 600.0))
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = []
+        for request in requests:
+            try:
+                text = triton_io.read_text(request, "text_input") or ""
+                finish_reason = triton_io.read_text(request, "finish_reason") or ""
+                stream_id = triton_io.read_text(request, "stream_id")
+                index = triton_io.read_scalar(request, "chunk_index")
+                if stream_id is None or index is None:
+                    safe = redact(text)
+                else:
+                    safe = self.streams.process(stream_id, int(index), text, final=bool(finish_reason))
+                responses.append(
+                    self.encoder.response(
+                        text_output=safe,
+                        finish_reason=finish_reason,
+                        intent=triton_io.read_text(request, "intent") or "",
+                    )
+                )
+            except triton_io.InvalidInputError as exc:
+                responses.append(triton_io.error_response(str(exc)))
+        return responses

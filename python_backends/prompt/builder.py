@@ -1,0 +1,114 @@
+"""Prompt assembly: system prompt per intent (data, not code), trimmed history, the new message.
+
+The chat format itself comes from the checkpoint's own chat template (Qwen3 ChatML on the GPU path), so the
+same builder serves every model; Qwen3's thinking is pre-filled empty unless `enable_thinking` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+DEFAULT_SYSTEM_PROMPTS = Path(__file__).parent / "data" / "system_prompts.yaml"
+ROLES = ("user", "assistant")
+
+RenderChat = Callable[[list[dict[str, str]], bool], str]
+CountTokens = Callable[[str], int]
+
+
+class PromptError(ValueError):
+    """The message or history cannot be turned into a prompt; the text is meant for the caller."""
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """`max_history_turns` counts user+assistant exchanges; the token budget covers history only."""
+
+    max_history_turns: int = 5
+    history_token_budget: int = 1024
+    max_message_chars: int = 4000
+    max_history_chars: int = 64000
+    enable_thinking: bool = False
+    system_prompts_file: Path = DEFAULT_SYSTEM_PROMPTS
+
+
+def parse_history(raw: str | None, max_chars: int = 64000) -> list[ChatMessage]:
+    """Validate the `history` input: a JSON list of {role: user|assistant, content: str}."""
+    if raw is None or not raw.strip():
+        return []
+    if len(raw) > max_chars:
+        raise PromptError(f"history is {len(raw)} characters; the limit is {max_chars}")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PromptError(f"history is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, list):
+        raise PromptError("history must be a JSON list of {role, content} objects")
+    messages = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+            raise PromptError(f"history[{i}] must be an object with a string 'content'")
+        if item.get("role") not in ROLES:
+            raise PromptError(f"history[{i}].role must be one of {', '.join(ROLES)}, got {item.get('role')!r}")
+        messages.append(ChatMessage(item["role"], item["content"]))
+    return messages
+
+
+def load_system_prompts(path: Path) -> dict[str, str]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    prompts = data.get("system_prompts") if isinstance(data, dict) else None
+    if not isinstance(prompts, dict) or "default" not in prompts:
+        raise ValueError(f"{path}: expected a mapping `system_prompts` with at least a `default` entry")
+    return {str(k): str(v).strip() for k, v in prompts.items()}
+
+
+class PromptBuilder:
+    """Builds one prompt; `render` applies the model's chat template, `count_tokens` measures history."""
+
+    def __init__(self, config: PromptConfig, render: RenderChat, count_tokens: CountTokens) -> None:
+        self.config = config
+        self._render = render
+        self._count_tokens = count_tokens
+        self.system_prompts = load_system_prompts(config.system_prompts_file)
+
+    def system_prompt(self, intent: str | None) -> str:
+        return self.system_prompts.get(intent or "default", self.system_prompts["default"])
+
+    def trim_history(self, history: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """Keep the last N exchanges, then drop the oldest messages until the token budget holds."""
+        kept = list(history[-2 * self.config.max_history_turns :]) if self.config.max_history_turns > 0 else []
+        costs = [self._count_tokens(m.content) for m in kept]
+        total = sum(costs)
+        start = 0
+        while start < len(kept) and total > self.config.history_token_budget:
+            total -= costs[start]
+            start += 1
+        kept = kept[start:]
+        while kept and kept[0].role != "user":  # a reply without its question confuses the model
+            kept.pop(0)
+        return kept
+
+    def build(self, message: str, history: Sequence[ChatMessage] = (), intent: str | None = None) -> str:
+        text = message.strip()
+        if not text:
+            raise PromptError("text_input is empty")
+        if len(message) > self.config.max_message_chars:
+            raise PromptError(
+                f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}"
+            )
+        messages = [ChatMessage("system", self.system_prompt(intent)), *self.trim_history(history)]
+        messages.append(ChatMessage("user", text))
+        return self._render([m.as_dict() for m in messages], self.config.enable_thinking)

@@ -1,0 +1,90 @@
+"""The only module that touches `triton_python_backend_utils`: tensors in, tensors out, errors per request.
+
+Model adapters read inputs as plain Python values here and hand them to the logic in `python_backends`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class InvalidInputError(ValueError):
+    """A request input the model refuses; the message goes back to the caller verbatim."""
+
+
+def _raw(request: Any, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def _decode(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{name} is not valid UTF-8 (byte {exc.start})") from None
+
+
+def read_texts(request: Any, name: str) -> list[str] | None:
+    """All strings of a BYTES input, strictly UTF-8 decoded; None when the optional input is absent."""
+    array = _raw(request, name)
+    if array is None:
+        return None
+    return [_decode(name, v) for v in array.reshape(-1)]
+
+
+def read_text(request: Any, name: str) -> str | None:
+    """The single string of a BYTES input shaped [1]."""
+    values = read_texts(request, name)
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise InvalidInputError(f"{name} must hold exactly one string, got {len(values)}")
+    return values[0]
+
+
+def read_scalar(request: Any, name: str) -> Any:
+    """The single number or bool of an input shaped [1], as a Python value; None when absent."""
+    array = _raw(request, name)
+    if array is None:
+        return None
+    flat = array.reshape(-1)
+    if flat.size != 1:
+        raise InvalidInputError(f"{name} must hold exactly one value, got {flat.size}")
+    return flat[0].item()
+
+
+class ResponseEncoder:
+    """Builds responses with each output's dtype taken from the model config, not repeated in code."""
+
+    def __init__(self, model_config: Mapping[str, Any]) -> None:
+        self._dtypes = {
+            out["name"]: pb_utils.triton_string_to_numpy(out["data_type"]) for out in model_config.get("output", [])
+        }
+
+    def response(self, **values: Any) -> Any:
+        tensors = []
+        for name, value in values.items():
+            dtype = self._dtypes[name]
+            if dtype == np.object_:
+                array = np.array([str(value).encode("utf-8")], dtype=np.object_)
+            else:
+                array = np.array([value], dtype=dtype)
+            tensors.append(pb_utils.Tensor(name, array))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def error_response(message: str) -> Any:
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def is_decoupled(model_config: Mapping[str, Any]) -> bool:
+    return bool(pb_utils.using_decoupled_model_transaction_policy(model_config))
+
+
+FINAL_FLAG: int = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real Triton server over the real model repository, started once per test session."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine_build.checkpoints import prepare
+from engine_build.launcher import REPO_ROOT, TritonPorts, TritonServer
+from engine_build.profiles import CPU_PROFILE
+from engine_build.render import render_repository
+
+TEST_CHECKPOINT = "qwen3-tiny"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    """The seeded tiny Qwen3 checkpoint (built once by `make setup`; built here if missing)."""
+    return prepare(TEST_CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
+    """Triton with the CPU profile on the tiny checkpoint; greedy by default so answers are reproducible."""
+    values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "default_temperature": 0.0})
+    repo = render_repository(REPO_ROOT / "build" / "test_model_repository", values.template_values())
+    ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+    server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "test_triton.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_grpc_url(triton_server: TritonServer) -> str:
+    return f"127.0.0.1:{triton_server.ports.grpc}"
+
+
+@pytest.fixture(scope="session")
+def triton_http_url(triton_server: TritonServer) -> str:
+    return f"http://127.0.0.1:{triton_server.ports.http}"
