@@ -18,7 +18,7 @@ import yaml
 from python_backends.intent.labels import LABELS
 
 _RULE_KEYS = frozenset({"name", "label", "priority", "confidence", "keywords", "regex", "unless"})
-_NEGATION_KEYS = frozenset({"before", "after", "max_gap", "clause_breaks"})
+_NEGATION_KEYS = frozenset({"before", "adjacent", "after", "max_gap", "clause_breaks"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +120,14 @@ def _parse_negation(raw: Any, path: Path) -> NegationPolicy:
     if not isinstance(breaks, str) or not breaks:
         raise ValueError(f"{path}: negation.clause_breaks must be a non-empty string")
     before = _string_list(raw.get("before"), "negation.before", path)
+    adjacent = _string_list(raw.get("adjacent"), "negation.adjacent", path)
     after = _string_list(raw.get("after"), "negation.after", path)
     gap = f".{{0,{max_gap}}}"
+    preceding = ([f"(?:{_alternation(before)}){gap}$"] if before else []) + (
+        [f"(?:{_alternation(adjacent)})$"] if adjacent else []
+    )
     return NegationPolicy(
-        before=_compile([f"(?:{_alternation(before)}){gap}$"] if before else [], "negation.before", path),
+        before=_compile(preceding, "negation.before/adjacent", path),
         after=_compile([f"{gap}?(?:{_alternation(after)})"] if after else [], "negation.after", path),
         clause_break=re.compile(f"[{re.escape(breaks)}]"),
     )
