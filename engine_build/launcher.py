@@ -78,7 +78,9 @@ def find_triton(build_dir: Path) -> TritonInstallation:
         return TritonInstallation(Path(on_path), CONTAINER_TRITON / "backends")
     root = _pytriton_root()
     if root is None:
-        raise LaunchError("tritonserver not found: install nvidia-pytriton==0.7.0 (make setup) or run in a Triton container")
+        raise LaunchError(
+            "tritonserver not found: install nvidia-pytriton==0.7.0 (make setup) or run in a Triton container"
+        )
     bundled = root / "tritonserver"
     server = bundled / "bin" / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"

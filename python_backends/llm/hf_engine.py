@@ -72,9 +72,7 @@ class ContinuousBatchingEngine:
                 "prepare one with `python -m engine_build prepare` or point LLM_CHECKPOINT at a checkpoint folder"
             )
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(checkpoint)
-        self.model = model or AutoModelForCausalLM.from_pretrained(
-            checkpoint, dtype=getattr(torch, config.dtype)
-        )
+        self.model = model or AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, config.dtype))
         self.model.eval()
         self.eos_ids = self._end_ids()
         max_positions = int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
@@ -298,9 +296,7 @@ class ContinuousBatchingEngine:
             return
         old_len, new_len = self._mask.shape[1], new_mask.shape[1]
         width = max(old_len, new_len)
-        self._mask = torch.cat(
-            [_left_pad(self._mask, width - old_len), _left_pad(new_mask, width - new_len)], dim=0
-        )
+        self._mask = torch.cat([_left_pad(self._mask, width - old_len), _left_pad(new_mask, width - new_len)], dim=0)
         layers: list[Any] = list(self._cache.layers)
         new_layers: list[Any] = list(new_cache.layers)
         for old_layer, new_layer in zip(layers, new_layers, strict=True):

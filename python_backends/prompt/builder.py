@@ -106,9 +106,7 @@ class PromptBuilder:
         if not text:
             raise PromptError("text_input is empty")
         if len(message) > self.config.max_message_chars:
-            raise PromptError(
-                f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}"
-            )
+            raise PromptError(f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}")
         messages = [ChatMessage("system", self.system_prompt(intent)), *self.trim_history(history)]
         messages.append(ChatMessage("user", text))
         return self._render([m.as_dict() for m in messages], self.config.enable_thinking)

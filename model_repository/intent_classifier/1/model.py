@@ -21,7 +21,9 @@ class TritonPythonModel:
                 text = triton_io.read_text(request, "text_input") or ""
                 result = classify(text)
                 responses.append(
-                    self.encoder.response(intent=result.label, confidence=result.confidence, intent_source=result.source)
+                    self.encoder.response(
+                        intent=result.label, confidence=result.confidence, intent_source=result.source
+                    )
                 )
             except triton_io.InvalidInputError as exc:
                 responses.append(triton_io.error_response(str(exc)))

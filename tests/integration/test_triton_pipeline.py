@@ -1,0 +1,208 @@
+"""The customer_service ensemble and each of its models on a real Triton server (CPU, tiny Qwen3)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from engine_build.triton_client import PipelineClient
+from python_backends.intent import LABELS
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(triton_grpc_url: str) -> PipelineClient:
+    return PipelineClient(triton_grpc_url, timeout=120)
+
+
+def ask(client: PipelineClient, text: Any, streaming: bool = True, max_tokens: int = 8, **extra: Any) -> Any:
+    return client.collect(
+        "customer_service", {"text_input": text, "streaming": streaming, "max_tokens": max_tokens, **extra}
+    )
+
+
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_intent_classifier_labels_a_message(client: PipelineClient) -> None:
+    """intent_classifier returns one of the 14 labels, a confidence and its source."""
+    out = client.infer("intent_classifier", {"text_input": "我要退款，钱什么时候退回来"})
+    assert out["intent"] == "refund"
+    assert 0.0 < out["confidence"] <= 1.0 and out["intent_source"] in {"rule", "model", "llm"}
+
+
+def test_prompt_builder_renders_qwen3_chatml_with_history(client: PipelineClient) -> None:
+    """prompt_builder puts the intent's system prompt, the history and the message into Qwen3 ChatML."""
+    history = json.dumps([{"role": "user", "content": "在吗"}, {"role": "assistant", "content": "在的，请讲"}])
+    out = client.infer("prompt_builder", {"message": "发票怎么开", "history": history, "intent": "invoice"})
+    prompt = out["prompt"]
+    assert prompt.startswith("<|im_start|>system\n") and "发票" in prompt.split("<|im_end|>")[0]
+    assert "<|im_start|>user\n在吗<|im_end|>\n<|im_start|>assistant\n在的，请讲<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>user\n发票怎么开<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_llm_streams_deltas_with_llmapi_outputs(client: PipelineClient) -> None:
+    """llm streams text deltas; the last response has finish_reason and every one the first-token time."""
+    result = client.collect(
+        "llm",
+        {
+            "text_input": "<|im_start|>user\n你好<|im_end|>\n",
+            "streaming": True,
+            "sampling_param_max_tokens": 6,
+            "sampling_param_temperature": 0.0,
+        },
+    )
+    assert len(result.responses) > 1
+    assert [r["finish_reason"] for r in result.responses[:-1]] == [""] * (len(result.responses) - 1)
+    assert result.last["finish_reason"] == "length"
+    assert all(r["first_token_time_ns"] > 0 for r in result.responses)
+    assert [r["chunk_index"] for r in result.responses] == list(range(len(result.responses)))
+
+
+def test_llm_stop_strings_and_seed_are_honoured(client: PipelineClient) -> None:
+    """sampling_param_stop cuts the text; the same seed reproduces a sampled answer."""
+    base = {
+        "text_input": "hello",
+        "streaming": False,
+        "sampling_param_max_tokens": 12,
+        "sampling_param_temperature": 0.0,
+    }
+    full = client.collect("llm", base).text()
+    stop = full[4:6]
+    cut = client.collect("llm", {**base, "sampling_param_stop": [stop]})
+    assert cut.text() == full[: full.index(stop)] and cut.last["finish_reason"] == "stop"
+    seeded = {**base, "sampling_param_temperature": 1.0, "sampling_param_seed": np.array([42], dtype=np.uint64)}
+    assert client.collect("llm", seeded).text() == client.collect("llm", seeded).text()
+
+
+def test_pii_filter_never_leaks_a_number_split_across_chunks(client: PipelineClient) -> None:
+    """Chunks of one stream id are redacted together: a mobile number cut in two never shows a digit of it."""
+    chunks = ["您的手机号是138", "1234", "5678，身份证11010119900307451", "4，已登记。"]
+    released = []
+    for index, chunk in enumerate(chunks):
+        out = client.infer(
+            "pii_filter",
+            {
+                "text_input": chunk,
+                "stream_id": "split-test",
+                "chunk_index": index,
+                "finish_reason": "stop" if index == len(chunks) - 1 else "",
+            },
+        )
+        released.append(out["text_output"])
+        assert not re.search(r"138|1234|5678|110101", "".join(released))
+    assert "".join(released) == "您的手机号是[手机号]，身份证[身份证号]，已登记。"
+
+
+def test_ensemble_streams_redacted_text_and_an_intent(client: PipelineClient) -> None:
+    """customer_service over gRPC streaming: several responses, each with intent, the last with finish_reason."""
+    result = ask(client, "我要退款，订单还没发货", streaming=True, max_tokens=8)
+    assert len(result.responses) > 1
+    assert {r["intent"] for r in result.responses} == {"refund"}
+    assert result.last["finish_reason"] == "length"
+
+
+def test_ensemble_non_streaming_gives_one_response(client: PipelineClient) -> None:
+    """streaming=false: exactly one response carrying the whole text, equal to the streamed text (greedy)."""
+    streamed = ask(client, "发票抬头怎么改", streaming=True)
+    single = ask(client, "发票抬头怎么改", streaming=False)
+    assert len(single.responses) == 1
+    assert single.text() == streamed.text() and single.last["intent"] == "invoice"
+
+
+def test_ensemble_takes_history(client: PipelineClient) -> None:
+    """A history JSON changes the prompt and so the greedy answer."""
+    plain = ask(client, "还有别的吗", streaming=False).text()
+    history = json.dumps([{"role": "user", "content": "快递到哪了"}, {"role": "assistant", "content": "已到上海"}])
+    assert ask(client, "还有别的吗", streaming=False, history=history).text() != plain
+
+
+def test_ensemble_over_http_generate_and_generate_stream(triton_http_url: str) -> None:
+    """curl-style HTTP: /generate answers once; /generate_stream sends server-sent events."""
+    body = {"text_input": "你好", "streaming": False, "max_tokens": 6}
+    out = post_json(f"{triton_http_url}/v2/models/customer_service/generate", body)
+    assert out["intent"] == "greeting" and out["finish_reason"] == "length" and isinstance(out["text_output"], str)
+    request = urllib.request.Request(
+        f"{triton_http_url}/v2/models/customer_service/generate_stream",
+        data=json.dumps({**body, "streaming": True}).encode(),
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        events = [json.loads(line[5:]) for line in response.read().decode().splitlines() if line.startswith("data:")]
+    assert len(events) > 1 and events[-1]["finish_reason"] == "length"
+    assert "".join(e["text_output"] for e in events) == out["text_output"]
+
+
+def test_sixteen_parallel_streams_each_get_their_own_answer(client: PipelineClient) -> None:
+    """16 concurrent streams (greedy) each receive exactly the answer their message gets alone."""
+    messages = [f"第{i}个问题：订单{i:04d}什么时候到？" for i in range(16)]
+    alone = [ask(client, m, max_tokens=10).text() for m in messages]
+    together: list[str] = [""] * 16
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            together[i] = ask(client, messages[i], max_tokens=10).text()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not errors
+    assert together == alone
+    assert len(set(alone)) > 8
+
+
+def read_success_count(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    match = re.search(r'^nv_inference_request_success\{model="customer_service",version="1"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_count_successful_ensemble_requests(client: PipelineClient, triton_server: Any) -> None:
+    """:metrics nv_inference_request_success{model="customer_service"} grows with each request."""
+    url = f"http://127.0.0.1:{triton_server.ports.metrics}/metrics"
+    before = read_success_count(url)
+    ask(client, "谢谢", max_tokens=2)
+    ask(client, "再见", max_tokens=2)
+    assert read_success_count(url) >= before + 2
+
+
+BAD_INPUTS = [
+    pytest.param({"text_input": ""}, "text_input is empty", id="empty"),
+    pytest.param({"text_input": b"\xff\xfe\xfa broken"}, "not valid UTF-8", id="invalid-utf8"),
+    pytest.param({"text_input": "退" * 100_000}, "limit is 4000", id="100KB"),
+    pytest.param({"text_input": "你好", "history": "[{oops"}, "history is not valid JSON", id="malformed-history"),
+    pytest.param({"text_input": np.array([7], dtype=np.int32)}, "data-type", id="wrong-dtype"),
+    pytest.param({"text_input": "你好", "max_tokens": 100_000}, "at most 2048", id="max-tokens-too-big"),
+]
+
+
+@pytest.mark.parametrize(("inputs", "message"), BAD_INPUTS)
+def test_bad_inputs_get_a_clear_error_and_the_server_keeps_serving(
+    client: PipelineClient, inputs: dict[str, Any], message: str
+) -> None:
+    """Each bad input is refused with a message naming the problem; the next good request still works."""
+    with pytest.raises(InferenceServerException, match=message):
+        client.collect("customer_service", {"streaming": True, **inputs})
+    assert ask(client, "你好", max_tokens=2).last["finish_reason"] == "length"
+
+
+def test_every_intent_the_ensemble_reports_is_a_known_label(client: PipelineClient) -> None:
+    """Off-topic and garbage messages still get a label from the 14."""
+    for text in ["今天天气怎么样", "asdfgh ￥%……&", "😀😀😀"]:
+        assert ask(client, text, max_tokens=1).last["intent"] in LABELS

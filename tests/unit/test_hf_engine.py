@@ -1,0 +1,153 @@
+"""The CPU engine batches concurrent requests continuously and keeps each request's answer its own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
+from python_backends.llm.types import (
+    FinishReason,
+    GenerationOutput,
+    GenerationRequest,
+    InvalidRequestError,
+    SamplingParams,
+)
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint: Path) -> Iterator[ContinuousBatchingEngine]:
+    eng = ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tiny_checkpoint), max_batch_size=8))
+    yield eng
+    eng.shutdown()
+
+
+def prompt(engine: ContinuousBatchingEngine, text: str) -> str:
+    return str(
+        engine.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+        )
+    )
+
+
+def generate(engine: ContinuousBatchingEngine, request: GenerationRequest) -> list[GenerationOutput]:
+    return list(engine.submit(request).outputs(timeout=60))
+
+
+def text_of(outputs: list[GenerationOutput]) -> str:
+    return "".join(o.text for o in outputs)
+
+
+def test_concurrent_requests_get_the_same_answers_as_alone(engine: ContinuousBatchingEngine) -> None:
+    """12 concurrent greedy requests (more than the batch size of 8) each get exactly their solo answer."""
+    questions = [f"订单{i}什么时候发货？" + "请" * i for i in range(12)]
+    alone = [text_of(generate(engine, GenerationRequest(prompt(engine, q), GREEDY))) for q in questions]
+    together: list[str] = [""] * len(questions)
+
+    def worker(i: int) -> None:
+        together[i] = text_of(generate(engine, GenerationRequest(prompt(engine, questions[i]), GREEDY)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert together == alone
+    assert len(set(alone)) > 1
+
+
+def test_a_new_request_joins_a_running_batch(engine: ContinuousBatchingEngine) -> None:
+    """A short request submitted while a long one streams finishes before the long one does."""
+    long_handle = engine.submit(
+        GenerationRequest(prompt(engine, "long"), SamplingParams(max_tokens=400, temperature=0))
+    )
+    long_outputs = long_handle.outputs(timeout=60)
+    next(long_outputs)  # the long request is now decoding
+    short = generate(engine, GenerationRequest(prompt(engine, "short"), SamplingParams(max_tokens=3, temperature=0)))
+    assert short[-1].finished
+    assert not long_handle.done.is_set()
+    long_handle.cancel()
+    assert list(long_outputs)[-1].finish_reason is FinishReason.CANCELLED
+
+
+def test_streaming_sends_deltas_and_one_final_output(engine: ContinuousBatchingEngine) -> None:
+    """Streaming yields several deltas; only the last carries a finish reason and the first-token time."""
+    outputs = generate(engine, GenerationRequest(prompt(engine, "你好"), GREEDY))
+    assert len(outputs) > 1
+    assert all(o.finish_reason is None for o in outputs[:-1])
+    assert outputs[-1].finish_reason is FinishReason.LENGTH
+    assert outputs[-1].first_token_time_ns > 0
+
+
+def test_non_streaming_sends_one_output_with_the_whole_text(engine: ContinuousBatchingEngine) -> None:
+    """streaming=False gives exactly one output equal to the streamed text."""
+    streamed = text_of(generate(engine, GenerationRequest(prompt(engine, "退款"), GREEDY)))
+    single = generate(engine, GenerationRequest(prompt(engine, "退款"), GREEDY, streaming=False))
+    assert len(single) == 1
+    assert single[0].text == streamed
+
+
+def test_stop_string_ends_generation_before_it(engine: ContinuousBatchingEngine) -> None:
+    """A stop string taken from the greedy answer cuts the answer right before it, finish_reason stop."""
+    full = text_of(
+        generate(engine, GenerationRequest(prompt(engine, "stop"), SamplingParams(max_tokens=20, temperature=0)))
+    )
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    assert stop.strip()
+    params = SamplingParams(max_tokens=20, temperature=0, stop=(stop,))
+    outputs = generate(engine, GenerationRequest(prompt(engine, "stop"), params))
+    assert text_of(outputs) == full[: full.index(stop)]
+    assert outputs[-1].finish_reason is FinishReason.STOP
+
+
+def test_max_tokens_bounds_the_answer(engine: ContinuousBatchingEngine) -> None:
+    """max_tokens 1 gives at most one token's text and finish_reason length."""
+    outputs = generate(engine, GenerationRequest(prompt(engine, "hi"), SamplingParams(max_tokens=1, temperature=0)))
+    assert outputs[-1].finish_reason is FinishReason.LENGTH
+    assert len(engine.tokenizer(text_of(outputs), add_special_tokens=False)["input_ids"]) <= 1
+
+
+def test_seeded_sampling_is_reproducible_inside_a_batch(engine: ContinuousBatchingEngine) -> None:
+    """The same seed gives the same sampled text, alone or next to other requests."""
+    params = SamplingParams(max_tokens=10, temperature=1.0, top_p=0.95, top_k=50, seed=1234)
+    alone = text_of(generate(engine, GenerationRequest(prompt(engine, "seed"), params)))
+    other = engine.submit(GenerationRequest(prompt(engine, "noise"), SamplingParams(max_tokens=30, temperature=1.0)))
+    again = text_of(generate(engine, GenerationRequest(prompt(engine, "seed"), params)))
+    list(other.outputs(timeout=60))
+    assert again == alone
+
+
+def test_cancel_check_stops_generation(engine: ContinuousBatchingEngine) -> None:
+    """A client that went away (cancel_check true) ends its request with finish_reason cancelled."""
+    gone = threading.Event()
+    handle = engine.submit(
+        GenerationRequest(prompt(engine, "bye"), SamplingParams(max_tokens=500, temperature=0)),
+        cancel_check=gone.is_set,
+    )
+    outputs = handle.outputs(timeout=60)
+    next(outputs)
+    gone.set()
+    assert list(outputs)[-1].finish_reason is FinishReason.CANCELLED
+
+
+def test_prompts_over_the_input_limit_are_refused_at_submit(tiny_checkpoint: Path) -> None:
+    """A prompt longer than max_input_tokens raises InvalidRequestError before queueing."""
+    eng = ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tiny_checkpoint), max_input_tokens=16))
+    try:
+        with pytest.raises(InvalidRequestError, match="at most 16"):
+            eng.submit(GenerationRequest("很长的问题" * 50, GREEDY))
+        with pytest.raises(InvalidRequestError, match="empty"):
+            eng.submit(GenerationRequest("", GREEDY))
+    finally:
+        eng.shutdown()
+
+
+def test_missing_checkpoint_is_reported_clearly(tmp_path: Path) -> None:
+    """Pointing the engine at a folder without config.json names the folder and the fix."""
+    with pytest.raises(FileNotFoundError, match="LLM_CHECKPOINT"):
+        ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tmp_path)))

@@ -1,0 +1,101 @@
+"""Prompt building: system prompt per intent from YAML, validated history, trimmed to N turns and a budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from python_backends.prompt import ChatMessage, PromptBuilder, PromptConfig, PromptError, parse_history
+
+
+def render(messages: list[dict[str, str]], thinking: bool) -> str:
+    body = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+    return body + ("<think-on>" if thinking else "<think-off>")
+
+
+def builder(**overrides: object) -> PromptBuilder:
+    return PromptBuilder(PromptConfig(**overrides), render, count_tokens=len)  # type: ignore[arg-type]
+
+
+def turns(n: int) -> list[ChatMessage]:
+    out = []
+    for i in range(n):
+        out += [ChatMessage("user", f"q{i}"), ChatMessage("assistant", f"a{i}")]
+    return out
+
+
+def test_system_prompt_follows_the_intent() -> None:
+    """A refund message gets the refund system prompt; unknown intents fall back to default."""
+    b = builder()
+    assert "退款" in b.system_prompt("refund")
+    assert b.system_prompt("no-such-intent") == b.system_prompt(None)
+
+
+def test_system_prompts_are_data_an_operator_can_edit(tmp_path: Path) -> None:
+    """A YAML file given in the config replaces the built-in prompts."""
+    path = tmp_path / "prompts.yaml"
+    path.write_text("system_prompts:\n  default: 通用\n  refund: 只谈退款\n", encoding="utf-8")
+    prompt = builder(system_prompts_file=path).build("我要退款", intent="refund")
+    assert prompt.startswith("<system>只谈退款<user>我要退款")
+
+
+def test_history_is_kept_to_the_last_n_turns() -> None:
+    """With 5 turns allowed, the 6th-oldest exchange is dropped."""
+    prompt = builder(max_history_turns=5).build("now", turns(7))
+    assert "q1" not in prompt and "q2" in prompt and "a6" in prompt
+
+
+def test_history_is_trimmed_to_the_token_budget_from_the_oldest() -> None:
+    """A budget of 8 tokens (characters here) keeps only the newest exchanges that fit."""
+    prompt = builder(history_token_budget=8).build("now", turns(5))
+    assert "q3" in prompt and "a4" in prompt and "q2" not in prompt
+
+
+def test_trimmed_history_never_starts_with_an_assistant_reply() -> None:
+    """If the budget cuts between a question and its answer, the orphan answer goes too."""
+    history = [ChatMessage("user", "q" * 10), ChatMessage("assistant", "ok"), ChatMessage("user", "q2")]
+    kept = builder(history_token_budget=5).trim_history(history)
+    assert kept == [ChatMessage("user", "q2")]
+
+
+def test_thinking_is_off_by_default_and_configurable() -> None:
+    """Qwen3 thinking stays off unless enabled in the config."""
+    assert builder().build("hi").endswith("<think-off>")
+    assert builder(enable_thinking=True).build("hi").endswith("<think-on>")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{bad", "not valid JSON"),
+        ('{"role": "user"}', "JSON list"),
+        ('[{"role": "system", "content": "x"}]', "role must be one of"),
+        ('[{"role": "user", "content": 3}]', "string 'content'"),
+    ],
+)
+def test_malformed_history_is_refused_with_a_clear_message(raw: str, message: str) -> None:
+    """Broken history JSON names the problem instead of crashing."""
+    with pytest.raises(PromptError, match=message):
+        parse_history(raw)
+
+
+def test_valid_history_parses_and_empty_means_none() -> None:
+    """A JSON list of user/assistant messages parses; absent or blank history is empty."""
+    raw = json.dumps([{"role": "user", "content": "在吗"}, {"role": "assistant", "content": "在的"}])
+    assert parse_history(raw) == [ChatMessage("user", "在吗"), ChatMessage("assistant", "在的")]
+    assert parse_history(None) == [] and parse_history("  ") == []
+
+
+@pytest.mark.parametrize("message", ["", "   \n"])
+def test_empty_messages_are_refused(message: str) -> None:
+    """Empty or whitespace-only text is an error, not an empty prompt."""
+    with pytest.raises(PromptError, match="empty"):
+        builder().build(message)
+
+
+def test_oversized_messages_are_refused() -> None:
+    """A 100 KB message exceeds max_message_chars and says so."""
+    with pytest.raises(PromptError, match="limit is 4000"):
+        builder().build("长" * 100_000)

@@ -1,0 +1,87 @@
+"""The model repository renders per profile; every rendered config parses as a Triton ModelConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from engine_build.profiles import CPU_PROFILE
+from engine_build.render import RenderError, fill, render_repository, template_keys
+from python_backends.model_params import ModelParameters
+
+MODELS = {"intent_classifier", "prompt_builder", "llm", "pii_filter", "customer_service"}
+
+
+def parse(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+
+
+def test_cpu_profile_renders_configs_triton_can_parse(tmp_path: Path) -> None:
+    """All five models render and parse; llm is decoupled, the ensemble chains four steps."""
+    repo = render_repository(
+        tmp_path / "repo", CPU_PROFILE.with_overrides({"checkpoint_dir": "/ckpt"}).template_values()
+    )
+    configs = {p.parent.name: parse(p) for p in repo.glob("*/config.pbtxt")}
+    assert set(configs) == MODELS
+    assert configs["llm"].model_transaction_policy.decoupled
+    steps = [s.model_name for s in configs["customer_service"].ensemble_scheduling.step]
+    assert steps == ["intent_classifier", "prompt_builder", "llm", "pii_filter"]
+    assert configs["llm"].parameters["checkpoint_dir"].string_value == "/ckpt"
+
+
+def test_llm_speaks_the_tensorrt_llm_llmapi_names(tmp_path: Path) -> None:
+    """The llm model's inputs and outputs carry TensorRT-LLM llmapi names so the GPU engine drops in."""
+    repo = render_repository(tmp_path / "repo", CPU_PROFILE.template_values())
+    llm = parse(repo / "llm" / "config.pbtxt")
+    inputs = {i.name for i in llm.input}
+    assert {
+        "text_input",
+        "streaming",
+        "sampling_param_max_tokens",
+        "sampling_param_temperature",
+        "sampling_param_top_p",
+        "sampling_param_top_k",
+        "sampling_param_stop",
+        "sampling_param_seed",
+    } <= inputs
+    assert {"text_output", "finish_reason", "first_token_time_ns"} <= {o.name for o in llm.output}
+
+
+def test_unknown_keys_are_refused(tmp_path: Path) -> None:
+    """A misspelt profile key is an error, not silently ignored."""
+    with pytest.raises(RenderError, match="unknown template keys: chekpoint_dir"):
+        render_repository(tmp_path / "repo", {**CPU_PROFILE.template_values(), "chekpoint_dir": "/x"})
+
+
+def test_unfilled_placeholder_is_only_allowed_as_an_unset_parameter() -> None:
+    """`${x}` inside a string_value stays (read as unset); anywhere else rendering fails."""
+    assert fill('value { string_value: "${x}" }', {}) == 'value { string_value: "${x}" }'
+    with pytest.raises(RenderError, match="no value for count"):
+        fill("instance_group [ { count: ${count} } ]", {})
+
+
+def test_every_profile_field_is_used_by_some_template() -> None:
+    """The profile and the templates agree on their keys."""
+    assert set(CPU_PROFILE.template_values()) == template_keys()
+
+
+def test_parameter_reader_treats_unfilled_placeholders_as_unset() -> None:
+    """`${engine_dir}` left in a config reads as unset; typed getters convert or explain."""
+    params = ModelParameters.from_model_config(
+        {
+            "parameters": {
+                "a": {"string_value": "${engine_dir}"},
+                "n": {"string_value": "7"},
+                "b": {"string_value": "off"},
+            }
+        }
+    )
+    assert params.get_str("a") is None
+    assert params.get_int("n", 1) == 7 and params.get_bool("b", True) is False
+    with pytest.raises(ValueError, match="required"):
+        params.require_str("a")
+    with pytest.raises(ValueError, match="must be an integer"):
+        ModelParameters({"n": "x"}).get_int("n", 0)
