@@ -148,11 +148,11 @@ class TritonServer:
                 raise LaunchError(f"port {port} is already in use (another Triton?); set TRITON_*_PORT to free ports")
         self.log_file = self.log_file or self.build_dir / "triton.log"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_file.open("wb")
         logger.info("starting %s (log: %s)", install.server, self.log_file)
-        self.process = subprocess.Popen(
-            self.command(install), env=self.environment(install), stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_file.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                self.command(install), env=self.environment(install), stdout=log, stderr=subprocess.STDOUT
+            )
         self.wait_ready(timeout)
         return self
 
