@@ -1,0 +1,86 @@
+"""Just enough of `triton_python_backend_utils` to run our model.py adapters on CPU without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+_DTYPES = {
+    "TYPE_STRING": np.object_,
+    "TYPE_FP32": np.float32,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_BOOL": np.bool_,
+    "TYPE_UINT64": np.uint64,
+}
+
+
+class Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self._name, self._array = name, array
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+class TritonError:
+    def __init__(self, message: str) -> None:
+        self._message = message
+
+    def message(self) -> str:
+        return self._message
+
+
+class InferenceResponse:
+    def __init__(self, output_tensors: list[Tensor], error: TritonError | None = None) -> None:
+        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
+        self.error = error
+
+    def text(self, name: str) -> str:
+        return str(self.outputs[name][0].decode("utf-8"))
+
+
+class ResponseSender:
+    def __init__(self) -> None:
+        self.sent: list[tuple[InferenceResponse, int]] = []
+        self.cancelled = False
+
+    def send(self, response: InferenceResponse, flags: int = 0) -> None:
+        self.sent.append((response, flags))
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+
+class InferenceRequest:
+    def __init__(self, **inputs: Any) -> None:
+        self.inputs = {k: Tensor(k, _array(v)) for k, v in inputs.items()}
+        self.sender = ResponseSender()
+
+    def get_response_sender(self) -> ResponseSender:
+        return self.sender
+
+
+def _array(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, str | bytes):
+        return np.array([value.encode() if isinstance(value, str) else value], dtype=np.object_)
+    return np.array([value])
+
+
+def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
+    return request.inputs.get(name)
+
+
+def triton_string_to_numpy(name: str) -> Any:
+    return _DTYPES[name]
+
+
+def using_decoupled_model_transaction_policy(config: dict[str, Any]) -> bool:
+    return bool(config.get("model_transaction_policy", {}).get("decoupled"))

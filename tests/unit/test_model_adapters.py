@@ -1,0 +1,157 @@
+"""The thin model.py adapters, run on CPU with `triton_python_backend_utils` stubbed through sys.modules."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+from engine_build.profiles import CPU_PROFILE
+from engine_build.render import render_repository
+from python_backends.llm.handle import RequestHandle
+from python_backends.llm.types import FinishReason, GenerationOutput, GenerationRequest
+from tests.unit import fake_pb_utils as pb
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    values = CPU_PROFILE.with_overrides({"checkpoint_dir": "/nonexistent"}).template_values()
+    return render_repository(tmp_path_factory.mktemp("repo") / "repo", values)
+
+
+@pytest.fixture(autouse=True)
+def stub_pb_utils(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+    monkeypatch.delitem(sys.modules, "python_backends.triton_io", raising=False)
+    yield
+
+
+def model_args(repo: Path, name: str) -> dict[str, str]:
+    """The JSON model_config Triton hands to initialize(), derived from the rendered config.pbtxt."""
+    config = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    for out in as_json.get("output", []):
+        out.setdefault("data_type", "TYPE_FP32")
+    return {"model_config": json.dumps(as_json)}
+
+
+def load_model(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"adapter_{name}", REPO / "model_repository" / name / "1" / "model.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ScriptedEngine:
+    """Replaces only the engine: answers every request with fixed outputs through the adapter's sink."""
+
+    def __init__(self, outputs: list[GenerationOutput]) -> None:
+        self.outputs = outputs
+        self.requests: list[GenerationRequest] = []
+
+    def submit(self, request: GenerationRequest, sink: Any = None, cancel_check: Any = None) -> RequestHandle:
+        self.requests.append(request)
+        handle = RequestHandle(sink, cancel_check)
+        for output in self.outputs:
+            handle.emit(output)
+        return handle
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        pass
+
+
+def llm_model(rendered: Path, monkeypatch: pytest.MonkeyPatch, outputs: list[GenerationOutput]) -> Any:
+    module = load_model("llm")
+    engine = ScriptedEngine(outputs)
+    monkeypatch.setattr(module, "build_engine", lambda params: engine)
+    model = module.TritonPythonModel()
+    model.initialize(model_args(rendered, "llm"))
+    return model, engine
+
+
+def test_llm_streams_each_output_and_flags_only_the_last_final(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deltas go out in order with chunk indexes and echoed metadata; only the last carries the FINAL flag."""
+    outputs = [GenerationOutput("你"), GenerationOutput("好", FinishReason.STOP, 5)]
+    model, engine = llm_model(rendered, monkeypatch, outputs)
+    request = pb.InferenceRequest(
+        text_input="prompt", streaming=True, sampling_param_max_tokens=7, request_metadata="refund"
+    )
+    model.execute([request])
+    sent = request.sender.sent
+    assert [r.text("text_output") for r, _ in sent] == ["你", "好"]
+    assert [flags for _, flags in sent] == [0, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL]
+    assert [int(r.outputs["chunk_index"][0]) for r, _ in sent] == [0, 1]
+    assert {r.text("request_metadata") for r, _ in sent} == {"refund"}
+    assert sent[-1][0].text("finish_reason") == "stop"
+    assert engine.requests[0].sampling.max_tokens == 7 and engine.requests[0].streaming
+
+
+def test_llm_refuses_a_bad_request_with_a_final_error(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty prompt gets one error response flagged FINAL; the next request in the batch is still served."""
+    model, engine = llm_model(rendered, monkeypatch, [GenerationOutput("ok", FinishReason.STOP)])
+    bad, good = pb.InferenceRequest(text_input=""), pb.InferenceRequest(text_input="hi")
+    model.execute([bad, good])
+    ((response, flags),) = bad.sender.sent
+    assert response.error.message() == "text_input is empty" and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    assert good.sender.sent[-1][0].text("text_output") == "ok"
+    assert len(engine.requests) == 1
+
+
+def test_llm_engine_errors_end_the_request_with_an_error(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine failure mid-generation becomes an error response with the FINAL flag."""
+    model, _ = llm_model(
+        rendered, monkeypatch, [GenerationOutput("", FinishReason.ERROR, error="generation failed: boom")]
+    )
+    request = pb.InferenceRequest(text_input="hi")
+    model.execute([request])
+    ((response, flags),) = request.sender.sent
+    assert "boom" in response.error.message() and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def test_llm_refuses_to_load_without_the_decoupled_policy(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config without decoupled: true is rejected at load, not at the first request."""
+    module = load_model("llm")
+    args = json.loads(model_args(rendered, "llm")["model_config"])
+    args.pop("model_transaction_policy")
+    with pytest.raises(ValueError, match="decoupled"):
+        module.TritonPythonModel().initialize({"model_config": json.dumps(args)})
+
+
+def test_pii_filter_redacts_one_shot_and_per_stream(rendered: Path) -> None:
+    """Without a stream id a chunk is redacted alone; with one, a split number is held until complete."""
+    model = load_model("pii_filter").TritonPythonModel()
+    model.initialize(model_args(rendered, "pii_filter"))
+    (one_shot,) = model.execute([pb.InferenceRequest(text_input="电话13812345678")])
+    assert one_shot.text("text_output") == "电话[手机号]"
+    first, second = model.execute(
+        [
+            pb.InferenceRequest(text_input="电话138", stream_id="s", chunk_index=0, finish_reason="", intent="x"),
+            pb.InferenceRequest(text_input="12345678", stream_id="s", chunk_index=1, finish_reason="stop", intent="x"),
+        ]
+    )
+    assert first.text("text_output") == "电话"
+    assert second.text("text_output") == "[手机号]" and second.text("intent") == "x"
+
+
+def test_intent_adapter_isolates_a_bad_request(rendered: Path) -> None:
+    """Invalid UTF-8 in one request errors that request only; its neighbour is classified."""
+    model = load_model("intent_classifier").TritonPythonModel()
+    model.initialize(model_args(rendered, "intent_classifier"))
+    bad, good = model.execute(
+        [pb.InferenceRequest(text_input=b"\xff\xfe"), pb.InferenceRequest(text_input="我要开发票")]
+    )
+    assert "not valid UTF-8" in bad.error.message()
+    assert good.text("intent") == "invoice" and good.error is None
