@@ -1,0 +1,184 @@
+"""Build the exact command lines of the GPU toolchain, as data, so dry runs and tests see what real runs do.
+
+Two runtimes:
+- `pytorch` (maintained): NVIDIA Model Optimizer `examples/llm_ptq/hf_ptq.py` exports a quantized Hugging Face
+  checkpoint (`hf_quant_config.json`) that `tensorrt_llm.LLM` loads directly.
+- `engine` (legacy, TensorRT-LLM 1.0-1.1 only): `convert_checkpoint.py --use_weight_only` then `trtllm-build`
+  produce a compiled TensorRT engine; both tools were removed from TensorRT-LLM after 1.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine_build.render import TEMPLATE_DIR
+
+PYTORCH_QFORMATS = ("int4_awq", "int8_wo", "fp8")
+ENGINE_QFORMATS = ("int8_wo", "int4_wo")
+ENGINE_WEIGHT_ONLY_PRECISION = {"int8_wo": "int8", "int4_wo": "int4"}
+KV_CACHE_QFORMATS = ("none", "fp8")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One external process: argv, a name for its log file, and the paths it creates."""
+
+    name: str
+    argv: tuple[str, ...]
+    writes: tuple[Path, ...] = ()
+
+    def shell(self) -> str:
+        import shlex
+
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """Inputs of the pytorch-runtime quantization (Model Optimizer PTQ)."""
+
+    source: Path
+    output: Path
+    qformat: str = "int4_awq"
+    kv_cache_qformat: str = "none"
+    calib_size: int = 512
+    calib_dataset: str = ""
+    tensor_parallel: int = 1
+    modelopt_examples: Path = Path("/opt/Model-Optimizer/examples")
+    python: str = "python3"
+
+    def __post_init__(self) -> None:
+        if self.qformat not in PYTORCH_QFORMATS:
+            raise ValueError(f"--qformat {self.qformat!r} is not a pytorch-runtime format: {PYTORCH_QFORMATS}")
+        if self.kv_cache_qformat not in KV_CACHE_QFORMATS:
+            raise ValueError(f"--kv-cache-qformat must be one of {KV_CACHE_QFORMATS}")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Inputs of the legacy compiled-engine build (TensorRT-LLM 1.1 toolchain)."""
+
+    source: Path
+    output: Path
+    qformat: str = "int8_wo"
+    dtype: str = "bfloat16"
+    tensor_parallel: int = 1
+    max_batch_size: int = 64
+    max_input_len: int = 8192
+    max_seq_len: int = 10240
+    max_num_tokens: int = 8192
+    trtllm_examples: Path = Path("/opt/TensorRT-LLM/examples")
+    python: str = "python3"
+    workers: int = 1
+    extra_build_flags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.qformat not in ENGINE_QFORMATS:
+            raise ValueError(f"--qformat {self.qformat!r} is not an engine-runtime format: {ENGINE_QFORMATS}")
+        if self.max_input_len >= self.max_seq_len:
+            raise ValueError("max_seq_len must exceed max_input_len (it counts prompt plus output)")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output / "tllm_checkpoint"
+
+    @property
+    def engine_dir(self) -> Path:
+        return self.output / "engine"
+
+
+def quantize_commands(spec: QuantizeSpec) -> list[Command]:
+    """Model Optimizer PTQ from the BF16 checkpoint to a unified HF checkpoint for the PyTorch runtime."""
+    argv = [
+        spec.python,
+        str(spec.modelopt_examples / "llm_ptq" / "hf_ptq.py"),
+        "--pyt_ckpt_path",
+        str(spec.source),
+        "--qformat",
+        spec.qformat,
+        "--kv_cache_qformat",
+        spec.kv_cache_qformat,
+        "--calib_size",
+        str(spec.calib_size),
+        "--export_path",
+        str(spec.output),
+    ]
+    if spec.calib_dataset:
+        argv += ["--dataset", spec.calib_dataset]
+    if spec.tensor_parallel > 1:
+        argv += ["--inference_tensor_parallel", str(spec.tensor_parallel)]
+    writes = (spec.output / "config.json", spec.output / "hf_quant_config.json")
+    return [Command("hf_ptq", tuple(argv), writes)]
+
+
+def engine_commands(spec: EngineSpec) -> list[Command]:
+    """convert_checkpoint.py (weight-only INT8/INT4) then trtllm-build with in-flight batching features on."""
+    convert = [
+        spec.python,
+        str(spec.trtllm_examples / "models" / "core" / "qwen" / "convert_checkpoint.py"),
+        "--model_dir",
+        str(spec.source),
+        "--output_dir",
+        str(spec.checkpoint_dir),
+        "--dtype",
+        spec.dtype,
+        "--tp_size",
+        str(spec.tensor_parallel),
+        "--use_weight_only",
+        "--weight_only_precision",
+        ENGINE_WEIGHT_ONLY_PRECISION[spec.qformat],
+    ]
+    build = [
+        "trtllm-build",
+        "--checkpoint_dir",
+        str(spec.checkpoint_dir),
+        "--output_dir",
+        str(spec.engine_dir),
+        "--gemm_plugin",
+        "auto",
+        "--gpt_attention_plugin",
+        "auto",
+        "--kv_cache_type",
+        "paged",
+        "--remove_input_padding",
+        "enable",
+        "--context_fmha",
+        "enable",
+        "--use_paged_context_fmha",
+        "enable",
+        "--max_batch_size",
+        str(spec.max_batch_size),
+        "--max_input_len",
+        str(spec.max_input_len),
+        "--max_seq_len",
+        str(spec.max_seq_len),
+        "--max_num_tokens",
+        str(spec.max_num_tokens),
+        "--workers",
+        str(spec.workers),
+        *spec.extra_build_flags,
+    ]
+    ranks = tuple(spec.engine_dir / f"rank{r}.engine" for r in range(spec.tensor_parallel))
+    return [
+        Command("convert_checkpoint", tuple(convert), (spec.checkpoint_dir / "config.json",)),
+        Command("trtllm_build", tuple(build), (spec.engine_dir / "config.json", *ranks)),
+    ]
+
+
+def render_overrides(kv_fraction: float, max_batch_size: int, engine_dir: Path | None) -> dict[str, str]:
+    """The template values the GPU render needs beyond GPU_PROFILE's defaults."""
+    values = {"kv_cache_free_gpu_memory_fraction": str(kv_fraction), "llm_max_batch_size": str(max_batch_size)}
+    if engine_dir is not None:
+        values["engine_dir"] = str(engine_dir)
+    return values
+
+
+def render_command(out: Path, checkpoint: Path, overrides: dict[str, str]) -> Command:
+    """The follow-up render of the GPU model repository for what was just built."""
+    argv = ["python3", "-m", "engine_build", "render", "--profile", "gpu", "--checkpoint", str(checkpoint)]
+    argv += ["--out", str(out)]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={value}"]
+    models = sorted(config.parent.name for config in TEMPLATE_DIR.glob("*/config.pbtxt"))
+    return Command("render", tuple(argv), tuple(out / m / "config.pbtxt" for m in models))
