@@ -36,7 +36,7 @@ _EARLIEST_BIRTH = datetime.date(1900, 1, 1)
 
 _NOT_AFTER_ALNUM = r"(?<![0-9A-Za-z])"
 # A number does not start inside a code such as "JD-1380..." or right after a "+" that began a longer one.
-_NUMBER_START = r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][\-_/])(?<!\+)"
+_NUMBER_START = r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][\-_])(?<!\+)"
 _END = r"(?![0-9A-Za-z])"
 _AREA = r"0(?:10|2\d|[3-9]\d{2})"
 
@@ -90,21 +90,25 @@ class Recognizer:
 def _stands_alone(text: str, start: int, end: int) -> bool:
     """Reject a number that continues as a code ("...-A1", ".5", "@qq.com") or as more digit groups.
 
-    A value written in groups ("138 1234 5678") ends where its grouping ends: "6222 0212 3456 7890 123" is one
-    19-digit number, so its first 16 digits are not a card on their own.
+    A slash is not such a continuation: "张三/13800138000/北京" lists fields. A value written in groups
+    ("138 1234 5678") ends where its grouping ends: "6214 8301 2345 6781 1234" is one long number, so its first
+    16 digits are not a card. Groups have at least 3 digits; "138 1234 5678 2件" is a phone and a count.
     """
     after = text[end : end + 2]
-    if len(after) == 2 and after[0] in "-_./@" and after[1] in _ASCII_ALNUM:
+    if len(after) == 2 and after[0] in "-_.@" and after[1] in _ASCII_ALNUM:
         return False
     joiners = {char for char in text[start:end] if char in " -"}
     if not joiners:
         return True
-    if len(after) == 2 and after[0] in joiners and after[1] in _DIGITS:
+    more_after = _GROUP_AFTER.match(text, end)
+    if more_after is not None and more_after.group(1) in joiners:
         return False
-    before = text[start - 2 : start] if start >= 2 else ""
-    return not (
-        text[start] in _DIGITS and len(before) == 2 and before[1] in joiners and before[0] in _DIGITS
-    )
+    more_before = _GROUP_BEFORE.search(text[max(start - 4, 0) : start]) if text[start] in _DIGITS else None
+    return more_before is None or more_before.group(1) not in joiners
+
+
+_GROUP_AFTER = re.compile(r"([ \-])\d{3}")
+_GROUP_BEFORE = re.compile(r"\d{3}([ \-])\Z")
 
 
 def _digits(value: str) -> tuple[str, set[str]]:

@@ -34,7 +34,10 @@ class StreamingRedactor:
     def __init__(self, config: RedactionConfig | None = None, redactor: Redactor | None = None) -> None:
         """Use `redactor` to share one compiled redactor across streams; otherwise one is built from `config`."""
         self._redactor = redactor or Redactor(config)
-        self._reset()
+        self._raw = ""  # input not yet dropped: released context window + held text
+        self._folded = ""  # normalize(self._raw)
+        self._pos = 0  # output released up to here (index into _raw)
+        self._run_start = 0  # where the trailing break-free run begins (index into _raw)
 
     @property
     def held(self) -> int:
