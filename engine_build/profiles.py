@@ -50,6 +50,7 @@ def _as_text(value: Any) -> str:
 
 CPU_PROFILE = RepositoryProfile()
 GPU_PROFILE = RepositoryProfile(
+    checkpoint_dir="/models/qwen3-14b-int4_awq",  # `python -m engine_build quantize` output; --checkpoint overrides
     llm_engine="trtllm",
     llm_instance_kind="KIND_CPU",  # tensorrt_llm.LLM places itself on the GPUs; Triton must not pin a device
     llm_max_batch_size=64,
