@@ -1,0 +1,189 @@
+"""Dry runs print exactly the toolchain commands, flag by flag, for every supported precision and runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine_build.cli import build_parser
+from engine_build.gpu.commands import EngineSpec, QuantizeSpec, engine_commands, quantize_commands
+
+
+def flags(argv: tuple[str, ...]) -> dict[str, str | None]:
+    """`--name value` pairs (and bare `--switch` -> None) of a command line."""
+    out: dict[str, str | None] = {}
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--"):
+            takes_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            out[argv[i]] = argv[i + 1] if takes_value else None
+            i += 2 if takes_value else 1
+        else:
+            i += 1
+    return out
+
+
+@pytest.mark.parametrize("qformat", ["int4_awq", "int8_wo", "fp8"])
+def test_modelopt_ptq_command(qformat: str) -> None:
+    """hf_ptq.py from the BF16 source, with the format, KV cache format, calibration size and export path."""
+    (command,) = quantize_commands(
+        QuantizeSpec(Path("/models/Qwen3-14B"), Path(f"/models/q-{qformat}"), qformat, "fp8", 256)
+    )
+    assert command.argv[:2] == ("python3", "/opt/Model-Optimizer/examples/llm_ptq/hf_ptq.py")
+    assert flags(command.argv) == {
+        "--pyt_ckpt_path": "/models/Qwen3-14B",
+        "--qformat": qformat,
+        "--kv_cache_qformat": "fp8",
+        "--calib_size": "256",
+        "--export_path": f"/models/q-{qformat}",
+    }
+    assert Path(f"/models/q-{qformat}/hf_quant_config.json") in command.writes
+
+
+def test_modelopt_optional_flags() -> None:
+    (command,) = quantize_commands(
+        QuantizeSpec(Path("/s"), Path("/o"), calib_dataset="cnn_dailymail", tensor_parallel=2)
+    )
+    f = flags(command.argv)
+    assert f["--qformat"] == "int4_awq" and f["--kv_cache_qformat"] == "none"
+    assert f["--dataset"] == "cnn_dailymail" and f["--inference_tensor_parallel"] == "2"
+
+
+def test_pytorch_runtime_refuses_legacy_formats() -> None:
+    with pytest.raises(ValueError, match="not a pytorch-runtime format"):
+        QuantizeSpec(Path("/s"), Path("/o"), "int4_wo")
+    with pytest.raises(ValueError, match="not an engine-runtime format"):
+        EngineSpec(Path("/s"), Path("/o"), "int4_awq")
+
+
+@pytest.mark.parametrize(("qformat", "precision"), [("int8_wo", "int8"), ("int4_wo", "int4")])
+def test_legacy_engine_commands(qformat: str, precision: str) -> None:
+    """convert_checkpoint.py weight-only, then trtllm-build with paged KV, packed input, paged context FMHA."""
+    convert, build = engine_commands(EngineSpec(Path("/models/Qwen3-14B"), Path("/models/e"), qformat))
+    assert convert.argv[1] == "/opt/TensorRT-LLM/examples/models/core/qwen/convert_checkpoint.py"
+    assert flags(convert.argv) == {
+        "--model_dir": "/models/Qwen3-14B",
+        "--output_dir": "/models/e/tllm_checkpoint",
+        "--dtype": "bfloat16",
+        "--tp_size": "1",
+        "--use_weight_only": None,
+        "--weight_only_precision": precision,
+    }
+    assert build.argv[0] == "trtllm-build"
+    assert flags(build.argv) == {
+        "--checkpoint_dir": "/models/e/tllm_checkpoint",
+        "--output_dir": "/models/e/engine",
+        "--gemm_plugin": "auto",
+        "--gpt_attention_plugin": "auto",
+        "--kv_cache_type": "paged",
+        "--remove_input_padding": "enable",
+        "--context_fmha": "enable",
+        "--use_paged_context_fmha": "enable",
+        "--max_batch_size": "64",
+        "--max_input_len": "8192",
+        "--max_seq_len": "10240",
+        "--max_num_tokens": "8192",
+        "--workers": "1",
+    }
+    assert Path("/models/e/engine/rank0.engine") in build.writes
+
+
+def test_engine_needs_room_for_output() -> None:
+    with pytest.raises(ValueError, match="max_seq_len"):
+        EngineSpec(Path("/s"), Path("/o"), max_input_len=4096, max_seq_len=4096)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    args = build_parser().parse_args(argv)
+    code = int(args.func(args))
+    return code, capsys.readouterr().out
+
+
+def test_quantize_dry_run_prints_commands_and_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Nothing runs or is written; each command and each file appears in the output."""
+    out = tmp_path / "q"
+    code, text = run_cli(
+        [
+            "quantize",
+            "--source",
+            "/models/Qwen3-14B",
+            "--out",
+            str(out),
+            "--render-out",
+            str(tmp_path / "repo"),
+            "--dry-run",
+        ],
+        capsys,
+    )
+    assert code == 0 and not out.exists() and not (tmp_path / "repo").exists()
+    lines = text.splitlines()
+    assert any(line.startswith("would run [hf_ptq]: python3 ") and "--qformat int4_awq" in line for line in lines)
+    assert any(line.startswith("would run [render]: python3 -m engine_build render --profile gpu") for line in lines)
+    assert f"would write: {out / 'hf_quant_config.json'}" in lines
+    assert f"would write: {out / 'engine_build.json'}" in lines
+    assert f"would write: {tmp_path / 'repo' / 'llm' / 'config.pbtxt'}" in lines
+
+
+def test_engine_dry_run_renders_with_the_engine_dir(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, text = run_cli(
+        [
+            "quantize",
+            "--runtime",
+            "engine",
+            "--qformat",
+            "int4_wo",
+            "--source",
+            "/models/Qwen3-14B",
+            "--out",
+            "/models/e",
+            "--render-out",
+            str(tmp_path / "repo"),
+            "--dry-run",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "--weight_only_precision int4" in text and "would run [trtllm_build]: trtllm-build" in text
+    render = next(line for line in text.splitlines() if line.startswith("would run [render]"))
+    assert "--checkpoint /models/Qwen3-14B" in render and "--set engine_dir=/models/e/engine" in render
+
+
+def test_check_dry_run_names_the_gpu_query(capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = run_cli(["check", "--checkpoint", "/models/q", "--dry-run"], capsys)
+    assert code == 0
+    assert "would run [nvidia-smi]: nvidia-smi --query-gpu=name,memory.total,memory.used" in text
+
+
+def test_sizing_dry_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = run_cli(["sizing", "--dry-run"], capsys)
+    assert code == 0 and text.startswith("| precision |")
+
+
+def test_quantize_refuses_a_prequantized_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """AutoAWQ checkpoints do not load on this path; the run stops before any tool starts."""
+    source = tmp_path / "Qwen3-14B-AWQ"
+    source.mkdir()
+    (source / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "awq"}}))
+    (source / "model.safetensors").write_bytes(b"")
+    (source / "tokenizer.json").write_text("{}")
+    code, _ = run_cli(["quantize", "--source", str(source), "--out", str(tmp_path / "out")], capsys)
+    assert code == 1 and not (tmp_path / "out").exists()
+
+
+def test_check_sizes_a_quantized_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Precision and KV dtype come from hf_quant_config.json; too many sessions fails the check."""
+    export = tmp_path / "q"
+    export.mkdir()
+    (export / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+    (export / "model.safetensors").write_bytes(b"")
+    (export / "tokenizer.json").write_text("{}")
+    quant = {"quantization": {"quant_algo": "W4A16_AWQ", "kv_cache_quant_algo": "FP8"}}
+    (export / "hf_quant_config.json").write_text(json.dumps(quant))
+    code, text = run_cli(["check", "--checkpoint", str(export), "--gpu-memory-gib", "79.6"], capsys)
+    assert code == 0 and "int4_awq weights 9.2 GiB" in text and "KV fp8 80 KiB/token" in text
+    code, text = run_cli(
+        ["check", "--checkpoint", str(export), "--gpu-memory-gib", "79.6", "--sessions", "500"], capsys
+    )
+    assert code == 1 and "problem: only" in text
