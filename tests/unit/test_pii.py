@@ -1,0 +1,265 @@
+"""PII recognizers, context words, masking and the labelled corpus (no leaks, no altered hard negatives)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from python_backends.pii import PiiType, RedactionConfig, Redactor, find_pii, redact
+from python_backends.pii.config import PiiRules
+from python_backends.pii.evaluate import CorpusEntry, evaluate, load_corpus
+from python_backends.pii.recognizers import MAX_EXAMINED, RECOGNIZERS
+
+CORPUS = load_corpus()
+
+
+def types_found(text: str) -> list[tuple[str, str]]:
+    return [(span.type.value, span.value) for span in find_pii(text)]
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def test_corpus_is_big_enough_and_mostly_hard_negatives() -> None:
+    negatives = sum(entry.is_negative for entry in CORPUS)
+    assert len(CORPUS) >= 150
+    assert negatives * 2 >= len(CORPUS)
+    assert {span.type for entry in CORPUS for span in entry.spans} == set(PiiType)
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[entry.id for entry in CORPUS])
+def test_corpus_message_redacts_exactly_as_labelled(entry: CorpusEntry) -> None:
+    assert redact(entry.text) == entry.expected_redaction(Redactor())
+
+
+def test_corpus_has_zero_leaks_and_zero_altered_negatives() -> None:
+    result = evaluate(CORPUS, Redactor())
+    assert result.leaked == []
+    assert result.altered_negatives == []
+    assert result.total.false_positives == 0
+
+
+# ---------------------------------------------------------------- resident ID
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "11010519491231002X",
+        "11010519491231002x",
+        "110105 19491231 002X",
+        "110105 1949 1231 002X",
+        "110105-19491231-002X",
+        "440305199003071236",
+        "110105491231002",  # legacy 15-digit, born 1949-12-31
+    ],
+)
+def test_resident_id_formats(value: str) -> None:
+    assert types_found(f"身份证{value}。") == [("id_card", value)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "110105194912310021",  # wrong check digit
+        "110101199013321234",  # month 13
+        "990101199001011234",  # no such region
+        "110105203001010024",  # born in the future (check digit valid)
+        "110101901332123",  # 15-digit with an impossible date
+        "110105 19491231-002X",  # mixed separators
+    ],
+)
+def test_resident_id_failing_checks_passes_unchanged(value: str) -> None:
+    assert redact(f"身份证 {value}") == f"身份证 {value}"
+
+
+# ---------------------------------------------------------------- mobile and landline
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "13812345678",
+        "+86 138 1234 5678",
+        "+86-138-1234-5678",
+        "+8613812345678",
+        "0086 13812345678",
+        "8613812345678",
+        "138-1234-5678",
+        "138 12345678",
+        "１３８１２３４５６７８",
+    ],
+)
+def test_mobile_formats(value: str) -> None:
+    assert types_found(f"联系我：{value}，谢谢") == [("mobile", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12345678901",
+        "10012345678",
+        "138123456789",
+        "1381234567",
+        "A13812345678",
+        "13812345678B",
+        "JD-13812345678",
+        "13812345678.5",
+        "订单号13812345678",
+        "¥13812345678",
+        "138 1234 5678 1234",
+    ],
+)
+def test_not_a_mobile(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["010-12345678", "(021)12345678", "（０２１）１２３４５６７８", "0755 1234 5678", "0571-87654321", "02012345678",
+     "010-12345678-801"],
+)
+def test_landline_formats(value: str) -> None:
+    assert types_found(f"座机 {value} 工作日") == [("landline", value)]
+
+
+@pytest.mark.parametrize("text", ["400-820-8820", "400 888 6666", "800-810-1234", "95588", "10086", "4001234567"])
+def test_company_hotlines_pass(text: str) -> None:
+    assert redact(f"客服热线 {text}") == f"客服热线 {text}"
+
+
+# ---------------------------------------------------------------- bank card
+
+LUHN_UNIONPAY_19 = "6222021234567890128"
+LUHN_NO_ISSUER_16 = "3034123456789126"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [LUHN_UNIONPAY_19, "6222 0212 3456 7890 128", "4111 1111 1111 1111", "4111-1111-1111-1111", "5500000000000004"],
+)
+def test_bank_card_formats(value: str) -> None:
+    assert types_found(f"退款到 {value} 谢谢") == [("bank_card", value)]
+
+
+def test_bank_card_context_words_decide() -> None:
+    assert redact(f"卡号{LUHN_NO_ISSUER_16}") == "卡号[银行卡号]"
+    assert redact(f"请核对 {LUHN_NO_ISSUER_16}") == f"请核对 {LUHN_NO_ISSUER_16}"
+    assert redact(f"订单号 {LUHN_UNIONPAY_19}") == f"订单号 {LUHN_UNIONPAY_19}"
+    assert redact(f"运单号：{LUHN_UNIONPAY_19}") == f"运单号：{LUHN_UNIONPAY_19}"
+
+
+def test_bank_card_failing_luhn_passes() -> None:
+    assert redact("卡号 6222021234567890127") == "卡号 6222021234567890127"
+
+
+def test_grouped_number_is_not_partially_matched() -> None:
+    text = "6214 8301 2345 6781 1234"  # first 16 digits pass Luhn
+    assert redact(text) == text
+
+
+def test_card_context_wins_over_id_shape() -> None:
+    # 18 digits that are a valid ID: a card when the words say so (if it also passes Luhn), else an ID.
+    assert types_found("身份证 11010519491231002X")[0][0] == "id_card"
+
+
+# ---------------------------------------------------------------- email, passport, plate
+
+
+@pytest.mark.parametrize(
+    "value", ["zhang.san@example.com", "li_si+tag@mail.company.cn", "123456789@qq.com", "Ａ＠ｑｑ．ｃｏｍ"]
+)
+def test_email(value: str) -> None:
+    assert types_found(f"邮箱{value}，谢谢") == [("email", value)]
+
+
+def test_email_after_sentence_dot() -> None:
+    assert redact("mail me at a.b@c.com.") == "mail me at [邮箱]."
+
+
+@pytest.mark.parametrize("value", ["E12345678", "EA1234567", "G12345678", "DE1234567", "SE1234567", "PE1234567"])
+def test_passport(value: str) -> None:
+    assert types_found(f"护照{value}") == [("passport", value)]
+
+
+@pytest.mark.parametrize("text", ["E1234567", "E123456789", "EA123456789CN", "型号 G12345678", "SKU E12345678"])
+def test_not_a_passport(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize("value", ["京A12345", "粤B·D12345", "沪AD12345", "浙A12345D", "苏E 12345", "川A·88888"])
+def test_license_plate(value: str) -> None:
+    assert types_found(f"车是{value}，") == [("license_plate", value)]
+
+
+@pytest.mark.parametrize("text", ["京东", "京A1234", "新款A12 手机壳", "京ABCDE"])
+def test_not_a_plate(text: str) -> None:
+    assert redact(text) == text
+
+
+# ---------------------------------------------------------------- placeholders, masking, config
+
+
+def test_placeholders() -> None:
+    text = "身份证11010519491231002X 手机13812345678 座机010-12345678 卡6222021234567890128 a@b.cn E12345678 京A12345"
+    assert redact(text) == "身份证[身份证号] 手机[手机号] 座机[座机号] 卡[银行卡号] [邮箱] [护照号] [车牌号]"
+
+
+def test_find_pii_offsets_point_into_the_original_text() -> None:
+    text = "号码：１３８１２３４５６７８。"
+    (span,) = find_pii(text)
+    assert text[span.start : span.end] == span.value == "１３８１２３４５６７８"
+    assert span.type is PiiType.MOBILE
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("13812345678", "138****5678"),
+        ("+86 138 1234 5678", "+86 138 **** 5678"),
+        ("11010519491231002X", "110105********002X"),
+        ("6222 0212 3456 7890 128", "6222 **** **** ***0 128"),
+        ("zhang.san@example.com", "z****.***@example.com"),
+        ("010-12345678", "010-****5678"),
+        ("E12345678", "E*****678"),
+        ("粤B·D12345", "粤B·*****5"),
+    ],
+)
+def test_mask_mode(text: str, masked: str) -> None:
+    assert Redactor(RedactionConfig(mode="mask")).redact(text) == masked
+
+
+def test_mask_char_and_enabled_types() -> None:
+    redactor = Redactor(RedactionConfig(mode="mask", mask_char="#", enabled_types=frozenset({PiiType.MOBILE})))
+    assert redactor.redact("13812345678 a@b.cn") == "138####5678 a@b.cn"
+    by_name = Redactor(RedactionConfig(enabled_types=frozenset({"email"})))  # type: ignore[arg-type]
+    assert by_name.redact("13812345678 a@b.cn") == "13812345678 [邮箱]"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"mode": "hide"}, {"mask_char": "**"}, {"enabled_types": frozenset({"phone"})}]
+)
+def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        RedactionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_rules_file_is_editable_data(tmp_path: Path) -> None:
+    source = Path(RedactionConfig().rules_path).read_text(encoding="utf-8")
+    custom = tmp_path / "rules.yaml"
+    custom.write_text(source.replace('"[手机号]"', '"<PHONE>"'), encoding="utf-8")
+    assert Redactor(RedactionConfig(rules_path=custom)).redact("手机13812345678") == "手机<PHONE>"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("types: {mobile: {placeholder: x}}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="missing"):
+        PiiRules.from_yaml(broken)
+
+
+def test_every_pattern_reads_a_bounded_width() -> None:
+    """The streaming redactor's holdback bound relies on this."""
+    parser = re._parser  # type: ignore[attr-defined]
+    for recognizer in RECOGNIZERS:
+        _, widest = parser.parse(recognizer.pattern.pattern).getwidth()
+        assert widest + 4 <= MAX_EXAMINED, recognizer.type

@@ -1,0 +1,129 @@
+"""StreamingRedactor contract: for every split, output == redact(text) and no released prefix shows a value."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from python_backends.pii import PiiType, RedactionConfig, Redactor, StreamingRedactor
+from python_backends.pii.evaluate import load_corpus
+from python_backends.pii.recognizers import MAX_EXAMINED
+
+CORPUS_TEXTS = [entry.text for entry in load_corpus()]
+PLACEHOLDER = Redactor()
+MASK = Redactor(RedactionConfig(mode="mask"))
+
+# Pieces to glue into texts: values, near-miss values, context words, prose and the characters where
+# boundaries are decided (joiners, digits, letters, province characters).
+FRAGMENTS = [
+    "13812345678", "+86 138 1234 5678", "0086-150-1234-5678", "8613812345678", "１３８１２３４５６７８",
+    "11010519491231002X", "110105 19491231 002x", "110105491231002", "010-12345678", "(021)12345678",
+    "0755 1234 5678", "6222021234567890128", "6222 0212 3456 7890 128", "3034123456789126",
+    "zhang.san@example.com", "123@qq.com", "E12345678", "EA1234567", "京A12345", "粤B·D12345", "沪AD12345",
+    "订单号", "运单号：", "卡号", "手机", "身份证", "¥", "SF1234567890123", "400-820-8820", "2024-03-15",
+    "iPhone 15", "RTX4090", "1380.00", "12345678901", "你好，", "请问", "谢谢。", "的", "京东", "新款",
+    " ", " ", "-", ".", "@", "/", "+", "(", ")", "0", "1", "8", "86", "x", "A", "D", "E", "京", "粤", "·",
+]
+PIECE = st.one_of(st.sampled_from(FRAGMENTS), st.text(alphabet="0123456789 -.@+()xXAE京·a", max_size=6))
+GENERATED = st.lists(PIECE, max_size=14).map("".join)
+
+
+def stream(text: str, cuts: list[int], redactor: Redactor) -> list[str]:
+    """Feed `text` cut at `cuts`; return the output released so far after each feed and after flush."""
+    streaming = StreamingRedactor(redactor=redactor)
+    released: list[str] = []
+    out = ""
+    bounds = [0, *sorted(set(cuts)), len(text)]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        out += streaming.feed(text[start:end])
+        released.append(out)
+    out += streaming.flush()
+    released.append(out)
+    return released
+
+
+def assert_contract(text: str, cuts: list[int], redactor: Redactor) -> None:
+    expected = redactor.redact(text)
+    hidden = [span.value for span in redactor.find_pii(text) if span.value not in expected]
+    released = stream(text, cuts, redactor)
+    assert released[-1] == expected
+    for prefix in released:
+        assert expected.startswith(prefix), (text, cuts, prefix)
+        assert not any(value in prefix for value in hidden), (text, cuts, prefix)
+
+
+@st.composite
+def text_and_cuts(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> tuple[str, list[int]]:
+    text = draw(texts)
+    cuts = draw(st.lists(st.integers(0, len(text)), max_size=len(text)))
+    return text, cuts
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text_and_cuts(st.sampled_from(CORPUS_TEXTS)))
+def test_corpus_texts_any_split(case: tuple[str, list[int]]) -> None:
+    assert_contract(*case, PLACEHOLDER)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text_and_cuts(GENERATED))
+def test_generated_texts_any_split(case: tuple[str, list[int]]) -> None:
+    assert_contract(*case, PLACEHOLDER)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text_and_cuts(GENERATED))
+def test_mask_mode_any_split(case: tuple[str, list[int]]) -> None:
+    assert_contract(*case, MASK)
+
+
+def test_every_corpus_text_char_by_char() -> None:
+    for text in CORPUS_TEXTS:
+        assert_contract(text, list(range(len(text))), PLACEHOLDER)
+
+
+def test_mobile_is_held_until_it_is_complete() -> None:
+    streaming = StreamingRedactor()
+    assert streaming.feed("我的手机号是138") == "我的手机号是"
+    assert streaming.feed("1234") == ""
+    assert streaming.held == 7
+    assert streaming.feed("5678") == ""
+    assert streaming.feed("，谢谢") == "[手机号]，谢谢"
+    assert streaming.held == 0
+
+
+def test_chinese_prose_flows_through_at_once() -> None:
+    streaming = StreamingRedactor()
+    for char in "您好，订单已经发货了，请注意查收。":
+        assert streaming.feed(char) == char
+        assert streaming.held == 0
+
+
+def test_order_number_decided_by_preceding_context() -> None:
+    streaming = StreamingRedactor()
+    out = streaming.feed("订单号：622202123") + streaming.feed("4567890128 已发货") + streaming.flush()
+    assert out == "订单号：6222021234567890128 已发货"
+
+
+def test_trailing_province_character_waits_for_one_more() -> None:
+    streaming = StreamingRedactor()
+    assert streaming.feed("在北京") == "在北"
+    assert streaming.feed("东路") == "京东路"
+
+
+def test_holdback_and_buffer_stay_bounded_on_endless_digits() -> None:
+    streaming = StreamingRedactor()
+    released = 0
+    for _ in range(20_000):
+        released += len(streaming.feed("1234"))
+        assert streaming.held <= MAX_EXAMINED + 4
+    held = streaming.held
+    assert released + held == 80_000
+    assert len(streaming.flush()) == held
+
+
+def test_flush_resets_for_the_next_stream() -> None:
+    streaming = StreamingRedactor(RedactionConfig(enabled_types=frozenset({PiiType.MOBILE})))
+    assert streaming.feed("") == ""
+    assert streaming.feed("13812345678") + streaming.flush() == "[手机号]"
+    assert streaming.feed("你好") + streaming.flush() == "你好"
