@@ -69,17 +69,19 @@ def shape_from_config(path: Path, fallback: ModelShape) -> ModelShape:
         return fallback
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config = config.get("pretrained_config", config)
-    hidden = int(config.get("hidden_size", fallback.hidden_size))
-    heads = int(config.get("num_attention_heads", fallback.num_attention_heads))
+    if "num_attention_heads" not in config:  # not a decoder config we can read: size the default model
+        return fallback
+    hidden = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
     return ModelShape(
         name=str(config.get("_name_or_path") or path.name),
         hidden_size=hidden,
-        intermediate_size=int(config.get("intermediate_size", fallback.intermediate_size)),
-        num_layers=int(config.get("num_hidden_layers", fallback.num_layers)),
+        intermediate_size=int(config["intermediate_size"]),
+        num_layers=int(config["num_hidden_layers"]),
         num_attention_heads=heads,
-        num_kv_heads=int(config.get("num_key_value_heads", heads)),
-        head_dim=int(config.get("head_dim") or hidden // heads),
-        vocab_size=int(config.get("vocab_size", fallback.vocab_size)),
+        num_kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or config.get("head_size") or hidden // heads),  # engines: head_size
+        vocab_size=int(config["vocab_size"]),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
     )
 
