@@ -1,12 +1,25 @@
-"""Full-width to ASCII folding, one character for one, so offsets in the folded text match the original."""
+"""Full-width to ASCII folding, one character for one, so offsets in the folded text match the original.
+
+Only the characters a pattern or context word can contain are folded (digits, letters, "+-.@_%():#=[$" and the
+ideographic space); "，" and "？" stay as they are, which keeps folding cheap on Chinese text.
+"""
 
 from __future__ import annotations
 
-# U+FF01..U+FF5E are full-width forms of ASCII 0x21..0x7E; U+3000 is the ideographic space.
+import re
+
 _FOLD: dict[int, int] = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 _FOLD[0x3000] = 0x20
+_FOLDABLE = re.compile(
+    "[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\uff0b\uff0d\uff0e\uff20\uff3f\uff05\uff08\uff09"
+    "\uff1a\uff03\uff1d\uff3b\uff04\u3000]+"
+)
 
 
 def normalize(text: str) -> str:
     """Fold "１３８" to "138" and "（０１０）" to "(010)"; the length never changes."""
-    return text.translate(_FOLD)
+    return _FOLDABLE.sub(_fold_run, text)
+
+
+def _fold_run(match: re.Match[str]) -> str:
+    return match.group().translate(_FOLD)

@@ -27,8 +27,7 @@ MAX_EXAMINED = 400
 
 # First two digits of a resident ID: province-level region codes (81-83: HK/Macau/Taiwan residence permits).
 _REGIONS = frozenset(
-    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 65 71 81 82 83"
-    .split()
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
 )
 # Issuer prefixes seen on cards in China (UnionPay, Visa, Mastercard, JCB, Discover, legacy domestic 95xx).
 _CARD_ISSUER = re.compile(r"62|60|65|4|5[1-5]|2[2-7]|35|95")
@@ -56,9 +55,7 @@ _LANDLINE = (
     r"(?:(?<![0-9A-Za-z])\(" + _AREA + r"\)[ \-]?|" + _NUMBER_START + _AREA + r"[ \-]?)"
     r"(?:[1-9]\d{6,7}|[1-9]\d{2,3}[ \-]\d{4})(?:-\d{1,5})?" + _END
 )
-_BANK_CARD = (
-    _NUMBER_START + r"(?:\d{16,19}|\d{4}(?P<j>[ \-])\d{4}(?P=j)\d{4}(?P=j)\d{4}(?:(?P=j)\d{1,3})?)" + _END
-)
+_BANK_CARD = _NUMBER_START + r"(?:\d{16,19}|\d{4}(?P<j>[ \-])\d{4}(?P=j)\d{4}(?P=j)\d{4}(?:(?P=j)\d{1,3})?)" + _END
 _PASSPORT = _NUMBER_START + r"(?:[EGDSP]\d{8}|E[A-HJ-NP-Z]\d{7}|[DSP]E\d{7})" + _END
 _PLATE = (
     f"[{PROVINCES}][A-HJ-NP-Z](?:[{re.escape(_PLATE_JOINERS)}]|\\x20(?=\\d))?"
@@ -76,6 +73,7 @@ class Recognizer:
 
     type: PiiType
     first_chars: str
+    prefilter: str  # lookarounds after the first character: a cheap necessary condition, checked in C
     pattern: re.Pattern[str]
     validate: Callable[[str, bool], bool]
     number_like: bool = True
@@ -158,14 +156,26 @@ def _always(value: str, favoured: bool) -> bool:
     return True
 
 
+def _digits_follow(count: int) -> str:
+    """After a first digit, at least `count` more digits, single spaces or hyphens allowed between them."""
+    return f"(?<=[0-9])(?=(?:[ \\-]?[0-9]){{{count}}})"
+
+
 # Priority order: when two formats match at one place and no context word picks one, the first wins.
 RECOGNIZERS: tuple[Recognizer, ...] = (
-    Recognizer(PiiType.EMAIL, _ASCII_ALNUM, re.compile(_EMAIL), _always, number_like=False),
-    Recognizer(PiiType.ID_CARD, _DIGITS, re.compile(_ID18), _valid_id18),
-    Recognizer(PiiType.MOBILE, _DIGITS + "+", re.compile(_MOBILE), _always),
-    Recognizer(PiiType.LANDLINE, _DIGITS + "(", re.compile(_LANDLINE), _always),
-    Recognizer(PiiType.BANK_CARD, _DIGITS, re.compile(_BANK_CARD), _valid_bank_card),
-    Recognizer(PiiType.ID_CARD, _DIGITS, re.compile(_ID15), _valid_id15),
-    Recognizer(PiiType.PASSPORT, "EGDSP", re.compile(_PASSPORT), _always),
-    Recognizer(PiiType.LICENSE_PLATE, PROVINCES, re.compile(_PLATE), _valid_plate),
+    Recognizer(
+        PiiType.EMAIL,
+        _ASCII_ALNUM,
+        r"(?<=[0-9A-Za-z])(?=[A-Za-z0-9._%+\-]{0,63}@)",
+        re.compile(_EMAIL),
+        _always,
+        number_like=False,
+    ),
+    Recognizer(PiiType.ID_CARD, _DIGITS, _digits_follow(16), re.compile(_ID18), _valid_id18),
+    Recognizer(PiiType.MOBILE, _DIGITS + "+", _digits_follow(10) + r"|(?<=\+)(?=86)", re.compile(_MOBILE), _always),
+    Recognizer(PiiType.LANDLINE, _DIGITS + "(", _digits_follow(9) + r"|(?<=\()(?=0)", re.compile(_LANDLINE), _always),
+    Recognizer(PiiType.BANK_CARD, _DIGITS, _digits_follow(15), re.compile(_BANK_CARD), _valid_bank_card),
+    Recognizer(PiiType.ID_CARD, _DIGITS, _digits_follow(14), re.compile(_ID15), _valid_id15),
+    Recognizer(PiiType.PASSPORT, "EGDSP", r"(?<=[EGDSP])(?=[0-9A-Z][0-9]{7})", re.compile(_PASSPORT), _always),
+    Recognizer(PiiType.LICENSE_PLATE, PROVINCES, f"(?<=[{PROVINCES}])(?=[A-Z])", re.compile(_PLATE), _valid_plate),
 )

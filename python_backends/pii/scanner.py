@@ -1,7 +1,8 @@
 """The left-to-right search both redaction modes share, so streaming and one-shot output cannot drift apart.
 
 A C-level pre-scan jumps to places where a value could start (a letter or digit not inside a word, "+", "(",
-a province character before a capital); only there do the recognizers and the context words get a look.
+a province character before a capital, each with enough digits or an "@" after it); only there do the
+recognizers and the context words get a look.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ class PiiScanner:
                     by_first.setdefault(char, []).append(recognizer)
         self._by_first = {char: tuple(recognizers) for char, recognizers in by_first.items()}
         starts = "".join(sorted(self._by_first)) or "(?!)"
+        conditions = "|".join(dict.fromkeys(r.prefilter for r in RECOGNIZERS if r.type in enabled)) or "(?!)"
         provinces = f"[{PROVINCES}]"
-        # One character class first, so the regex engine skips plain prose without leaving C.
+        # One character class first, so the regex engine skips plain prose without leaving C; then the
+        # recognizers' cheap conditions, so only places where some pattern can match reach Python.
         self._prescan = re.compile(
-            f"[{re.escape(starts)}]"
-            f"(?:(?<={provinces})(?=[A-Z])|(?<!{provinces})(?<![0-9A-Za-z].))"
+            f"[{re.escape(starts)}](?:(?<={provinces})|(?<!{provinces})(?<![0-9A-Za-z].))(?:{conditions})"
         )
 
     def next_hit(self, text: str, pos: int, stop: int) -> Hit | None:

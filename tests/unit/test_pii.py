@@ -118,8 +118,15 @@ def test_not_a_mobile(text: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["010-12345678", "(021)12345678", "（０２１）１２３４５６７８", "0755 1234 5678", "0571-87654321", "02012345678",
-     "010-12345678-801"],
+    [
+        "010-12345678",
+        "(021)12345678",
+        "（０２１）１２３４５６７８",
+        "0755 1234 5678",
+        "0571-87654321",
+        "02012345678",
+        "010-12345678-801",
+    ],
 )
 def test_landline_formats(value: str) -> None:
     assert types_found(f"座机 {value} 工作日") == [("landline", value)]
@@ -238,9 +245,7 @@ def test_mask_char_and_enabled_types() -> None:
     assert by_name.redact("13812345678 a@b.cn") == "13812345678 [邮箱]"
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"mode": "hide"}, {"mask_char": "**"}, {"enabled_types": frozenset({"phone"})}]
-)
+@pytest.mark.parametrize("kwargs", [{"mode": "hide"}, {"mask_char": "**"}, {"enabled_types": frozenset({"phone"})}])
 def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RedactionConfig(**kwargs)  # type: ignore[arg-type]
