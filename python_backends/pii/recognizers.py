@@ -33,7 +33,6 @@ _REGIONS = frozenset(
 _CARD_ISSUER = re.compile(r"62|60|65|4|5[1-5]|2[2-7]|35|95")
 _EARLIEST_BIRTH = datetime.date(1900, 1, 1)
 
-_NOT_AFTER_ALNUM = r"(?<![0-9A-Za-z])"
 # A number does not start inside a code such as "JD-1380..." or right after a "+" that began a longer one.
 _NUMBER_START = r"(?<![0-9A-Za-z])(?<![0-9A-Za-z][\-_])(?<!\+)"
 _END = r"(?![0-9A-Za-z])"
@@ -85,6 +84,11 @@ class Recognizer:
         return self.validate(text[start:end], favoured)
 
 
+# Another digit group of at least 3 digits right after / before a grouped value.
+_GROUP_AFTER = re.compile(r"([ \-])\d{3}")
+_GROUP_BEFORE = re.compile(r"\d{3}([ \-])\Z")
+
+
 def _stands_alone(text: str, start: int, end: int) -> bool:
     """Reject a number that continues as a code ("...-A1", ".5", "@qq.com") or as more digit groups.
 
@@ -103,10 +107,6 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
         return False
     more_before = _GROUP_BEFORE.search(text[max(start - 4, 0) : start]) if text[start] in _DIGITS else None
     return more_before is None or more_before.group(1) not in joiners
-
-
-_GROUP_AFTER = re.compile(r"([ \-])\d{3}")
-_GROUP_BEFORE = re.compile(r"\d{3}([ \-])\Z")
 
 
 def _digits(value: str) -> tuple[str, set[str]]:

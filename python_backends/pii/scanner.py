@@ -35,13 +35,13 @@ class PiiScanner:
                 for char in recognizer.first_chars:
                     by_first.setdefault(char, []).append(recognizer)
         self._by_first = {char: tuple(recognizers) for char, recognizers in by_first.items()}
-        starts = "".join(sorted(self._by_first)) or "(?!)"
-        conditions = "|".join(dict.fromkeys(r.prefilter for r in RECOGNIZERS if r.type in enabled)) or "(?!)"
+        starts = re.escape("".join(sorted(self._by_first)))
+        conditions = "|".join(dict.fromkeys(r.prefilter for r in RECOGNIZERS if r.type in enabled))
         provinces = f"[{PROVINCES}]"
         # One character class first, so the regex engine skips plain prose without leaving C; then the
         # recognizers' cheap conditions, so only places where some pattern can match reach Python.
         self._prescan = re.compile(
-            f"[{re.escape(starts)}](?:(?<={provinces})|(?<!{provinces})(?<![0-9A-Za-z].))(?:{conditions})"
+            f"[{starts}](?:(?<={provinces})|(?<!{provinces})(?<![0-9A-Za-z].))(?:{conditions})" if starts else "(?!)"
         )
 
     def next_hit(self, text: str, pos: int, stop: int) -> Hit | None:

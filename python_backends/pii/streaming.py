@@ -20,7 +20,7 @@ from python_backends.pii.config import RedactionConfig
 from python_backends.pii.context import CONTEXT_WINDOW
 from python_backends.pii.normalize import normalize
 from python_backends.pii.recognizers import MAX_EXAMINED, PII_ALPHABET
-from python_backends.pii.redactor import Redactor
+from python_backends.pii.redactor import Redactor, default_redactor
 
 # Matched on the reversed text: the longest suffix without a break. A space belongs to the run when the
 # character after it (before it, reversed) is a digit, or when it is the last character so far.
@@ -32,8 +32,8 @@ class StreamingRedactor:
     """Feed chunks as they arrive; each `feed` returns the text that is final, `flush` returns the rest."""
 
     def __init__(self, config: RedactionConfig | None = None, redactor: Redactor | None = None) -> None:
-        """Use `redactor` to share one compiled redactor across streams; otherwise one is built from `config`."""
-        self._redactor = redactor or Redactor(config)
+        """`config` None means defaults (placeholders, all types); `redactor` shares one across many streams."""
+        self._redactor = redactor or (Redactor(config) if config is not None else default_redactor())
         self._raw = ""  # input not yet dropped: released context window + held text
         self._folded = ""  # normalize(self._raw)
         self._pos = 0  # output released up to here (index into _raw)

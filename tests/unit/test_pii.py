@@ -10,7 +10,8 @@ import pytest
 from python_backends.pii import PiiType, RedactionConfig, Redactor, find_pii, redact
 from python_backends.pii.config import PiiRules
 from python_backends.pii.evaluate import CorpusEntry, evaluate, load_corpus
-from python_backends.pii.recognizers import MAX_EXAMINED, RECOGNIZERS
+from python_backends.pii.normalize import normalize
+from python_backends.pii.recognizers import MAX_EXAMINED, PII_ALPHABET, RECOGNIZERS
 
 CORPUS = load_corpus()
 
@@ -268,3 +269,14 @@ def test_every_pattern_reads_a_bounded_width() -> None:
     for recognizer in RECOGNIZERS:
         _, widest = parser.parse(recognizer.pattern.pattern).getwidth()
         assert widest + 4 <= MAX_EXAMINED, recognizer.type
+
+
+def test_no_enabled_types_leaves_text_alone() -> None:
+    text = "手机13812345678 (021)12345678 a@b.cn 京A12345"
+    assert Redactor(RedactionConfig(enabled_types=frozenset())).redact(text) == text
+
+
+def test_values_only_use_the_alphabet_the_streaming_holdback_relies_on() -> None:
+    for entry in CORPUS:
+        for span in entry.spans:
+            assert set(normalize(span.value)) <= PII_ALPHABET, span
