@@ -1,0 +1,119 @@
+"""The gateway's app factory: `create_app()` (uvicorn: `frontend.app:create_app --factory`).
+
+The lifespan builds the Redis pool, the Triton gRPC client and every service once and keeps them on
+`app.state.services`; exception handlers turn every error into the one `ErrorResponse` body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from frontend.errors import GatewayError, redis_unavailable
+from frontend.middleware import RequestContextMiddleware
+from frontend.observability.logging import configure_logging, request_id_var
+from frontend.observability.metrics import GatewayMetrics
+from frontend.protocol.errors import ErrorBody, ErrorResponse
+from frontend.routers import admin, agent_ws, chat, customer_ws, feedback, health, openai_compat, page, sessions
+from frontend.services.container import GatewayServices
+from frontend.services.redis_store import REDIS_DOWN, connect_redis
+from frontend.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+STATIC_DIR = page.STATIC_DIR
+
+
+def error_response(error: GatewayError) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=error.code, message=error.message, request_id=request_id_var.get()))
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
+    async def on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, GatewayError)
+        metrics.errors.labels(exc.code).inc()
+        return error_response(exc)
+
+    async def on_redis_down(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("Redis unavailable during %s: %s", request.url.path, exc)
+        return await on_gateway_error(request, redis_unavailable())
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"请求参数无效：{where}: {first.get('msg', '')}".strip()
+        return await on_gateway_error(request, GatewayError("invalid_request", message, 422))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return await on_gateway_error(request, GatewayError(code, str(exc.detail), exc.status_code))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s", request.url.path)
+        return await on_gateway_error(request, GatewayError("internal_error", "服务器内部错误。", 500))
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    for exc_type in REDIS_DOWN:
+        app.add_exception_handler(exc_type, on_redis_down)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()  # type: ignore[call-arg]  # secrets come from the environment
+    configure_logging(settings.log_level, settings.log_json)
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = GatewayServices.build(settings, metrics, connect_redis(settings.redis_url))
+        app.state.services = services
+        try:
+            await services.handoff.ensure_group()
+            await services.faq.seed_once(settings.faq_seed_file)
+        except REDIS_DOWN as exc:
+            logger.warning("Redis not reachable at start (%s); serving, /readyz reports it", exc)
+        logger.info("gateway ready: triton %s, variant %s", settings.triton_grpc_url, settings.model_variant)
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(title="Customer-service gateway", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app, metrics)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    for router in (
+        page.router,
+        health.router,
+        chat.router,
+        openai_compat.router,
+        customer_ws.router,
+        agent_ws.router,
+        admin.router,
+        feedback.router,
+        sessions.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,42 @@
+"""FastAPI dependencies (`Annotated` aliases): the services, and the callers' credentials."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from frontend.errors import unauthorized
+from frontend.security import client_ip, matches_any, presented_key, require_key
+from frontend.services.container import GatewayServices
+
+
+def get_services(conn: HTTPConnection) -> GatewayServices:
+    services: GatewayServices = conn.app.state.services
+    return services
+
+
+Services = Annotated[GatewayServices, Depends(get_services)]
+
+
+def api_client(conn: HTTPConnection, services: Services) -> str:
+    return require_key(conn, services.settings.api_keys)
+
+
+def admin(conn: HTTPConnection, services: Services) -> str:
+    return require_key(conn, [services.settings.admin_api_key.get_secret_value()])
+
+
+def customer(conn: HTTPConnection, services: Services) -> str:
+    """The chat page's own calls (feedback, history): the site key when one is configured, or any API key."""
+    site_key = services.settings.site_key
+    candidate = presented_key(conn, query_name="site_key") or conn.headers.get("x-site-key")
+    if site_key is None or matches_any(candidate, [site_key.get_secret_value(), *services.settings.api_keys]):
+        return client_ip(conn)
+    raise unauthorized()
+
+
+ApiClient = Annotated[str, Depends(api_client)]
+Admin = Annotated[str, Depends(admin)]
+Customer = Annotated[str, Depends(customer)]

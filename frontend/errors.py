@@ -1,0 +1,53 @@
+"""The gateway's one error type; exception handlers turn it into `ErrorResponse`, sockets into error frames."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """An error meant for the client: a stable `code`, a Chinese `message` a customer can read, an HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.code!r}, status={self.status})"
+
+
+def invalid_request(message: str) -> GatewayError:
+    return GatewayError("invalid_request", message, 400)
+
+
+def unknown_session() -> GatewayError:
+    return GatewayError("unknown_session", "会话不存在或已过期，请开始新的会话。", 404)
+
+
+def unauthorized() -> GatewayError:
+    return GatewayError("unauthorized", "缺少或错误的 API 密钥。", 401)
+
+
+def forbidden(message: str = "不允许的来源。") -> GatewayError:
+    return GatewayError("forbidden", message, 403)
+
+
+def rate_limited(retry_after: int) -> GatewayError:
+    return GatewayError("rate_limited", "请求过于频繁，请稍后再试。", 429, retry_after=retry_after)
+
+
+def redis_unavailable() -> GatewayError:
+    return GatewayError("redis_unavailable", "会话服务暂时不可用，请稍后再试。", 503, retry_after=5)
+
+
+def triton_unavailable() -> GatewayError:
+    return GatewayError("triton_unavailable", "智能客服暂时不可用，请稍后再试。", 503, retry_after=10)
+
+
+def triton_timeout() -> GatewayError:
+    return GatewayError("timeout", "回复超时，请稍后再试。", 504)
+
+
+def session_busy() -> GatewayError:
+    return GatewayError("session_busy", "上一条消息仍在处理中，请稍后再试。", 409)

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus) and structured logs of the gateway."""

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one gateway app, on its own registry (several apps may live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gateway_http_requests", "HTTP requests by route and status", ["method", "route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "gateway_http_request_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.replies = Counter("gateway_replies", "Replies by channel and source", ["channel", "source"], registry=r)
+        self.time_to_first_token = Histogram(
+            "gateway_time_to_first_token_seconds",
+            "Message received to first reply text",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reply_seconds = Histogram(
+            "gateway_reply_seconds", "Message received to reply done", ["channel"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.open_websockets = Gauge("gateway_open_websockets", "Open WebSockets", ["kind"], registry=r)
+        self.faq_lookups = Counter("gateway_faq_lookups", "FAQ cache lookups by result", ["result"], registry=r)
+        self.handoffs = Counter("gateway_handoffs", "Sessions handed to a human agent", ["reason"], registry=r)
+        self.errors = Counter("gateway_errors", "Errors sent to clients by code", ["code"], registry=r)
+        self.feedback = Counter("gateway_feedback", "Feedback by model variant", ["variant", "kind"], registry=r)
+        self.cancelled = Counter("gateway_generations_cancelled", "Generations cancelled (client left)", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

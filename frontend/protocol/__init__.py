@@ -1,0 +1,1 @@
+"""Wire schemas of the gateway's APIs (pydantic models and WebSocket frame builders)."""

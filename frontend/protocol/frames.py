@@ -1,0 +1,138 @@
+"""WebSocket frames of the customer socket: what the browser sends, and the JSON frames the server sends.
+
+Every server frame carries `message`: the whole (redacted) reply so far, or a readable notice, because the
+blueprint's browser client renders `JSON.parse(event.data).message` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from frontend.errors import GatewayError, invalid_request
+
+Frame = dict[str, Any]
+ClientKind = Literal["message", "resume", "handoff", "feedback", "ping"]
+
+HANDOFF_QUEUED = "正在为您转接人工客服，请稍候……"
+HANDOFF_ASSIGNED = "人工客服已接入，请问有什么可以帮您？"
+HANDOFF_RELEASED = "人工客服已结束服务，智能客服将继续为您服务。"
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    """One parsed frame from the customer: `message` is the default kind (the blueprint sends only that)."""
+
+    kind: ClientKind
+    message: str = ""
+    session_id: str | None = None
+    last_event_id: str | None = None
+    message_id: str | None = None
+    rating: int | None = None
+    thumbs: str | None = None
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid_request(f"`{key}` 必须是字符串。")
+    return value
+
+
+def parse_client_frame(raw: str, max_message_chars: int) -> ClientFrame:
+    """Validate one text frame; raises `GatewayError` with a code the client can act on."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise GatewayError("invalid_json", "消息格式错误：需要 JSON，例如 {\"message\": \"你好\"}。") from None
+    if not isinstance(data, dict):
+        raise GatewayError("invalid_json", "消息格式错误：需要一个 JSON 对象。")
+    kind = data.get("type", "message")
+    if kind not in ("message", "resume", "handoff", "feedback", "ping"):
+        raise invalid_request(f"未知的消息类型：{str(kind)[:40]}")
+    session_id = _optional_str(data, "session_id")
+    if kind == "message":
+        message = data.get("message")
+        if not isinstance(message, str):
+            raise GatewayError("empty_message", "消息不能为空。")
+        message = message.strip()
+        if not message:
+            raise GatewayError("empty_message", "消息不能为空。")
+        if len(message) > max_message_chars:
+            raise GatewayError("message_too_long", f"消息过长：最多 {max_message_chars} 个字符。", 413)
+        return ClientFrame("message", message=message, session_id=session_id)
+    if kind == "resume":
+        if session_id is None:
+            raise invalid_request("恢复会话需要 session_id。")
+        return ClientFrame("resume", session_id=session_id, last_event_id=_optional_str(data, "last_event_id"))
+    if kind == "feedback":
+        rating = data.get("rating")
+        if rating is not None and (not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5):
+            raise invalid_request("评分必须是 1 到 5 的整数。")
+        thumbs = data.get("thumbs")
+        if thumbs not in (None, "up", "down") or (rating is None and thumbs is None):
+            raise invalid_request("请给出评分（1-5）或 thumbs（up/down）。")
+        message_id = _optional_str(data, "message_id")
+        if message_id is None:
+            raise invalid_request("评价需要 message_id。")
+        return ClientFrame("feedback", session_id=session_id, message_id=message_id, rating=rating, thumbs=thumbs)
+    return ClientFrame(kind, session_id=session_id)
+
+
+def delta_frame(session_id: str, message_id: str, message: str, delta: str, intent: str) -> Frame:
+    return {
+        "type": "delta",
+        "session_id": session_id,
+        "message_id": message_id,
+        "message": message,
+        "delta": delta,
+        "intent": intent,
+    }
+
+
+def done_frame(
+    session_id: str, message_id: str, message: str, intent: str, finish_reason: str, source: str
+) -> Frame:
+    return {
+        "type": "done",
+        "session_id": session_id,
+        "message_id": message_id,
+        "message": message,
+        "delta": "",
+        "intent": intent,
+        "finish_reason": finish_reason,
+        "source": source,
+    }
+
+
+def error_frame(error: GatewayError, session_id: str | None = None, message_id: str | None = None) -> Frame:
+    frame: Frame = {"type": "error", "code": error.code, "message": error.message, "session_id": session_id}
+    if message_id is not None:
+        frame["message_id"] = message_id
+    if error.retry_after is not None:
+        frame["retry_after"] = error.retry_after
+    return frame
+
+
+def handoff_frame(session_id: str, state: Literal["queued", "assigned", "released"], intent: str = "") -> Frame:
+    notice = {"queued": HANDOFF_QUEUED, "assigned": HANDOFF_ASSIGNED, "released": HANDOFF_RELEASED}[state]
+    return {"type": "handoff", "state": state, "session_id": session_id, "message": notice, "intent": intent}
+
+
+def user_frame(session_id: str, message_id: str, message: str, origin: str) -> Frame:
+    """A customer message, for the session's other tabs and the agent; never sent back to `origin`."""
+    return {"type": "user", "session_id": session_id, "message_id": message_id, "message": message, "origin": origin}
+
+
+def agent_frame(session_id: str, message_id: str, message: str) -> Frame:
+    return {
+        "type": "agent",
+        "session_id": session_id,
+        "message_id": message_id,
+        "message": message,
+        "delta": message,
+        "intent": "human_agent",
+    }

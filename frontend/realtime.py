@@ -1,0 +1,56 @@
+"""Socket plumbing shared by the customer and agent sockets: serialised sends and session event forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from frontend.protocol.frames import Frame
+from frontend.services.events import SessionEvents
+from frontend.services.redis_store import REDIS_DOWN
+
+logger = logging.getLogger(__name__)
+
+FrameFilter = Callable[[Frame], Frame | None]
+
+
+class FrameSender:
+    """One writer at a time: the receive loop, the forwarders and the turn tasks all send on one socket."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self._lock = asyncio.Lock()
+
+    async def send(self, frame: Frame) -> bool:
+        async with self._lock:
+            if self._ws.client_state != WebSocketState.CONNECTED:
+                return False
+            try:
+                await self._ws.send_text(json.dumps(frame, ensure_ascii=False))
+            except (RuntimeError, OSError):
+                return False
+            return True
+
+
+async def forward_events(
+    events: SessionEvents, session_id: str, after: str, sender: FrameSender, keep: FrameFilter
+) -> None:
+    """Send the session's frames after event `after` until cancelled; survives a Redis restart."""
+    delay = 0.2
+    while True:
+        try:
+            batch = await events.read(session_id, after, block_ms=2000)
+            delay = 0.2
+        except REDIS_DOWN:
+            await asyncio.sleep(delay)  # back off while Redis is down; the next read resumes after `after`
+            delay = min(delay * 2, 2.0)
+            continue
+        for event_id, frame in batch:
+            after = event_id
+            out = keep(frame)
+            if out is not None and not await sender.send(out):
+                return

@@ -1,0 +1,145 @@
+"""`/ws/agent`: a human agent's socket (agent API key in `X-API-Key` or `?api_key=`).
+
+Agent frames: {"type": "take", "session_id"?} | {"type": "reply", "session_id", "message"} |
+{"type": "release", "session_id"} | {"type": "ping"}. The server answers `assigned` (with the history),
+`queue_empty`, `sent`, `released`, `error`, and forwards each held session's frames (type `user` = customer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from frontend.errors import GatewayError, invalid_request, redis_unavailable
+from frontend.protocol.frames import Frame, error_frame
+from frontend.realtime import FrameSender, forward_events
+from frontend.security import matches_any, presented_key
+from frontend.services.container import GatewayServices
+from frontend.services.redis_store import REDIS_DOWN
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["agent"])
+
+
+def _field(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_request(f"缺少 `{key}`。")
+    return value.strip()
+
+
+class AgentConnection:
+    def __init__(self, websocket: WebSocket, services: GatewayServices, agent: str) -> None:
+        self.ws = websocket
+        self.services = services
+        self.agent = agent
+        self.sender = FrameSender(websocket)
+        self.held: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                try:
+                    await self.handle(message.get("text"))
+                except GatewayError as exc:
+                    await self.sender.send(error_frame(exc))
+                except REDIS_DOWN:
+                    await self.sender.send(error_frame(redis_unavailable()))
+        except WebSocketDisconnect:
+            return
+        finally:
+            await self.close()
+
+    async def handle(self, text: str | None) -> None:
+        try:
+            data = json.loads(text) if text is not None else None
+        except json.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise GatewayError("invalid_json", "需要 JSON 对象。")
+        kind = data.get("type")
+        desk = self.services.desk
+        if kind == "ping":
+            await self.sender.send({"type": "pong", "message": ""})
+        elif kind == "take":
+            requested = data.get("session_id")
+            after_by_session = {}
+            if isinstance(requested, str):
+                after_by_session[requested] = await self.services.events.last_id(requested)
+            session_id = await desk.take(self.agent, requested if isinstance(requested, str) else None)
+            if session_id is None:
+                await self.sender.send({"type": "queue_empty", "message": "当前没有排队的会话。"})
+                return
+            after = after_by_session.get(session_id) or await self.services.events.last_id(session_id)
+            turns = await self.services.sessions.turns(session_id)
+            await self.sender.send(
+                {
+                    "type": "assigned",
+                    "session_id": session_id,
+                    "message": "",
+                    "history": [{"role": t.role, "content": t.content, "source": t.source} for t in turns],
+                }
+            )
+            self.follow(session_id, after)
+        elif kind == "reply":
+            session_id = _field(data, "session_id")
+            message_id = await desk.reply(self.agent, session_id, _field(data, "message"))
+            await self.sender.send({"type": "sent", "session_id": session_id, "message_id": message_id, "message": ""})
+        elif kind == "release":
+            session_id = _field(data, "session_id")
+            await desk.release(self.agent, session_id)
+            await self.unfollow(session_id)
+            await self.sender.send({"type": "released", "session_id": session_id, "message": ""})
+        else:
+            raise invalid_request("未知的消息类型。")
+
+    def follow(self, session_id: str, after: str) -> None:
+        if session_id not in self.held:
+            self.held[session_id] = asyncio.create_task(
+                forward_events(self.services.events, session_id, after, self.sender, self.keep)
+            )
+
+    @staticmethod
+    def keep(frame: Frame) -> Frame:
+        frame.pop("origin", None)
+        return frame
+
+    async def unfollow(self, session_id: str) -> None:
+        task = self.held.pop(session_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        for session_id in list(self.held):
+            await self.unfollow(session_id)
+            try:
+                await self.services.desk.requeue(self.agent, session_id)
+            except REDIS_DOWN:
+                logger.warning("could not requeue session %s: Redis down", session_id)
+
+
+@router.websocket("/ws/agent")
+async def agent_socket(websocket: WebSocket) -> None:
+    services: GatewayServices = websocket.app.state.services
+    key = services.settings.agent_api_key.get_secret_value()
+    if not matches_any(presented_key(websocket), [key]):
+        await websocket.close(code=1008, reason="agent API key required")
+        return
+    agent = (websocket.query_params.get("agent") or "agent-" + secrets.token_hex(4))[:64]
+    await websocket.accept()
+    gauge = services.metrics.open_websockets.labels("agent")
+    gauge.inc()
+    try:
+        await AgentConnection(websocket, services, agent).run()
+    finally:
+        gauge.dec()

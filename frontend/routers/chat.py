@@ -1,0 +1,52 @@
+"""`POST /chat`: one turn over REST (the blueprint's `?prompt=` form, or a JSON body with a session)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request
+
+from frontend.deps import ApiClient, Services
+from frontend.errors import GatewayError, invalid_request
+from frontend.protocol.chat import ChatRequest, ChatResponse
+from frontend.protocol.errors import ErrorResponse
+from frontend.security import client_ip
+
+router = APIRouter(tags=["chat"], responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}})
+
+
+@router.post("/chat", response_model=ChatResponse)
+async def chat(
+    request: Request,
+    services: Services,
+    client: ApiClient,
+    body: Annotated[ChatRequest | None, Body()] = None,
+    prompt: Annotated[str | None, Query(max_length=100_000)] = None,
+    session_id: Annotated[str | None, Query()] = None,
+) -> ChatResponse:
+    settings = services.settings
+    if body is None:
+        if prompt is None:
+            raise invalid_request("需要 `prompt` 查询参数或 JSON 请求体 {\"message\": ...}。")
+        body = ChatRequest(message=prompt, session_id=session_id) if prompt.strip() else None
+        if body is None:
+            raise GatewayError("empty_message", "消息不能为空。")
+    message = body.message.strip()
+    if not message:
+        raise GatewayError("empty_message", "消息不能为空。")
+    if len(message) > settings.max_message_chars:
+        raise GatewayError("message_too_long", f"消息过长：最多 {settings.max_message_chars} 个字符。", 413)
+    await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
+    await services.limiter.check("user", body.session_id or client, settings.rate_limit_per_user)
+    info = await services.conversation.open_session(body.session_id)
+    result = await services.conversation.customer_message(
+        info.session_id, message, origin="rest", channel="rest", max_tokens=body.max_tokens
+    )
+    return ChatResponse(
+        message=result.message,
+        session_id=result.session_id,
+        intent=result.intent,
+        message_id=result.message_id,
+        finish_reason=result.finish_reason,
+        source=result.source,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,177 @@
+"""`/ws/chat`: the customer's socket. The blueprint client sends `{"message": ...}` and renders `message`.
+
+Client frames: {"message", "session_id"?} | {"type": "resume", "session_id", "last_event_id"?} |
+{"type": "handoff"} | {"type": "feedback", "message_id", "rating"|"thumbs"} | {"type": "ping"}.
+Server frames (JSON, always with `message`): delta, done, error, handoff, agent, user (another tab), resumed,
+feedback, pong. Frames of the conversation come from the session's event stream and carry `event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from frontend.errors import GatewayError, forbidden, redis_unavailable, unauthorized
+from frontend.observability.logging import session_id_var
+from frontend.protocol.feedback import FeedbackRequest
+from frontend.protocol.frames import ClientFrame, Frame, error_frame, parse_client_frame
+from frontend.realtime import FrameSender, forward_events
+from frontend.security import client_ip, matches_any, origin_allowed
+from frontend.services.container import GatewayServices
+from frontend.services.feedback import submit_feedback
+from frontend.services.redis_store import REDIS_DOWN
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["websocket"])
+
+
+class CustomerConnection:
+    """One customer socket, bound to one session after its first message (or resume)."""
+
+    def __init__(self, websocket: WebSocket, services: GatewayServices) -> None:
+        self.ws = websocket
+        self.services = services
+        self.settings = services.settings
+        self.sender = FrameSender(websocket)
+        self.origin = "ws-" + secrets.token_hex(6)
+        self.ip = client_ip(websocket)
+        self.session_id: str | None = None
+        self.forwarder: asyncio.Task[None] | None = None
+        self.turns: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                await self.on_frame(message.get("text"), message.get("bytes"))
+        except WebSocketDisconnect:
+            return
+        finally:
+            await self.close()
+
+    async def on_frame(self, text: str | None, data: bytes | None) -> None:
+        try:
+            if text is None:
+                raise GatewayError("unsupported_frame", "不支持二进制消息，请发送 JSON 文本。")
+            if len(text.encode("utf-8")) > self.settings.max_ws_frame_bytes:
+                raise GatewayError("message_too_long", "消息过长。", 413)
+            await self.handle(parse_client_frame(text, self.settings.max_message_chars))
+        except GatewayError as exc:
+            await self.send_error(exc)
+        except REDIS_DOWN:
+            await self.send_error(redis_unavailable())
+
+    async def send_error(self, exc: GatewayError, message_id: str | None = None) -> None:
+        self.services.metrics.errors.labels(exc.code).inc()
+        await self.sender.send(error_frame(exc, self.session_id, message_id))
+
+    async def handle(self, frame: ClientFrame) -> None:
+        if frame.kind == "ping":
+            await self.sender.send({"type": "pong", "message": "", "session_id": self.session_id})
+            return
+        if frame.kind == "resume":
+            assert frame.session_id is not None
+            await self.bind(frame.session_id, frame.last_event_id, explicit=True)
+            return
+        await self.services.limiter.check("ip", self.ip, self.settings.rate_limit_per_ip)
+        if self.session_id is None or frame.session_id not in (None, self.session_id):
+            await self.bind(frame.session_id, None, explicit=False)
+        assert self.session_id is not None
+        if frame.kind == "message":
+            await self.services.limiter.check("user", self.session_id, self.settings.rate_limit_per_user)
+            task = asyncio.create_task(self.turn(self.session_id, frame.message))
+            self.turns.add(task)
+            task.add_done_callback(self.turns.discard)
+        elif frame.kind == "handoff":
+            await self.services.conversation.request_handoff(self.session_id, reason="customer")
+        elif frame.kind == "feedback":
+            assert frame.message_id is not None
+            request = FeedbackRequest(
+                session_id=self.session_id, message_id=frame.message_id, rating=frame.rating,
+                thumbs=frame.thumbs,  # type: ignore[arg-type]
+            )
+            s = self.services
+            await submit_feedback(s.feedback, s.sessions, s.metrics, request)
+            await self.sender.send({"type": "feedback", "message": "感谢您的评价！", "message_id": frame.message_id})
+
+    async def bind(self, session_id: str | None, last_event_id: str | None, explicit: bool) -> None:
+        """Attach the socket to a session and start forwarding its events (replaying after `last_event_id`)."""
+        if self.session_id is not None and session_id != self.session_id:
+            if self.turns:
+                raise GatewayError("session_mismatch", "当前连接已绑定其他会话。", 409)
+            await self.stop_forwarder()
+        info = await self.services.conversation.open_session(session_id)
+        if session_id is None:
+            after = "0-0"
+        elif last_event_id is not None:
+            after = last_event_id
+        else:
+            after = await self.services.events.last_id(info.session_id)
+        self.session_id = info.session_id
+        session_id_var.set(info.session_id)
+        if self.forwarder is None:
+            self.forwarder = asyncio.create_task(
+                forward_events(self.services.events, info.session_id, after, self.sender, self.keep)
+            )
+        if explicit:
+            await self.sender.send(
+                {"type": "resumed", "session_id": info.session_id, "state": info.state, "message": ""}
+            )
+
+    def keep(self, frame: Frame) -> Frame | None:
+        if frame.get("type") == "user" and frame.pop("origin", None) == self.origin:
+            return None
+        return frame
+
+    async def turn(self, session_id: str, text: str) -> None:
+        session_id_var.set(session_id)
+        try:
+            await self.services.conversation.customer_message(session_id, text, self.origin, "websocket")
+        except GatewayError as exc:
+            await self.send_error(exc)
+        except REDIS_DOWN:
+            await self.send_error(redis_unavailable())
+        except Exception:
+            logger.exception("turn failed")
+            await self.send_error(GatewayError("internal_error", "服务器内部错误。", 500))
+
+    async def stop_forwarder(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.cancel()
+            await asyncio.gather(self.forwarder, return_exceptions=True)
+            self.forwarder = None
+
+    async def close(self) -> None:
+        """The customer left: cancel running generations (partial replies are kept as `cancelled`)."""
+        for task in list(self.turns):
+            task.cancel()
+        await asyncio.gather(*self.turns, return_exceptions=True)
+        await self.stop_forwarder()
+
+
+@router.websocket("/ws/chat")
+async def customer_socket(websocket: WebSocket) -> None:
+    services: GatewayServices = websocket.app.state.services
+    settings = services.settings
+    if not origin_allowed(websocket, settings.origins):
+        services.metrics.errors.labels(forbidden().code).inc()
+        await websocket.close(code=1008, reason="origin not allowed")
+        return
+    site_key = settings.site_key
+    if site_key is not None and not matches_any(websocket.query_params.get("site_key"), [site_key.get_secret_value()]):
+        services.metrics.errors.labels(unauthorized().code).inc()
+        await websocket.close(code=1008, reason="site key required")
+        return
+    await websocket.accept()
+    gauge = services.metrics.open_websockets.labels("customer")
+    gauge.inc()
+    try:
+        await CustomerConnection(websocket, services).run()
+    finally:
+        gauge.dec()

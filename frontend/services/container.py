@@ -1,0 +1,74 @@
+"""Everything the lifespan builds once and keeps on `app.state.services`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from frontend.observability.metrics import GatewayMetrics
+from frontend.services.agent_desk import AgentDesk
+from frontend.services.conversation import Conversation
+from frontend.services.events import SessionEvents
+from frontend.services.faq import FaqStore
+from frontend.services.feedback import FeedbackStore
+from frontend.services.handoff import HandoffQueue
+from frontend.services.rate_limit import RateLimiter
+from frontend.services.sessions import SessionStore
+from frontend.services.triton import TritonChat
+from frontend.settings import GatewaySettings
+
+
+@dataclass
+class GatewayServices:
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    redis: Redis
+    triton: TritonChat
+    sessions: SessionStore
+    events: SessionEvents
+    faq: FaqStore
+    handoff: HandoffQueue
+    feedback: FeedbackStore
+    limiter: RateLimiter
+    conversation: Conversation
+    desk: AgentDesk
+
+    @classmethod
+    def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
+        triton = TritonChat(
+            settings.triton_grpc_url,
+            settings.triton_model,
+            first_response_timeout=settings.triton_first_response_timeout_seconds,
+            reply_timeout=settings.triton_reply_timeout_seconds,
+            retry_seconds=settings.triton_retry_seconds,
+        )
+        sessions = SessionStore(
+            redis,
+            ttl_seconds=settings.session_ttl_seconds,
+            max_turns=settings.max_history_turns,
+            token_budget=settings.history_token_budget,
+            variant=settings.model_variant,
+        )
+        events = SessionEvents(redis, settings.events_retained, settings.session_ttl_seconds)
+        faq = FaqStore(redis)
+        handoff = HandoffQueue(redis)
+        conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            redis=redis,
+            triton=triton,
+            sessions=sessions,
+            events=events,
+            faq=faq,
+            handoff=handoff,
+            feedback=FeedbackStore(redis),
+            limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
+            conversation=conversation,
+            desk=AgentDesk(sessions, events, handoff),
+        )
+
+    async def close(self) -> None:
+        await self.triton.close()
+        await self.redis.aclose()

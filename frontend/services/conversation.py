@@ -1,0 +1,160 @@
+"""One customer turn, the same for every channel: store the message, then FAQ, bot reply, or silence.
+
+Frames go to the session's event stream (every tab and replica sees them in one order); the caller gets the
+final `TurnResult`. Turns of one session are serialised by a Redis lock. Cancelling the task (the customer
+left) cancels the generation in Triton and keeps the partial reply, marked `cancelled`, for replay on resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from frontend.observability.logging import session_id_var
+from frontend.observability.metrics import GatewayMetrics
+from frontend.protocol.frames import HANDOFF_QUEUED, delta_frame, done_frame, handoff_frame, user_frame
+from frontend.services.events import SessionEvents
+from frontend.services.faq import FaqStore
+from frontend.services.handoff import HandoffQueue
+from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id
+from frontend.services.triton import ChatCall, TritonChat
+from frontend.settings import GatewaySettings
+from python_backends.pii import redact
+
+logger = logging.getLogger(__name__)
+
+HUMAN_AGENT = "human_agent"
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    session_id: str
+    message_id: str
+    message: str
+    intent: str
+    finish_reason: str
+    source: str
+
+
+class Conversation:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        sessions: SessionStore,
+        events: SessionEvents,
+        triton: TritonChat,
+        faq: FaqStore,
+        handoff: HandoffQueue,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._events = events
+        self._triton = triton
+        self._faq = faq
+        self._handoff = handoff
+        self._metrics = metrics
+
+    async def open_session(self, session_id: str | None) -> SessionInfo:
+        """Continue `session_id` (unknown or expired -> `unknown_session` error) or start a new session."""
+        info = await self._sessions.require(session_id) if session_id else await self._sessions.create()
+        session_id_var.set(info.session_id)
+        return info
+
+    def max_tokens(self, requested: int | None) -> int:
+        return min(requested or self._settings.default_max_tokens, self._settings.max_tokens_limit)
+
+    async def customer_message(
+        self, session_id: str, text: str, origin: str, channel: str, max_tokens: int | None = None
+    ) -> TurnResult:
+        started = time.monotonic()
+        stored_text = redact(text) if self._settings.store_redacted else text
+        hold = self._settings.triton_reply_timeout_seconds + self._settings.triton_retry_seconds + 30
+        async with self._sessions.turn_lock(session_id, self._settings.turn_lock_wait_seconds, hold):
+            info = await self._sessions.require(session_id)
+            history = await self._sessions.history(session_id)
+            user_id = new_message_id()
+            user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
+            await self._sessions.append_turn(session_id, user_turn)
+            await self._events.publish(session_id, user_frame(session_id, user_id, stored_text, origin))
+            await self._sessions.touch(session_id)
+            logger.info("message %s on %s (%d chars)", user_id, channel, len(text))
+            if info.state != "bot":
+                return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
+            entry = await self._faq.match(text)
+            self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
+            if entry is not None:
+                result = await self._answer_from_faq(session_id, entry.answer, entry.intent)
+            else:
+                call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
+                result = await self._answer_from_llm(session_id, call, channel, started)
+        self._metrics.replies.labels(channel, result.source).inc()
+        self._metrics.reply_seconds.labels(channel).observe(time.monotonic() - started)
+        return result
+
+    async def _answer_from_faq(self, session_id: str, answer: str, intent: str) -> TurnResult:
+        message_id = new_message_id()
+        await self._sessions.start_reply(session_id, message_id, "faq")
+        await self._sessions.update_reply(message_id, text=answer, intent=intent, status="done", finish_reason="stop")
+        await self._sessions.append_turn(session_id, StoredTurn("assistant", answer, message_id, "faq", time.time()))
+        await self._events.publish(session_id, delta_frame(session_id, message_id, answer, answer, intent))
+        await self._events.publish(session_id, done_frame(session_id, message_id, answer, intent, "stop", "faq"))
+        return TurnResult(session_id, message_id, answer, intent, "stop", "faq")
+
+    async def _answer_from_llm(self, session_id: str, call: ChatCall, channel: str, started: float) -> TurnResult:
+        message_id = new_message_id()
+        call = ChatCall(call.message, call.history, call.max_tokens, call.streaming, request_id=message_id)
+        await self._sessions.start_reply(session_id, message_id, "llm")
+        text, intent, finish_reason = "", "", ""
+        try:
+            async with aclosing(self._triton.stream(call)) as chunks:
+                async for chunk in chunks:
+                    intent = chunk.intent or intent
+                    if intent == HUMAN_AGENT:
+                        break
+                    if chunk.delta:
+                        if not text:
+                            self._metrics.time_to_first_token.labels(channel).observe(time.monotonic() - started)
+                        text += chunk.delta
+                        await self._events.publish(
+                            session_id, delta_frame(session_id, message_id, text, chunk.delta, intent)
+                        )
+                        await self._sessions.update_reply(message_id, text=text, intent=intent)
+                    finish_reason = chunk.finish_reason or finish_reason
+        except asyncio.CancelledError:
+            self._metrics.cancelled.inc()
+            await asyncio.shield(self._finish(session_id, message_id, text, intent, "cancelled", "cancelled"))
+            raise
+        except BaseException:
+            await asyncio.shield(self._sessions.update_reply(message_id, status="error", text=text, intent=intent))
+            raise
+        if intent == HUMAN_AGENT:
+            await self._sessions.update_reply(message_id, status="handoff", intent=intent, finish_reason="handoff")
+            await self.request_handoff(session_id, reason="intent", intent=intent)
+            return TurnResult(session_id, message_id, HANDOFF_QUEUED, intent, "handoff", "handoff")
+        await self._finish(session_id, message_id, text, intent, finish_reason or "stop", "done")
+        return TurnResult(session_id, message_id, text, intent, finish_reason or "stop", "llm")
+
+    async def _finish(
+        self, session_id: str, message_id: str, text: str, intent: str, finish_reason: str, status: str
+    ) -> None:
+        await self._sessions.update_reply(
+            message_id, status=status, text=text, intent=intent, finish_reason=finish_reason
+        )
+        if text:
+            await self._sessions.append_turn(session_id, StoredTurn("assistant", text, message_id, "llm", time.time()))
+        await self._events.publish(session_id, done_frame(session_id, message_id, text, intent, finish_reason, "llm"))
+
+    async def request_handoff(self, session_id: str, reason: str, intent: str = HUMAN_AGENT) -> None:
+        """Queue the session for a human agent (idempotent while it is already queued or held)."""
+        info = await self._sessions.require(session_id)
+        if info.state != "bot":
+            return
+        await self._sessions.set_state(session_id, "queued")
+        await self._handoff.enqueue(session_id, reason)
+        await self._events.publish(session_id, handoff_frame(session_id, "queued", intent))
+        self._metrics.handoffs.labels(reason).inc()
+        logger.info("session queued for a human agent (%s)", reason)

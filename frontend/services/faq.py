@@ -1,0 +1,98 @@
+"""FAQ cache: curated answers in Redis, matched on a normalised question, answered without calling the LLM."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import unicodedata
+from pathlib import Path
+
+import yaml
+from redis.asyncio import Redis
+
+from frontend.protocol.faq import FaqEntry, FaqEntryIn
+
+logger = logging.getLogger(__name__)
+
+ENTRIES_KEY = "faq:entries"
+LOOKUP_KEY = "faq:lookup"
+SEEDED_KEY = "faq:seeded"
+
+
+def normalize_question(text: str) -> str:
+    """NFKC (full-width -> half-width), case-folded, without punctuation, symbols or spaces."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(c for c in folded if unicodedata.category(c)[0] not in "PSZC")
+
+
+def faq_id(question: str) -> str:
+    return hashlib.sha1(normalize_question(question).encode("utf-8")).hexdigest()[:12]
+
+
+def load_seed(path: Path) -> list[FaqEntryIn]:
+    """The operator-editable seed file: `faqs: [{question, answer, aliases?, intent?}, ...]`."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    items = data.get("faqs") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a list `faqs`")
+    return [FaqEntryIn.model_validate(item) for item in items]
+
+
+class FaqStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def upsert(self, entry: FaqEntryIn) -> FaqEntry:
+        stored = FaqEntry(id=faq_id(entry.question), **entry.model_dump())
+        keys = {normalize_question(q) for q in [entry.question, *entry.aliases]} - {""}
+        if not keys:
+            raise ValueError("the question has no letters or digits")
+        old = await self._redis.hget(ENTRIES_KEY, stored.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if old is not None:
+                old_entry = FaqEntry.model_validate_json(old)
+                stale = {normalize_question(q) for q in [old_entry.question, *old_entry.aliases]} - keys
+                if stale:
+                    pipe.hdel(LOOKUP_KEY, *stale)
+            pipe.hset(ENTRIES_KEY, stored.id, stored.model_dump_json())
+            pipe.hset(LOOKUP_KEY, mapping=dict.fromkeys(keys, stored.id))
+            await pipe.execute()
+        return stored
+
+    async def list(self) -> list[FaqEntry]:
+        raw = await self._redis.hgetall(ENTRIES_KEY)
+        entries = [FaqEntry.model_validate_json(v) for v in raw.values()]
+        return sorted(entries, key=lambda e: e.question)
+
+    async def delete(self, entry_id: str) -> bool:
+        raw = await self._redis.hget(ENTRIES_KEY, entry_id)
+        if raw is None:
+            return False
+        entry = FaqEntry.model_validate_json(raw)
+        keys = [normalize_question(q) for q in [entry.question, *entry.aliases]]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(ENTRIES_KEY, entry_id)
+            pipe.hdel(LOOKUP_KEY, *keys)
+            await pipe.execute()
+        return True
+
+    async def match(self, message: str) -> FaqEntry | None:
+        key = normalize_question(message)
+        if not key:
+            return None
+        entry_id = await self._redis.hget(LOOKUP_KEY, key)
+        if entry_id is None:
+            return None
+        raw = await self._redis.hget(ENTRIES_KEY, entry_id)
+        return FaqEntry.model_validate_json(raw) if raw is not None else None
+
+    async def seed_once(self, path: Path) -> int:
+        """Load the seed file into an empty cache once; later admin edits and deletions are kept."""
+        if not await self._redis.set(SEEDED_KEY, json.dumps({"file": path.name}), nx=True):
+            return 0
+        entries = load_seed(path)
+        for entry in entries:
+            await self.upsert(entry)
+        logger.info("seeded %d FAQ entries from %s", len(entries), path.name)
+        return len(entries)

@@ -1,0 +1,209 @@
+"""Conversations in Redis, so any gateway replica can serve any customer.
+
+Keys (all expire `session_ttl_seconds` after the last activity):
+  sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at
+  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns)
+  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave
+  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
+
+from frontend.errors import session_busy, unknown_session
+from frontend.services.history import Turn, trim_history
+
+SessionState = Literal["bot", "queued", "agent"]
+ReplyStatus = Literal["streaming", "done", "cancelled", "error", "handoff"]
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_CLAIM = """
+local state = redis.call('hget', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'agent' and redis.call('hget', KEYS[1], 'agent') ~= ARGV[1] then return 0 end
+redis.call('hset', KEYS[1], 'state', 'agent', 'agent', ARGV[1])
+return 1
+"""
+
+
+def _strings(data: Mapping[Any, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_message_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    state: SessionState
+    agent: str
+    variant: str
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    role: str
+    content: str
+    message_id: str
+    source: str
+    at: float
+
+    def as_json(self) -> str:
+        return json.dumps(self.__dict__, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Reply:
+    message_id: str
+    session_id: str
+    status: str
+    text: str
+    intent: str
+    finish_reason: str
+    source: str
+    variant: str
+
+
+class SessionStore:
+    def __init__(self, redis: Redis, ttl_seconds: int, max_turns: int, token_budget: int, variant: str) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._max_turns = max_turns
+        self._budget = token_budget
+        self._variant = variant
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return f"sess:{session_id}"
+
+    async def create(self) -> SessionInfo:
+        session_id = new_session_id()
+        key = self._key(session_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"state": "bot", "agent": "", "variant": self._variant, "created_at": time.time()})
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+        return SessionInfo(session_id, "bot", "", self._variant)
+
+    async def get(self, session_id: str) -> SessionInfo | None:
+        if not SESSION_ID.match(session_id):
+            return None
+        data = _strings(await self._redis.hgetall(self._key(session_id)))
+        if not data:
+            return None
+        state: SessionState = data["state"] if data.get("state") in ("queued", "agent") else "bot"  # type: ignore[assignment]
+        return SessionInfo(session_id, state, data.get("agent", ""), data.get("variant", ""))
+
+    async def require(self, session_id: str) -> SessionInfo:
+        info = await self.get(session_id)
+        if info is None:
+            raise unknown_session()
+        return info
+
+    async def touch(self, session_id: str) -> None:
+        key = self._key(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for suffix in ("", ":turns", ":events"):
+                pipe.expire(key + suffix, self._ttl)
+            await pipe.execute()
+
+    async def append_turn(self, session_id: str, turn: StoredTurn) -> None:
+        key = self._key(session_id) + ":turns"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, turn.as_json())
+            pipe.ltrim(key, -2 * self._max_turns, -1)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def turns(self, session_id: str) -> list[StoredTurn]:
+        raw = await self._redis.lrange(self._key(session_id) + ":turns", 0, -1)
+        return [StoredTurn(**json.loads(item)) for item in raw]
+
+    async def history(self, session_id: str) -> list[dict[str, str]]:
+        """What the ensemble gets as `history`: the last N exchanges within the token budget."""
+        turns = [Turn(t.role, t.content) for t in await self.turns(session_id)]
+        return [{"role": t.role, "content": t.content} for t in trim_history(turns, self._max_turns, self._budget)]
+
+    async def set_state(self, session_id: str, state: SessionState, agent: str = "") -> None:
+        await self._redis.hset(self._key(session_id), mapping={"state": state, "agent": agent})
+
+    async def claim(self, session_id: str, agent: str) -> bool:
+        """Give the session to `agent` unless another agent holds it; unknown sessions raise."""
+        result = await self._redis.eval(_CLAIM, 1, self._key(session_id), agent)
+        if int(result) == -1:
+            raise unknown_session()
+        return int(result) == 1
+
+    @asynccontextmanager
+    async def turn_lock(self, session_id: str, wait_seconds: float, hold_seconds: float) -> AsyncIterator[None]:
+        """Serialise the turns of one session across sockets and replicas (polls the lock with a deadline)."""
+        key = self._key(session_id) + ":lock"
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.02
+        while not await self._redis.set(key, token, nx=True, px=int(hold_seconds * 1000)):
+            if time.monotonic() >= deadline:
+                raise session_busy()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        try:
+            yield
+        finally:
+            await asyncio.shield(self._redis.eval(_RELEASE_LOCK, 1, key, token))
+
+    async def start_reply(self, session_id: str, message_id: str, source: str) -> None:
+        key = f"reply:{message_id}"
+        fields: dict[FieldT, EncodableT] = {
+            "session_id": session_id,
+            "status": "streaming",
+            "text": "",
+            "intent": "",
+            "finish_reason": "",
+            "source": source,
+            "variant": self._variant,
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def update_reply(self, message_id: str, **fields: str) -> None:
+        mapping: dict[FieldT, EncodableT] = dict(fields.items())
+        await self._redis.hset(f"reply:{message_id}", mapping=mapping)
+
+    async def get_reply(self, message_id: str) -> Reply | None:
+        data = _strings(await self._redis.hgetall(f"reply:{message_id}"))
+        if not data:
+            return None
+        return Reply(
+            message_id=message_id,
+            session_id=data.get("session_id", ""),
+            status=data.get("status", ""),
+            text=data.get("text", ""),
+            intent=data.get("intent", ""),
+            finish_reason=data.get("finish_reason", ""),
+            source=data.get("source", ""),
+            variant=data.get("variant", ""),
+        )

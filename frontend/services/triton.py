@@ -1,0 +1,210 @@
+"""Talk to the `customer_service` ensemble over Triton's gRPC streaming API (asyncio).
+
+The ensemble is decoupled, so even a non-streaming reply comes over `stream_infer`; the last response carries
+`triton_final_response`. While Triton restarts (UNAVAILABLE before any response) the call is retried with
+backoff for `retry_seconds`; cancelling the consuming task cancels the request inside Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
+
+from frontend.errors import GatewayError, triton_timeout, triton_unavailable
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Reconnect quickly after a Triton restart instead of gRPC's default backoff of up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    message: str
+    history: list[dict[str, str]] = field(default_factory=list)
+    max_tokens: int = 256
+    streaming: bool = True
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """One ensemble response: a redacted text delta, the intent, and the finish reason on the last one."""
+
+    delta: str
+    intent: str
+    finish_reason: str
+
+
+def _tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def build_inputs(call: ChatCall) -> list[grpcclient.InferInput]:
+    inputs = [
+        _tensor("text_input", np.array([call.message.encode("utf-8")], dtype=np.object_), "BYTES"),
+        _tensor("streaming", np.array([call.streaming], dtype=np.bool_), "BOOL"),
+        _tensor("max_tokens", np.array([call.max_tokens], dtype=np.int32), "INT32"),
+    ]
+    if call.history:
+        payload = json.dumps(call.history, ensure_ascii=False).encode("utf-8")
+        inputs.append(_tensor("history", np.array([payload], dtype=np.object_), "BYTES"))
+    return inputs
+
+
+def _text(result: Any, name: str) -> str:
+    array = result.as_numpy(name)
+    if array is None or array.size == 0:
+        return ""
+    item = array.reshape(-1)[0]
+    return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
+
+
+def classify_server_error(message: str) -> GatewayError:
+    """An error the ensemble returned for this request: the caller's input, or Triton itself."""
+    lowered = message.lower()
+    if any(s in lowered for s in ("is empty", "characters", "history", "utf-8", "must be", "invalid")):
+        return GatewayError("invalid_request", f"请求无效：{message}", 400)
+    return GatewayError("triton_error", "智能客服处理失败，请稍后再试。", 502)
+
+
+class TritonChat:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        first_response_timeout: float,
+        reply_timeout: float,
+        retry_seconds: float,
+    ) -> None:
+        self._client = grpcaio.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+        self._model = model
+        self._first_timeout = first_response_timeout
+        self._reply_timeout = reply_timeout
+        self._retry_seconds = retry_seconds
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        try:
+            return bool(
+                await self._client.is_server_ready(client_timeout=timeout)
+                and await self._client.is_model_ready(self._model, client_timeout=timeout)
+            )
+        except (InferenceServerException, grpc.RpcError):
+            return False
+
+    async def stream(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
+        """Yield the reply's chunks; raises `GatewayError` (unavailable, timeout, invalid request, server error)."""
+        deadline = time.monotonic() + self._retry_seconds
+        delay = 0.2
+        while True:
+            responses = self._open(call)
+            try:
+                first = await self._next(responses, self._first_timeout)
+            except grpc.aio.AioRpcError as exc:
+                responses.cancel()
+                if exc.code() in RETRYABLE and time.monotonic() + delay < deadline:
+                    logger.warning("Triton unavailable (%s); retrying in %.1fs", exc.code().name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                raise self._rpc_error(exc) from exc
+            except BaseException:
+                responses.cancel()
+                raise
+            break
+        async with aclosing(self._drain(responses, first)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    def _open(self, call: ChatCall) -> Any:
+        request = {
+            "model_name": self._model,
+            "inputs": build_inputs(call),
+            "request_id": call.request_id,
+            "enable_empty_final_response": True,
+        }
+
+        async def one_request() -> AsyncIterator[dict[str, Any]]:
+            yield request
+
+        return self._client.stream_infer(one_request(), stream_timeout=self._reply_timeout)
+
+    @staticmethod
+    async def _next(responses: Any, timeout: float) -> tuple[Any, Any]:
+        try:
+            return await asyncio.wait_for(responses.__anext__(), timeout)
+        except TimeoutError:
+            raise triton_timeout() from None
+        except StopAsyncIteration:
+            raise GatewayError("triton_error", "智能客服没有返回结果，请稍后再试。", 502) from None
+
+    async def _drain(self, responses: Any, first: tuple[Any, Any]) -> AsyncGenerator[ChatChunk, None]:
+        finished = False
+        try:
+            item = first
+            while True:
+                result, error = item
+                if error is not None:
+                    raise classify_server_error(str(error.message() if hasattr(error, "message") else error))
+                response = result.get_response()
+                names = {o.name for o in response.outputs}
+                final = response.parameters["triton_final_response"].bool_param
+                if names:
+                    chunk = ChatChunk(
+                        delta=_text(result, "text_output") if "text_output" in names else "",
+                        intent=_text(result, "intent") if "intent" in names else "",
+                        finish_reason=_text(result, "finish_reason") if "finish_reason" in names else "",
+                    )
+                    yield chunk
+                if final:
+                    finished = True
+                    return
+                try:
+                    item = await responses.__anext__()
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    raise self._rpc_error(exc) from exc
+        finally:
+            if not finished:
+                responses.cancel()
+
+    @staticmethod
+    def _rpc_error(exc: grpc.aio.AioRpcError) -> GatewayError:
+        code = exc.code()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return triton_timeout()
+        if code in RETRYABLE:
+            return triton_unavailable()
+        if code == grpc.StatusCode.CANCELLED:
+            return GatewayError("cancelled", "回复已取消。", 499)
+        return classify_server_error(exc.details() or code.name)

@@ -1,0 +1,101 @@
+"""Gateway configuration: one pydantic-settings class, environment prefix `GATEWAY_`, secrets required."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+MIN_SECRET_CHARS = 16
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class GatewaySettings(BaseSettings):
+    """Every knob of the gateway; API keys come from the environment only and must be long random strings."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_model: str = "customer_service"
+    model_variant: str = Field(default="cpu-default", description="A/B arm name stored with every reply and rating")
+
+    api_keys: CommaList = Field(description="REST client keys (comma-separated)")
+    admin_api_key: SecretStr
+    agent_api_key: SecretStr
+    site_key: SecretStr | None = Field(default=None, description="optional key the chat page sends on the socket")
+
+    allowed_origins: CommaList = Field(default_factory=list, description="CORS/WebSocket origins besides same-origin")
+
+    max_history_turns: int = Field(default=5, ge=1, le=50)
+    history_token_budget: int = Field(default=1024, ge=64)
+    session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    events_retained: int = Field(default=500, ge=50, description="session event stream length kept for replay")
+    store_redacted: bool = True
+
+    max_message_chars: int = Field(default=4000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_ws_frame_bytes: int = Field(default=32 * 1024, ge=1024)
+    default_max_tokens: int = Field(default=256, ge=1)
+    max_tokens_limit: int = Field(default=1024, ge=1)
+
+    rate_limit_per_ip: int = Field(default=120, ge=1, description="requests per window per client IP")
+    rate_limit_per_user: int = Field(default=30, ge=1, description="messages per window per session or API key")
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+
+    triton_first_response_timeout_seconds: float = Field(default=30.0, gt=0)
+    triton_reply_timeout_seconds: float = Field(default=120.0, gt=0)
+    triton_retry_seconds: float = Field(default=20.0, ge=0, description="keep retrying while Triton is restarting")
+    turn_lock_wait_seconds: float = Field(default=60.0, gt=0, description="wait for the session's previous turn")
+
+    faq_seed_file: Path = DATA_DIR / "faq_seed.yaml"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_strong(cls, keys: list[str]) -> list[str]:
+        if not keys:
+            raise ValueError("GATEWAY_API_KEYS needs at least one key")
+        short = [k for k in keys if len(k) < MIN_SECRET_CHARS]
+        if short:
+            raise ValueError(f"every GATEWAY_API_KEYS entry needs at least {MIN_SECRET_CHARS} characters")
+        return keys
+
+    @field_validator("admin_api_key", "agent_api_key")
+    @classmethod
+    def _secret_strong(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("site_key", mode="before")
+    @classmethod
+    def _empty_site_key_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> GatewaySettings:
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError("default_max_tokens must not exceed max_tokens_limit")
+        return self
+
+    @cached_property
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.rstrip("/") for o in self.allowed_origins)

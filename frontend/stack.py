@@ -1,0 +1,208 @@
+"""`python -m frontend.stack`: Redis, Triton and the gateway on this machine, stopped together on Ctrl-C/SIGTERM.
+
+Ports: REDIS_PORT (6379), TRITON_HTTP_PORT/TRITON_GRPC_PORT/TRITON_METRICS_PORT (8000-8002), GATEWAY_PORT
+(8080). LLM_CHECKPOINT picks the model (default smollm2-135m-instruct). Without GATEWAY_* keys in the
+environment, development keys are generated for this run and printed (they are never written to disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine_build.checkpoints import PREPARED, prepare
+from engine_build.cli import render_for
+from engine_build.launcher import TritonPorts, TritonServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("frontend.stack")
+
+
+class StackError(RuntimeError):
+    """A component did not start; the message says which and why."""
+
+
+def _wait(check: object, what: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{what} exited with {process.returncode}")
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise StackError(f"{what} not ready after {timeout:.0f}s")
+
+
+def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class RedisServer:
+    """`redis-server` on loopback with an append-only file in `data_dir`."""
+
+    port: int
+    data_dir: Path
+    appendfsync: str = "everysec"
+    process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        return [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
+            "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "yes",
+        ]
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(self.ping, f"redis-server on :{self.port}", timeout, self.process)
+        return self
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL), as a failing Redis host would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+@dataclass
+class GatewayServer:
+    """The gateway under uvicorn in a child process; `env` carries the GATEWAY_* settings."""
+
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    log_file: Path | None = None
+    ws_max_size: int = 1024 * 1024
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "frontend.app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+            "--ws-max-size", str(self.ws_max_size), "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+            "--timeout-graceful-shutdown", "5",
+        ]
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout: float = 60.0) -> GatewayServer:
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command(), env=env, cwd=REPO_ROOT, stdout=out, stderr=out)
+        _wait(self.healthy, f"gateway on :{self.port}", timeout, self.process)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def dev_keys(environ: dict[str, str]) -> dict[str, str]:
+    """Keys missing from the environment, generated for this run only."""
+    wanted = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_API_KEY", "GATEWAY_AGENT_API_KEY")
+    return {name: "dev-" + secrets.token_urlsafe(24) for name in wanted if not environ.get(name)}
+
+
+def start_triton(checkpoint: str) -> TritonServer:
+    """Render the CPU profile for `checkpoint` (prepared first when it is one of ours) and start Triton."""
+    if checkpoint in PREPARED:
+        prepare(checkpoint)
+    repo = render_for("cpu", checkpoint, REPO_ROOT / "build" / "model_repository", {})
+    return TritonServer(repo, TritonPorts.from_env()).start()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redis_port = int(os.environ.get("REDIS_PORT", "6379"))
+    gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+    checkpoint = os.environ.get("LLM_CHECKPOINT", "smollm2-135m-instruct")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    keys = dev_keys(dict(os.environ))
+    redis = RedisServer(redis_port, REPO_ROOT / "build" / "redis")
+    triton: TritonServer | None = None
+    gateway: GatewayServer | None = None
+    try:
+        logger.info("starting redis-server on :%d", redis_port)
+        redis.start()
+        logger.info("starting Triton with checkpoint %s (first start takes a while)", checkpoint)
+        triton = start_triton(checkpoint)
+        grpc_port = triton.ports.grpc
+        env = {
+            "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "GATEWAY_TRITON_GRPC_URL": f"127.0.0.1:{grpc_port}",
+            "GATEWAY_MODEL_VARIANT": os.environ.get("GATEWAY_MODEL_VARIANT", f"cpu-{checkpoint}"),
+            **keys,
+        }
+        gateway = GatewayServer(gateway_port, env).start()
+        lines = [f"Chat page: http://127.0.0.1:{gateway_port}/   (Ctrl-C stops Redis, Triton and the gateway)"]
+        lines += [f"  dev {name} = {value}" for name, value in keys.items()]
+        print("\n".join(lines), flush=True)
+        while not stop.is_set():
+            for name, proc in (("redis", redis.process), ("gateway", gateway.process)):
+                if proc is not None and proc.poll() is not None:
+                    raise StackError(f"{name} exited with {proc.returncode}")
+            if triton.process is not None and triton.process.poll() is not None:
+                raise StackError("tritonserver exited")
+            stop.wait(1.0)
+        return 0
+    except StackError as exc:
+        logger.error("%s", exc)
+        return 1
+    except Exception as exc:  # the launcher's own errors (missing checkpoint, busy port) end the stack too
+        logger.error("stack failed: %s", exc)
+        return 1
+    finally:
+        logger.info("stopping")
+        if gateway is not None:
+            gateway.stop()
+        if triton is not None:
+            triton.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
