@@ -20,8 +20,10 @@ from python_backends.intent.rules import IntentRules
 
 logger = logging.getLogger(__name__)
 
-_HAS_CONTENT = re.compile(r"[^\W_]")  # a letter, digit or CJK character; emoji and punctuation are not
-_NO_CONTENT = IntentResult(FALLBACK_LABEL, 0.0, "rule")
+_CONTENT_CHAR = re.compile(r"[^\W_]")  # a letter, digit or CJK character; emoji and punctuation are not
+_REPEATED_UNIT = re.compile(r"(.{1,3}?)\1{2,}")  # "aaaa", "哈哈哈", "hjkhjkhjk"
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_NOISE = IntentResult(FALLBACK_LABEL, 0.0, "rule")
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,10 @@ class IntentConfig:
     """Where the rules and artefact live and when to distrust the model.
 
     `min_model_confidence`: below it the model's guess is replaced by `other` (we would rather ask the
-    customer again than route a refund wrongly). `llm_fallback` (off by default) receives a constrained
-    prompt when the model is below `llm_threshold`; a reply naming exactly one label wins.
+    customer again than route a refund wrongly); messages without Chinese characters (English, pinyin,
+    keyboard noise) have thin training data and must reach `min_model_confidence_without_cjk`.
+    `llm_fallback` (off by default) receives a constrained prompt when the model is below `llm_threshold`;
+    a reply naming exactly one label wins.
     """
 
     rules_path: Path = RULES_PATH
@@ -39,6 +43,7 @@ class IntentConfig:
     character_map_path: Path = CHARACTER_MAP_PATH
     max_input_chars: int = 512
     min_model_confidence: float = 0.3
+    min_model_confidence_without_cjk: float = 0.6
     train_if_missing: bool = True
     llm_fallback: Callable[[str], str] | None = None
     llm_threshold: float = 0.5
@@ -55,8 +60,9 @@ class _Artefacts:
 class IntentClassifier:
     """Loads rules and model once, on first use (or on `load()`), and classifies messages.
 
-    `classify` never raises for any string: messages with no letters, digits or CJK characters are
-    `other` with confidence 0, and long messages are classified on their first `max_input_chars`.
+    `classify` never raises for any string. Noise (no letters, digits or CJK characters, or one short unit
+    repeated like "aaaa") is `other` with confidence 0; long messages are classified on their first
+    `max_input_chars` characters.
     """
 
     def __init__(self, config: IntentConfig | None = None) -> None:
@@ -70,15 +76,18 @@ class IntentClassifier:
 
     def classify(self, text: str) -> IntentResult:
         if not isinstance(text, str):
-            return _NO_CONTENT
+            return _NOISE
         artefacts = self._loaded()
         prefix = text[: self.config.max_input_chars]
         normalized = artefacts.normalize(prefix)
-        if not _HAS_CONTENT.search(normalized):
-            return _NO_CONTENT
+        content = "".join(_CONTENT_CHAR.findall(normalized))
+        if not content:
+            return _NOISE
         hit = artefacts.rules.match(normalized)
         if hit is not None:
             return IntentResult(hit.label, hit.confidence, "rule")
+        if _REPEATED_UNIT.fullmatch(content):
+            return _NOISE
         result = self._predict(artefacts.model, normalized)
         if self.config.llm_fallback is not None and result.confidence < self.config.llm_threshold:
             return self._ask_llm(self.config.llm_fallback, prefix, result)
@@ -88,7 +97,9 @@ class IntentClassifier:
         probabilities = model.predict_proba(normalized)
         best = int(probabilities.argmax())
         confidence = float(probabilities[best])
-        if confidence < self.config.min_model_confidence:
+        has_cjk = _CJK.search(normalized) is not None
+        threshold = self.config.min_model_confidence if has_cjk else self.config.min_model_confidence_without_cjk
+        if confidence < threshold:
             other = model.labels.index(FALLBACK_LABEL)
             return IntentResult(FALLBACK_LABEL, float(probabilities[other]), "model")
         return IntentResult(model.labels[best], confidence, "model")

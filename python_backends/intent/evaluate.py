@@ -97,9 +97,7 @@ def format_report(evaluation: Evaluation, test_path: Path, n_examples: int) -> s
         lines.append(f"- decided by `{source}`: {total} messages, {_ratio(correct, total):.4f} correct")
     lines += ["", "| label | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for label, scores in evaluation.per_label.items():
-        lines.append(
-            f"| {label} | {scores.precision:.3f} | {scores.recall:.3f} | {scores.f1:.3f} | {scores.support} |"
-        )
+        lines.append(f"| {label} | {scores.precision:.3f} | {scores.recall:.3f} | {scores.f1:.3f} | {scores.support} |")
     header = " | ".join(_abbreviation(label) for label in LABELS)
     lines += ["", "Confusion matrix (rows: gold, columns: predicted)", "", f"| gold \\ predicted | {header} |"]
     lines.append("|---|" + "---:|" * len(LABELS))

@@ -54,9 +54,7 @@ class CharNgramModel:
     def predict_proba(self, text: str) -> FloatArray:
         """Probability per label (same order as `labels`) for already-normalised text."""
         counts = Counter(
-            index
-            for gram in char_ngrams(text, *self.ngram_range)
-            if (index := self.vocabulary.get(gram)) is not None
+            index for gram in char_ngrams(text, *self.ngram_range) if (index := self.vocabulary.get(gram)) is not None
         )
         logits = self.bias.copy()
         if counts:

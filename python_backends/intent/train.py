@@ -70,7 +70,10 @@ def train(train_path: Path = TRAIN_PATH, out_path: Path = ARTEFACT_PATH) -> Char
     model.save(out_path)
     logger.info(
         "trained intent model on %s examples (%s features) in %.2f s -> %s",
-        len(examples), len(model.vocabulary), time.perf_counter() - started, out_path,
+        len(examples),
+        len(model.vocabulary),
+        time.perf_counter() - started,
+        out_path,
     )
     return model
 
