@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,12 @@ def test_check_sizes_a_quantized_export(tmp_path: Path, capsys: pytest.CaptureFi
         ["check", "--checkpoint", str(export), "--gpu-memory-gib", "79.6", "--sessions", "500"], capsys
     )
     assert code == 1 and "problem: only" in text
+
+
+def test_gpu_smoke_script_is_valid_bash() -> None:
+    """The GPU smoke script cannot run here; at least it parses and uses the same CLI as the docs."""
+    script = Path(__file__).resolve().parents[2] / "engine_build" / "gpu_smoke.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text(encoding="utf-8")
+    assert "python3 -m engine_build quantize" in text and "render --profile gpu" in text
+    assert 'async_stream_infer("customer_service"' in text
