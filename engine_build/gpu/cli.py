@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "engine_build.json"
 GPU_CONTEXT_TOKENS = GPU_PROFILE.llm_max_input_tokens + GPU_PROFILE.llm_max_tokens_limit
+# A support conversation: system prompt + intent prompt + 5 turns of history + the reply, rounded up.
+TYPICAL_SESSION_TOKENS = 4096
 # What ModelOpt / TensorRT-LLM write into a checkpoint, mapped to our precision names.
 QUANT_ALGO_PRECISION = {"W4A16_AWQ": "int4_awq", "W8A16": "int8_wo", "FP8": "fp8", "W4A16": "int4_wo", "": "bf16"}
 
@@ -61,7 +63,7 @@ def register_gpu_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--checkpoint", required=True, type=Path, help="HF BF16 folder, ModelOpt export or engine dir")
     p.add_argument("--precision", choices=sorted(PRECISIONS), help="target precision (default: from checkpoint)")
     p.add_argument("--kv-cache-dtype", choices=sorted(KV_CACHE_BYTES), help="default: from checkpoint, else bf16")
-    p.add_argument("--context-tokens", type=int, default=GPU_CONTEXT_TOKENS, help="prompt + output per session")
+    p.add_argument("--context-tokens", type=int, default=TYPICAL_SESSION_TOKENS, help="prompt + output per session")
     p.add_argument("--sessions", type=int, default=GPU_PROFILE.llm_max_batch_size, help="concurrent sessions")
     p.add_argument("--kv-fraction", type=float, default=float(GPU_PROFILE.kv_cache_free_gpu_memory_fraction))
     p.add_argument("--overhead-gib", type=float, default=3.0)
@@ -128,7 +130,7 @@ def sizing_table(gpu_memory_gib: float, contexts: list[int], kv_fraction: float,
 
 
 def cmd_sizing(args: argparse.Namespace) -> int:
-    contexts = args.context or [4096, GPU_CONTEXT_TOKENS]
+    contexts = args.context or [TYPICAL_SESSION_TOKENS, GPU_CONTEXT_TOKENS]
     print(sizing_table(args.gpu_memory_gib, contexts, args.kv_fraction, args.overhead_gib))
     return 0
 
