@@ -5,6 +5,7 @@ Model adapters read inputs as plain Python values here and hand them to the logi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,6 +82,13 @@ class ResponseEncoder:
 
 def error_response(message: str) -> Any:
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Our loggers write to the stub's stderr, which Triton collects in its own log."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("python_backends").setLevel(level)
 
 
 def is_decoupled(model_config: Mapping[str, Any]) -> bool:

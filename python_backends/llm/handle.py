@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 
 from python_backends.llm.types import GenerationOutput
+
+logger = logging.getLogger(__name__)
 
 OutputSink = Callable[[GenerationOutput], None]
 CancelCheck = Callable[[], bool]
@@ -23,7 +26,12 @@ class RequestHandle:
         self.done = threading.Event()
 
     def emit(self, output: GenerationOutput) -> None:
-        self._sink(output)
+        """Deliver one output; a sink that fails (client gone) cancels this request, never the engine."""
+        try:
+            self._sink(output)
+        except Exception:
+            logger.warning("could not deliver an output; cancelling the request", exc_info=True)
+            self._cancelled.set()
         if output.finished:
             self.done.set()
 

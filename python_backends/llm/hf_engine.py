@@ -260,6 +260,7 @@ class ContinuousBatchingEngine:
             return
         if not seq.request.streaming:
             text = "".join(seq.held_text) + text
+        logger.info("request %s %s after %d tokens", seq.request.request_id or "-", reason.value, seq.generated)
         seq.handle.emit(GenerationOutput(text, reason, seq.first_token_time_ns, error))
 
     def _drop_finished(self) -> None:

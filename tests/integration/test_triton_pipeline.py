@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -206,3 +207,22 @@ def test_every_intent_the_ensemble_reports_is_a_known_label(client: PipelineClie
     """Off-topic and garbage messages still get a label from the 14."""
     for text in ["今天天气怎么样", "asdfgh ￥%……&", "😀😀😀"]:
         assert ask(client, text, max_tokens=1).last["intent"] in LABELS
+
+
+def test_a_client_that_goes_away_cancels_its_generation(triton_grpc_url: str, triton_server: Any) -> None:
+    """Closing the stream mid-generation stops the llm: the server logs that stream as cancelled."""
+    client = PipelineClient(triton_grpc_url, timeout=60)
+    inputs = {
+        "text_input": "long",
+        "streaming": True,
+        "sampling_param_max_tokens": 2000,
+        "sampling_param_temperature": 0.0,
+    }
+    stream = client.stream("llm", inputs)
+    _, first = next(stream)
+    stream.close()  # stops the gRPC stream with cancel_requests=True
+    deadline = time.monotonic() + 30
+    needle = f"request {first['stream_id']} cancelled"
+    while time.monotonic() < deadline and needle not in triton_server.log_tail(400):
+        time.sleep(0.2)
+    assert needle in triton_server.log_tail(400)

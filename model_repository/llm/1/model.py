@@ -1,17 +1,19 @@
 """Triton adapter for the `llm` model (decoupled): submits to the engine, streams its outputs back.
 
 Every request ends with TRITONSERVER_RESPONSE_COMPLETE_FINAL, on the error path too; a client that goes away
-(`is_cancelled`) stops its generation at the engine's next step.
+(`is_cancelled`, polled by a watcher thread) stops its generation within a poll interval.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import logging
 import uuid
 from typing import Any
 
 from python_backends import triton_io
+from python_backends.llm.cancellation import CancellationWatcher
 from python_backends.llm.factory import build_engine, default_sampling
 from python_backends.llm.request_parsing import SAMPLING_INPUTS, build_generation_request
 from python_backends.llm.types import GenerationOutput, InvalidRequestError
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
+        triton_io.configure_logging()
         model_config = json.loads(args["model_config"])
         if not triton_io.is_decoupled(model_config):
             raise ValueError("the llm model streams: set model_transaction_policy { decoupled: true }")
@@ -30,10 +33,12 @@ class TritonPythonModel:
         self.defaults = default_sampling(params)
         self.max_tokens_limit = params.get_int("max_tokens_limit", 2048)
         self.engine = build_engine(params)
+        self.watcher = CancellationWatcher(interval=params.get_float("cancel_poll_seconds", 0.5))
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
             sender = request.get_response_sender()
+            stream_id = uuid.uuid4().hex
             try:
                 scalars = {name: triton_io.read_scalar(request, name) for name in [*SAMPLING_INPUTS, "streaming"]}
                 generation = build_generation_request(
@@ -43,8 +48,10 @@ class TritonPythonModel:
                     self.defaults,
                     self.max_tokens_limit,
                 )
+                generation = replace(generation, request_id=stream_id)
                 metadata = triton_io.read_text(request, "request_metadata") or ""
-                self.engine.submit(generation, self._sink(sender, metadata), cancel_check=sender.is_cancelled)
+                handle = self.engine.submit(generation, self._sink(sender, stream_id, metadata))
+                self.watcher.watch(handle, sender.is_cancelled)
             except (triton_io.InvalidInputError, InvalidRequestError) as exc:
                 sender.send(triton_io.error_response(str(exc)), flags=triton_io.FINAL_FLAG)
             except Exception as exc:
@@ -52,8 +59,7 @@ class TritonPythonModel:
                 sender.send(triton_io.error_response(f"llm failed: {exc}"), flags=triton_io.FINAL_FLAG)
         return None
 
-    def _sink(self, sender: Any, metadata: str) -> Any:
-        stream_id = uuid.uuid4().hex
+    def _sink(self, sender: Any, stream_id: str, metadata: str) -> Any:
         counter = iter(range(1 << 31))
 
         def send(output: GenerationOutput) -> None:
@@ -73,4 +79,5 @@ class TritonPythonModel:
         return send
 
     def finalize(self) -> None:
+        self.watcher.stop()
         self.engine.shutdown()

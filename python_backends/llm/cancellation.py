@@ -1,0 +1,65 @@
+"""Poll "has the client gone away?" off the generation thread.
+
+In Triton's Python backend `response_sender.is_cancelled()` is a round trip to the server; called from the
+engine thread once per token it cost ~200 ms per call and cut CPU throughput five-fold. One watcher thread
+polls every watched request at a fixed interval and cancels the handles whose clients are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from python_backends.llm.handle import RequestHandle
+
+logger = logging.getLogger(__name__)
+
+
+class CancellationWatcher:
+    """Cancels a handle once its `is_cancelled` check turns true; forgets handles that finished."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self._interval = interval
+        self._watched: dict[int, tuple[RequestHandle, Callable[[], bool]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cancellation-watcher", daemon=True)
+        self._thread.start()
+
+    def watch(self, handle: RequestHandle, is_cancelled: Callable[[], bool]) -> None:
+        with self._lock:
+            self._watched[id(handle)] = (handle, is_cancelled)
+
+    def poll_once(self) -> int:
+        """Check every watched request once; returns how many were cancelled."""
+        with self._lock:
+            items = list(self._watched.items())
+        cancelled = 0
+        for key, (handle, is_cancelled) in items:
+            if handle.done.is_set():
+                gone = True
+            else:
+                try:
+                    gone = is_cancelled()
+                except Exception:  # a sender that can no longer answer has no client left
+                    logger.debug("cancellation check failed; treating the request as cancelled", exc_info=True)
+                    gone = True
+                if gone:
+                    handle.cancel()
+                    cancelled += 1
+            if gone:
+                with self._lock:
+                    self._watched.pop(key, None)
+        return cancelled
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self._interval * 4)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll_once()
