@@ -44,7 +44,7 @@ _EMAIL = (
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,4}[A-Za-z]{2,24}"
     r"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
 )
-_ID18 = _NUMBER_START + r"[1-9]\d{5}(?:[ \-]?\d){11}[ \-]?[0-9Xx]" + _END
+_ID18 = _NUMBER_START + r"[1-9](?:[ \-]?\d){16}[ \-]?[0-9Xx]" + _END
 _ID15 = _NUMBER_START + r"[1-9]\d{14}" + _END
 _MOBILE = (
     r"(?:(?<![0-9A-Za-z])\+86[ \-]?|" + _NUMBER_START + r"(?:(?:00)?86[ \-]?)?)"
@@ -55,7 +55,10 @@ _LANDLINE = (
     r"(?:[1-9]\d{6,7}|[1-9]\d{2,3}[ \-]\d{4})(?:-\d{1,5})?" + _END
 )
 _BANK_CARD = _NUMBER_START + r"(?:\d{16,19}|\d{4}(?P<j>[ \-])\d{4}(?P=j)\d{4}(?P=j)\d{4}(?:(?P=j)\d{1,3})?)" + _END
-_PASSPORT = _NUMBER_START + r"(?:[EGDSP]\d{8}|E[A-HJ-NP-Z]\d{7}|[DSP]E\d{7})" + _END
+# Upper case as printed; lower case as typed on a phone keyboard.
+_PASSPORT = (
+    _NUMBER_START + r"(?:[EGDSP]\d{8}|E[A-HJ-NP-Z]\d{7}|[DSP]E\d{7}|[egdsp]\d{8}|e[a-hj-np-z]\d{7}|[dsp]e\d{7})" + _END
+)
 _PLATE = (
     f"[{PROVINCES}][A-HJ-NP-Z](?:[{re.escape(_PLATE_JOINERS)}]|\\x20(?=\\d))?"
     r"(?:[DF][A-HJ-NP-Z0-9]\d{4}|\d{5}[DF]|[A-HJ-NP-Z0-9]{5})" + _END
@@ -176,6 +179,8 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
     Recognizer(PiiType.LANDLINE, _DIGITS + "(", _digits_follow(9) + r"|(?<=\()(?=0)", re.compile(_LANDLINE), _always),
     Recognizer(PiiType.BANK_CARD, _DIGITS, _digits_follow(15), re.compile(_BANK_CARD), _valid_bank_card),
     Recognizer(PiiType.ID_CARD, _DIGITS, _digits_follow(14), re.compile(_ID15), _valid_id15),
-    Recognizer(PiiType.PASSPORT, "EGDSP", r"(?<=[EGDSP])(?=[0-9A-Z][0-9]{7})", re.compile(_PASSPORT), _always),
+    Recognizer(
+        PiiType.PASSPORT, "EGDSPegdsp", r"(?<=[EGDSPegdsp])(?=[0-9A-Za-z][0-9]{7})", re.compile(_PASSPORT), _always
+    ),
     Recognizer(PiiType.LICENSE_PLATE, PROVINCES, f"(?<=[{PROVINCES}])(?=[A-Z])", re.compile(_PLATE), _valid_plate),
 )

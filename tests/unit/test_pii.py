@@ -53,6 +53,7 @@ def test_corpus_has_zero_leaks_and_zero_altered_negatives() -> None:
         "110105 19491231 002X",
         "110105 1949 1231 002X",
         "110105-19491231-002X",
+        "110 105 1949 1231 002X",
         "440305199003071236",
         "110105491231002",  # legacy 15-digit, born 1949-12-31
     ],
@@ -89,6 +90,7 @@ def test_resident_id_failing_checks_passes_unchanged(value: str) -> None:
         "0086 13812345678",
         "8613812345678",
         "138-1234-5678",
+        "138—1234—5678",
         "138 12345678",
         "１３８１２３４５６７８",
     ],
@@ -187,7 +189,9 @@ def test_email_after_sentence_dot() -> None:
     assert redact("mail me at a.b@c.com.") == "mail me at [邮箱]."
 
 
-@pytest.mark.parametrize("value", ["E12345678", "EA1234567", "G12345678", "DE1234567", "SE1234567", "PE1234567"])
+@pytest.mark.parametrize(
+    "value", ["E12345678", "EA1234567", "G12345678", "DE1234567", "SE1234567", "PE1234567", "e12345678", "ea1234567"]
+)
 def test_passport(value: str) -> None:
     assert types_found(f"护照{value}") == [("passport", value)]
 
