@@ -117,3 +117,11 @@ def test_shape_from_a_real_config(tmp_path: Path) -> None:
     }
     folder = _hf_folder(tmp_path / "q", config)
     assert shape_from_config(folder, QWEN3_14B).total_params == QWEN3_14B.total_params
+
+
+def test_deploy_doc_shows_the_computed_table() -> None:
+    """DEPLOY_GPU.md's sizing table is the output of `python -m engine_build sizing`, not hand-written."""
+    from engine_build.gpu.cli import GPU_CONTEXT_TOKENS, TYPICAL_SESSION_TOKENS, sizing_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docker" / "DEPLOY_GPU.md").read_text(encoding="utf-8")
+    assert sizing_table(81559 / 1024, [TYPICAL_SESSION_TOKENS, GPU_CONTEXT_TOKENS], 0.85, 3.0) in doc
