@@ -18,7 +18,7 @@ class Redactor:
         self.config = config or RedactionConfig()
         rules = self.config.rules
         self._rules = rules.types
-        self.scanner = PiiScanner(self.config.enabled_types, ContextClassifier(rules))
+        self._scanner = PiiScanner(self.config.enabled_types, ContextClassifier(rules))
 
     def find_pii(self, text: str) -> list[PiiSpan]:
         """Every value in `text`, left to right, with offsets into `text`."""
@@ -66,7 +66,7 @@ class Redactor:
 
     def _hits(self, folded: str, pos: int, stop: int) -> list[Hit]:
         hits: list[Hit] = []
-        while (hit := self.scanner.next_hit(folded, pos, stop)) is not None:
+        while (hit := self._scanner.next_hit(folded, pos, stop)) is not None:
             hits.append(hit)
             pos = hit.end
         return hits
