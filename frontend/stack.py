@@ -129,8 +129,13 @@ class GatewayServer:
     def start(self, timeout: float = 60.0) -> GatewayServer:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command(), env=env, cwd=REPO_ROOT, stdout=out, stderr=out)
+        if self.log_file is None:
+            self.process = subprocess.Popen(
+                self.command(), env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        else:
+            with self.log_file.open("ab") as out:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(self.command(), env=env, cwd=REPO_ROOT, stdout=out, stderr=out)
         _wait(self.healthy, f"gateway on :{self.port}", timeout, self.process)
         return self
 

@@ -31,6 +31,7 @@ class ClientFrame:
     message_id: str | None = None
     rating: int | None = None
     thumbs: str | None = None
+    max_tokens: int | None = None
 
 
 def _optional_str(data: dict[str, Any], key: str) -> str | None:
@@ -63,7 +64,10 @@ def parse_client_frame(raw: str, max_message_chars: int) -> ClientFrame:
             raise GatewayError("empty_message", "消息不能为空。")
         if len(message) > max_message_chars:
             raise GatewayError("message_too_long", f"消息过长：最多 {max_message_chars} 个字符。", 413)
-        return ClientFrame("message", message=message, session_id=session_id)
+        max_tokens = data.get("max_tokens")
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+            raise invalid_request("max_tokens 必须是正整数。")
+        return ClientFrame("message", message=message, session_id=session_id, max_tokens=max_tokens)
     if kind == "resume":
         if session_id is None:
             raise invalid_request("恢复会话需要 session_id。")

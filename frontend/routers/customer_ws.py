@@ -1,6 +1,6 @@
 """`/ws/chat`: the customer's socket. The blueprint client sends `{"message": ...}` and renders `message`.
 
-Client frames: {"message", "session_id"?} | {"type": "resume", "session_id", "last_event_id"?} |
+Client frames: {"message", "session_id"?, "max_tokens"?} | {"type": "resume", "session_id", "last_event_id"?} |
 {"type": "handoff"} | {"type": "feedback", "message_id", "rating"|"thumbs"} | {"type": "ping"}.
 Server frames (JSON, always with `message`): delta, done, error, handoff, agent, user (another tab), resumed,
 feedback, pong. Frames of the conversation come from the session's event stream and carry `event_id`.
@@ -27,6 +27,7 @@ from frontend.services.redis_store import REDIS_DOWN
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])
+STORE_BEFORE_CANCEL_SECONDS = 10.0
 
 
 class CustomerConnection:
@@ -41,7 +42,7 @@ class CustomerConnection:
         self.ip = client_ip(websocket)
         self.session_id: str | None = None
         self.forwarder: asyncio.Task[None] | None = None
-        self.turns: set[asyncio.Task[None]] = set()
+        self.turns: dict[asyncio.Task[None], asyncio.Event] = {}
 
     async def run(self) -> None:
         try:
@@ -85,9 +86,10 @@ class CustomerConnection:
         assert self.session_id is not None
         if frame.kind == "message":
             await self.services.limiter.check("user", self.session_id, self.settings.rate_limit_per_user)
-            task = asyncio.create_task(self.turn(self.session_id, frame.message))
-            self.turns.add(task)
-            task.add_done_callback(self.turns.discard)
+            generating = asyncio.Event()
+            task = asyncio.create_task(self.turn(self.session_id, frame.message, frame.max_tokens, generating))
+            self.turns[task] = generating
+            task.add_done_callback(lambda done: self.turns.pop(done, None))
         elif frame.kind == "handoff":
             await self.services.conversation.request_handoff(self.session_id, reason="customer")
         elif frame.kind == "feedback":
@@ -129,10 +131,12 @@ class CustomerConnection:
             return None
         return frame
 
-    async def turn(self, session_id: str, text: str) -> None:
+    async def turn(self, session_id: str, text: str, max_tokens: int | None, generating: asyncio.Event) -> None:
         session_id_var.set(session_id)
         try:
-            await self.services.conversation.customer_message(session_id, text, self.origin, "websocket")
+            await self.services.conversation.customer_message(
+                session_id, text, self.origin, "websocket", max_tokens, generating
+            )
         except GatewayError as exc:
             await self.send_error(exc)
         except REDIS_DOWN:
@@ -148,10 +152,18 @@ class CustomerConnection:
             self.forwarder = None
 
     async def close(self) -> None:
-        """The customer left: cancel running generations (partial replies are kept as `cancelled`)."""
-        for task in list(self.turns):
+        """The customer left: cancel running generations (partial replies are kept as `cancelled`).
+
+        A message that arrived just before the disconnect is still stored and its reply started first, so the
+        customer finds both (the reply marked cancelled) when they come back.
+        """
+        turns = dict(self.turns)
+        for task, generating in turns.items():
+            waiter = asyncio.ensure_future(generating.wait())
+            await asyncio.wait([task, waiter], timeout=STORE_BEFORE_CANCEL_SECONDS, return_when="FIRST_COMPLETED")
+            waiter.cancel()
             task.cancel()
-        await asyncio.gather(*self.turns, return_exceptions=True)
+        await asyncio.gather(*turns, return_exceptions=True)
         await self.stop_forwarder()
 
 

@@ -68,8 +68,15 @@ class Conversation:
         return min(requested or self._settings.default_max_tokens, self._settings.max_tokens_limit)
 
     async def customer_message(
-        self, session_id: str, text: str, origin: str, channel: str, max_tokens: int | None = None
+        self,
+        session_id: str,
+        text: str,
+        origin: str,
+        channel: str,
+        max_tokens: int | None = None,
+        generating: asyncio.Event | None = None,
     ) -> TurnResult:
+        """`generating` is set once the message is stored and the reply has started (safe to cancel from then)."""
         started = time.monotonic()
         stored_text = redact(text) if self._settings.store_redacted else text
         hold = self._settings.triton_reply_timeout_seconds + self._settings.triton_retry_seconds + 30
@@ -83,6 +90,8 @@ class Conversation:
             await self._sessions.touch(session_id)
             logger.info("message %s on %s (%d chars)", user_id, channel, len(text))
             if info.state != "bot":
+                if generating is not None:
+                    generating.set()
                 return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
             entry = await self._faq.match(text)
             self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
@@ -90,7 +99,7 @@ class Conversation:
                 result = await self._answer_from_faq(session_id, entry.answer, entry.intent)
             else:
                 call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
-                result = await self._answer_from_llm(session_id, call, channel, started)
+                result = await self._answer_from_llm(session_id, call, channel, started, generating)
         self._metrics.replies.labels(channel, result.source).inc()
         self._metrics.reply_seconds.labels(channel).observe(time.monotonic() - started)
         return result
@@ -104,10 +113,14 @@ class Conversation:
         await self._events.publish(session_id, done_frame(session_id, message_id, answer, intent, "stop", "faq"))
         return TurnResult(session_id, message_id, answer, intent, "stop", "faq")
 
-    async def _answer_from_llm(self, session_id: str, call: ChatCall, channel: str, started: float) -> TurnResult:
+    async def _answer_from_llm(
+        self, session_id: str, call: ChatCall, channel: str, started: float, generating: asyncio.Event | None
+    ) -> TurnResult:
         message_id = new_message_id()
         call = ChatCall(call.message, call.history, call.max_tokens, call.streaming, request_id=message_id)
         await self._sessions.start_reply(session_id, message_id, "llm")
+        if generating is not None:
+            generating.set()
         text, intent, finish_reason = "", "", ""
         try:
             async with aclosing(self._triton.stream(call)) as chunks:

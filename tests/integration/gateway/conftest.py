@@ -1,0 +1,147 @@
+"""Gateway fixtures: a real redis-server and the gateway under uvicorn, pointed at the session's real Triton."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from redis.asyncio import Redis
+
+from frontend.stack import GatewayServer, RedisServer
+
+API_KEY = "test-rest-key-0123456789"
+ADMIN_KEY = "test-admin-key-0123456789"
+AGENT_KEY = "test-agent-key-0123456789"
+ALLOWED_ORIGIN = "http://shop.example"
+VARIANT = "test-variant-a"
+REPLY_TIMEOUT = 60.0
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[str, str]:
+    env = {
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_TRITON_GRPC_URL": triton_grpc_url,
+        "GATEWAY_API_KEYS": API_KEY,
+        "GATEWAY_ADMIN_API_KEY": ADMIN_KEY,
+        "GATEWAY_AGENT_API_KEY": AGENT_KEY,
+        "GATEWAY_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+        "GATEWAY_MODEL_VARIANT": VARIANT,
+        "GATEWAY_DEFAULT_MAX_TOKENS": "8",
+        "GATEWAY_MAX_TOKENS_LIMIT": "256",
+        "GATEWAY_RATE_LIMIT_PER_IP": "10000",
+        "GATEWAY_RATE_LIMIT_PER_USER": "10000",
+        "GATEWAY_LOG_JSON": "true",
+    }
+    env.update({f"GATEWAY_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"), appendfsync="always").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The main gateway: generous limits, 8-token replies by default; returns its base URL."""
+    env = gateway_env(f"redis://127.0.0.1:{redis_server.port}/0", triton_grpc_url)
+    server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw") / "gateway.log").start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second gateway: Triton on a dead port, low rate limits, short retries (its own Redis database)."""
+    env = gateway_env(
+        f"redis://127.0.0.1:{redis_server.port}/1",
+        f"127.0.0.1:{free_port()}",
+        triton_retry_seconds="1",
+        rate_limit_per_ip="6",
+        rate_limit_per_user="3",
+    )
+    server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw-strict") / "gateway.log").start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def redis_db(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis(port=redis_server.port, db=0, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def http(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway, timeout=REPLY_TIMEOUT) as client:
+        yield client
+
+
+def ws_url(base: str, path: str = "/ws/chat") -> str:
+    return base.replace("http://", "ws://") + path
+
+
+def connect(base: str, path: str = "/ws/chat", **kwargs: Any) -> Any:
+    return websockets.connect(ws_url(base, path), open_timeout=10, **kwargs)
+
+
+async def next_frame(ws: Any, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        frame: dict[str, Any] = json.loads(await ws.recv())
+    return frame
+
+
+async def frames_until(ws: Any, *types: str, timeout: float = REPLY_TIMEOUT) -> list[dict[str, Any]]:
+    """Every frame up to and including the first whose type is in `types` (deadline `timeout`)."""
+    frames = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            frames.append(frame)
+            if frame["type"] in types:
+                return frames
+
+
+async def ask(ws: Any, message: str, **extra: Any) -> list[dict[str, Any]]:
+    await ws.send(json.dumps({"message": message, **extra}, ensure_ascii=False))
+    return await frames_until(ws, "done", "error", "handoff")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in an exposition text (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        sample, value = line.rsplit(" ", 1)
+        metric, _, label_text = sample.partition("{")
+        have = ",".join(sorted(label_text.rstrip("}").split(","))) if label_text else ""
+        if metric == name and have == want:
+            return float(value)
+    return 0.0
+
+
+def auth(key: str = API_KEY) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def seed_path() -> Path:
+    return Path(__file__).resolve().parents[3] / "frontend" / "data" / "faq_seed.yaml"
