@@ -244,7 +244,8 @@ class ContinuousBatchingEngine:
         if seq.stopper.stopped:
             self._finish(seq, text, FinishReason.STOP)
         elif seq.generated >= seq.request.sampling.max_tokens or seq.next_position + 1 >= self.max_positions:
-            self._finish(seq, text + self._drain(seq), FinishReason.LENGTH)
+            text += self._drain(seq)  # a held stop string may still complete in the held tail
+            self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
         elif text:
             if seq.request.streaming:
                 seq.handle.emit(GenerationOutput(text, None, seq.first_token_time_ns))

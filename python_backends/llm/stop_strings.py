@@ -20,19 +20,28 @@ class StopStringMatcher:
         if not self._stop:
             return delta
         text = self._pending + delta
-        hit = min((i for i in (text.find(s) for s in self._stop) if i >= 0), default=-1)
-        if hit >= 0:
+        hit = self._earliest_hit(text)
+        partial_start = len(text) - self._longest_partial_suffix(text)
+        if hit >= 0 and hit <= partial_start:  # no other stop string could still complete earlier
             self.stopped = True
             self._pending = ""
             return text[:hit]
-        held = self._longest_partial_suffix(text)
-        self._pending = text[len(text) - held :] if held else ""
-        return text[: len(text) - held]
+        self._pending = text[partial_start:]
+        return text[:partial_start]
 
     def flush(self) -> str:
-        """At the end of generation a partial stop string is just text."""
-        out, self._pending = self._pending, ""
-        return "" if self.stopped else out
+        """At the end of generation a partial stop string is just text; a complete one still cuts."""
+        text, self._pending = self._pending, ""
+        if self.stopped:
+            return ""
+        hit = self._earliest_hit(text)
+        if hit < 0:
+            return text
+        self.stopped = True
+        return text[:hit]
+
+    def _earliest_hit(self, text: str) -> int:
+        return min((i for i in (text.find(s) for s in self._stop) if i >= 0), default=-1)
 
     def _longest_partial_suffix(self, text: str) -> int:
         best = 0

@@ -10,9 +10,8 @@ from python_backends.llm.stop_strings import StopStringMatcher
 
 def run(chunks: list[str], stop: tuple[str, ...]) -> tuple[str, bool]:
     matcher = StopStringMatcher(stop)
-    out = "".join(matcher.feed(c) for c in chunks)
-    stopped = matcher.stopped
-    return out + matcher.flush(), stopped
+    out = "".join(matcher.feed(c) for c in chunks) + matcher.flush()
+    return out, matcher.stopped
 
 
 @settings(max_examples=300, deadline=None)
@@ -45,3 +44,8 @@ def test_without_stop_strings_text_flows_through_unchanged() -> None:
     """No stop strings: every delta is emitted immediately."""
     matcher = StopStringMatcher(())
     assert matcher.feed("你好") == "你好"
+
+
+def test_a_longer_stop_string_that_started_earlier_wins() -> None:
+    """With stops 'a' and '<a<', text '<<a<' stops at index 1, even though 'a' completes first."""
+    assert run(["", "<<a", "<"], ("a", "<a<")) == ("<", True)
