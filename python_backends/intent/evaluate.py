@@ -88,7 +88,8 @@ def format_report(evaluation: Evaluation, test_path: Path, n_examples: int) -> s
         "# Intent classifier accuracy",
         "",
         f"Test split: `{test_path.name}` ({n_examples} messages, never used for training). "
-        "Regenerate with `python -m python_backends.intent.evaluate`.",
+        "Regenerate with `python -m python_backends.intent.evaluate`; "
+        "how the split was written and tuned: `python_backends/intent/data/README.md`.",
         "",
         f"- **accuracy: {evaluation.accuracy:.4f}**",
         f"- **macro-F1: {evaluation.macro_f1:.4f}**",
