@@ -75,6 +75,7 @@ class IntentClassifier:
         self._loaded()
 
     def classify(self, text: str) -> IntentResult:
+        """Noise guard, then the YAML rules, then the model, then (if configured and unsure) the LLM."""
         if not isinstance(text, str):
             return _NOISE
         artefacts = self._loaded()
