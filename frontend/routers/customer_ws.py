@@ -65,7 +65,8 @@ class CustomerConnection:
             await self.handle(parse_client_frame(text, self.settings.max_message_chars))
         except GatewayError as exc:
             await self.send_error(exc)
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            logger.warning("Redis unavailable: %r", exc)
             await self.send_error(redis_unavailable())
 
     async def send_error(self, exc: GatewayError, message_id: str | None = None) -> None:
@@ -139,7 +140,8 @@ class CustomerConnection:
             )
         except GatewayError as exc:
             await self.send_error(exc)
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            logger.warning("Redis unavailable during a turn: %r", exc)
             await self.send_error(redis_unavailable())
         except Exception:
             logger.exception("turn failed")

@@ -96,20 +96,24 @@ class Conversation:
             entry = await self._faq.match(text)
             self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
             if entry is not None:
-                result = await self._answer_from_faq(session_id, entry.answer, entry.intent)
-            else:
-                call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
-                result = await self._answer_from_llm(session_id, call, channel, started, generating)
-        self._metrics.replies.labels(channel, result.source).inc()
-        self._metrics.reply_seconds.labels(channel).observe(time.monotonic() - started)
-        return result
+                return await self._answer_from_faq(session_id, entry.answer, entry.intent, channel, started)
+            call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
+            return await self._answer_from_llm(session_id, call, channel, started, generating)
 
-    async def _answer_from_faq(self, session_id: str, answer: str, intent: str) -> TurnResult:
+    def _observe(self, channel: str, source: str, started: float) -> None:
+        """Recorded before the `done` frame goes out, so a client that saw `done` also sees the metric."""
+        self._metrics.replies.labels(channel, source).inc()
+        self._metrics.reply_seconds.labels(channel).observe(time.monotonic() - started)
+
+    async def _answer_from_faq(
+        self, session_id: str, answer: str, intent: str, channel: str, started: float
+    ) -> TurnResult:
         message_id = new_message_id()
         await self._sessions.start_reply(session_id, message_id, "faq")
         await self._sessions.update_reply(message_id, text=answer, intent=intent, status="done", finish_reason="stop")
         await self._sessions.append_turn(session_id, StoredTurn("assistant", answer, message_id, "faq", time.time()))
         await self._events.publish(session_id, delta_frame(session_id, message_id, answer, answer, intent))
+        self._observe(channel, "faq", started)
         await self._events.publish(session_id, done_frame(session_id, message_id, answer, intent, "stop", "faq"))
         return TurnResult(session_id, message_id, answer, intent, "stop", "faq")
 
@@ -146,9 +150,12 @@ class Conversation:
             raise
         if intent == HUMAN_AGENT:
             await self._sessions.update_reply(message_id, status="handoff", intent=intent, finish_reason="handoff")
+            self._observe(channel, "handoff", started)
             await self.request_handoff(session_id, reason="intent", intent=intent)
             return TurnResult(session_id, message_id, HANDOFF_QUEUED, intent, "handoff", "handoff")
-        await self._finish(session_id, message_id, text, intent, finish_reason or "stop", "done")
+        self._observe(channel, "llm", started)
+        # Shielded: a customer leaving right now must not lose the `done` frame of a finished reply.
+        await asyncio.shield(self._finish(session_id, message_id, text, intent, finish_reason or "stop", "done"))
         return TurnResult(session_id, message_id, text, intent, finish_reason or "stop", "llm")
 
     async def _finish(

@@ -24,6 +24,7 @@ from redis.typing import EncodableT, FieldT
 
 from frontend.errors import session_busy, unknown_session
 from frontend.services.history import Turn, trim_history
+from frontend.services.redis_store import REDIS_DOWN
 
 SessionState = Literal["bot", "queued", "agent"]
 ReplyStatus = Literal["streaming", "done", "cancelled", "error", "handoff"]
@@ -93,6 +94,7 @@ class SessionStore:
         self._max_turns = max_turns
         self._budget = token_budget
         self._variant = variant
+        self._pending_releases: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def _key(session_id: str) -> str:
@@ -171,7 +173,27 @@ class SessionStore:
         try:
             yield
         finally:
-            await asyncio.shield(self._redis.eval(_RELEASE_LOCK, 1, key, token))
+            await asyncio.shield(self._release(key, token, time.monotonic() + hold_seconds))
+
+    async def _release(self, key: str, token: str, deadline: float) -> None:
+        """Release the turn lock; while Redis is down keep trying in the background until it is back."""
+        try:
+            await self._redis.eval(_RELEASE_LOCK, 1, key, token)
+        except REDIS_DOWN:
+            task = asyncio.create_task(self._release_when_back(key, token, deadline))
+            self._pending_releases.add(task)
+            task.add_done_callback(self._pending_releases.discard)
+
+    async def _release_when_back(self, key: str, token: str, deadline: float) -> None:
+        delay = 0.2
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)  # Redis is restarting; the lock's own expiry is the backstop
+            delay = min(delay * 2, 2.0)
+            try:
+                await self._redis.eval(_RELEASE_LOCK, 1, key, token)
+                return
+            except REDIS_DOWN:
+                continue
 
     async def start_reply(self, session_id: str, message_id: str, source: str) -> None:
         key = f"reply:{message_id}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,15 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if metric == name and have == want:
             return float(value)
     return 0.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail after `timeout` seconds (for effects recorded just after a frame)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout:.0f}s")
+        await asyncio.sleep(0.05)
 
 
 def auth(key: str = API_KEY) -> dict[str, str]:

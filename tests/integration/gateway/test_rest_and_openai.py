@@ -23,7 +23,8 @@ async def test_chat_with_prompt_query_parameter(http: httpx.AsyncClient) -> None
 async def test_chat_with_json_body_continues_the_session(http: httpx.AsyncClient) -> None:
     """A JSON body with `session_id` continues that conversation; an unknown id is a 404 ErrorResponse."""
     first = (await http.post("/chat", json={"message": "在吗"}, headers=auth())).json()
-    second = await http.post("/chat", json={"message": "我的订单到哪了", "session_id": first["session_id"]}, headers=auth())
+    body = {"message": "我的订单到哪了", "session_id": first["session_id"]}
+    second = await http.post("/chat", json=body, headers=auth())
     assert second.status_code == 200 and second.json()["session_id"] == first["session_id"]
     turns = (await http.get(f"/sessions/{first['session_id']}")).json()["turns"]
     assert [t["content"] for t in turns if t["role"] == "user"] == ["在吗", "我的订单到哪了"]

@@ -1,0 +1,51 @@
+"""The web chat page in headless Chromium: streams a reply, rates it, hands off, resumes after a drop."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from tests.integration.gateway.conftest import ADMIN_KEY, auth
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+async def test_chat_page_streams_rates_resumes_and_hands_off(gateway: str, http: httpx.AsyncClient) -> None:
+    """Type a question, see the reply done, rate it, reconnect into the same session, ask for a human."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(gateway + "/")
+        await expect(page.locator("#status")).to_have_text("已连接", timeout=15_000)
+
+        await page.fill("#input", "怎么开发票？")
+        await page.press("#input", "Enter")
+        faq = page.locator("li.bot[data-state='done']").first
+        await expect(faq).to_contain_text("发票", timeout=30_000)
+        await faq.locator("button[data-rating='up']").click()
+        await expect(faq).to_have_attribute("data-rated", "up", timeout=10_000)
+        session_id = await page.evaluate("window.csChat.sessionId")
+        assert len(session_id) == 32
+
+        await page.evaluate("window.csChat.ws.close()")  # the network drops; the page reconnects and resumes
+        await expect(page.locator("#status")).to_have_text("已连接", timeout=15_000)
+        await page.fill("#input", "你好")
+        await page.click("#send")
+        await expect(page.locator("li.bot[data-state='done']")).to_have_count(2, timeout=30_000)
+        assert await page.evaluate("window.csChat.sessionId") == session_id
+
+        await page.click("#handoff")
+        await expect(page.locator("#notice")).to_contain_text("人工客服", timeout=10_000)
+        await browser.close()
+
+    turns = (await http.get(f"/sessions/{session_id}")).json()
+    assert [t["content"] for t in turns["turns"] if t["role"] == "user"] == ["怎么开发票？", "你好"]
+    assert turns["state"] == "queued"
+    summary = (await http.get("/admin/feedback/summary", headers=auth(ADMIN_KEY))).json()
+    assert sum(v["thumbs_up"] for v in summary["variants"]) >= 1

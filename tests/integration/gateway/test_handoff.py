@@ -1,0 +1,65 @@
+"""Human handoff: intent human_agent queues the session, an agent takes it, the bot is silent until release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import websockets
+
+from tests.integration.gateway.conftest import AGENT_KEY, ask, connect, frames_until, next_frame
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def test_handoff_flow_with_an_agent_socket(gateway: str) -> None:
+    """Queue on '转人工', agent takes and replies, customer messages reach the agent only, release resumes bot."""
+    async with connect(gateway) as customer:
+        handoff = (await ask(customer, "我要转人工"))[-1]
+        assert handoff["type"] == "handoff" and handoff["state"] == "queued" and "人工" in handoff["message"]
+        session_id = handoff["session_id"]
+
+        async with connect(gateway, "/ws/agent?agent=alice", additional_headers={"X-API-Key": AGENT_KEY}) as agent:
+            await agent.send(json.dumps({"type": "take", "session_id": session_id}))
+            assigned = await next_frame(agent)
+            assert assigned["type"] == "assigned" and assigned["session_id"] == session_id
+            assert assigned["history"][0]["content"] == "我要转人工"
+            assert (await next_frame(customer))["state"] == "assigned"
+
+            await customer.send(json.dumps({"message": "我的快递丢了"}, ensure_ascii=False))
+            seen = await frames_until(agent, "user")
+            assert seen[-1]["message"] == "我的快递丢了"
+
+            await agent.send(json.dumps({"type": "reply", "session_id": session_id, "message": "我来帮您查一下"}))
+            from_agent = await next_frame(customer)
+            # The bot stayed silent: the next frame the customer gets is the agent's reply, not a bot delta.
+            assert from_agent["type"] == "agent" and from_agent["message"] == "我来帮您查一下"
+
+            await agent.send(json.dumps({"type": "release", "session_id": session_id}))
+            released = await next_frame(customer)
+            assert released["type"] == "handoff" and released["state"] == "released"
+
+        back_to_bot = (await ask(customer, "谢谢"))[-1]
+        assert back_to_bot["type"] == "done" and back_to_bot["source"] in ("llm", "faq")
+
+
+async def test_explicit_handoff_request_is_queued_and_taken_from_the_queue(gateway: str) -> None:
+    """A `{"type": "handoff"}` frame queues the session; an agent's plain `take` gets it from the queue."""
+    async with connect(gateway) as customer:
+        session_id = (await ask(customer, "你好"))[-1]["session_id"]
+        await customer.send(json.dumps({"type": "handoff"}))
+        assert (await next_frame(customer))["state"] == "queued"
+        async with connect(gateway, f"/ws/agent?api_key={AGENT_KEY}") as agent:
+            taken: list[str] = []
+            while session_id not in taken:
+                await agent.send(json.dumps({"type": "take"}))
+                frame = await next_frame(agent)
+                assert frame["type"] == "assigned", frame
+                taken.append(frame["session_id"])
+
+
+async def test_agent_socket_needs_the_agent_key(gateway: str) -> None:
+    """Without the agent key the agent socket handshake is refused."""
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect(gateway, "/ws/agent"):
+            pass
