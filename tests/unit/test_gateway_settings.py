@@ -1,0 +1,41 @@
+"""Gateway settings: required secrets from the environment, comma lists, consistent limits."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from frontend.settings import GatewaySettings
+
+GOOD = {
+    "GATEWAY_API_KEYS": "k" * 20 + ", " + "j" * 20,
+    "GATEWAY_ADMIN_API_KEY": "a" * 20,
+    "GATEWAY_AGENT_API_KEY": "g" * 20,
+}
+
+
+def test_reads_keys_and_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Comma-separated keys and origins become lists; defaults match the blueprint (5 turns)."""
+    for name, value in {**GOOD, "GATEWAY_ALLOWED_ORIGINS": "https://a.cn/, https://b.cn"}.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings()  # type: ignore[call-arg]
+    assert settings.api_keys == ["k" * 20, "j" * 20]
+    assert settings.origins == {"https://a.cn", "https://b.cn"}
+    assert settings.max_history_turns == 5 and settings.store_redacted and settings.site_key is None
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"GATEWAY_ADMIN_API_KEY": ""},
+        {"GATEWAY_API_KEYS": "short"},
+        {"GATEWAY_AGENT_API_KEY": "tooshort"},
+        {"GATEWAY_DEFAULT_MAX_TOKENS": "900", "GATEWAY_MAX_TOKENS_LIMIT": "100"},
+    ],
+)
+def test_missing_or_weak_secrets_and_bad_limits_are_refused(monkeypatch: pytest.MonkeyPatch, broken: dict) -> None:
+    """The gateway will not start with a missing/short key or a default above the token limit."""
+    for name, value in {**GOOD, **broken}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        GatewaySettings()  # type: ignore[call-arg]
