@@ -1,4 +1,4 @@
-# Two entry points: `make run` (the whole stack on the CPU default) and `make test`.
+# Two entry points: `make run` (Redis + Triton + gateway on the CPU default) and `make test`.
 # Both install what they need into .venv/ first; every step is skipped when already done.
 
 SHELL := /bin/bash
@@ -11,7 +11,7 @@ APT_PACKAGES := redis-server libb64-0d chromium
 
 export LLM_CHECKPOINT
 
-.PHONY: setup apt venv checkpoints intent-model run test lint bench clean
+.PHONY: setup apt venv checkpoints intent-model run triton test lint bench clean
 
 setup: apt venv checkpoints intent-model
 
@@ -44,7 +44,7 @@ intent-model: venv
 	@test -f python_backends/intent/artefacts/model.joblib || $(PY) -m python_backends.intent.train
 
 run: setup
-	$(PY) -m engine_build serve --checkpoint "$(LLM_CHECKPOINT)"
+	$(PY) -m frontend.stack
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -58,3 +58,6 @@ bench: setup
 
 clean:
 	rm -rf build
+
+triton: setup  ## Triton alone (no Redis, no gateway), for calling the ensemble directly
+	$(PY) -m engine_build serve --checkpoint "$(LLM_CHECKPOINT)"
