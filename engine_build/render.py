@@ -45,5 +45,6 @@ def render_repository(out_dir: Path, values: Mapping[str, str], template_dir: Pa
         shutil.rmtree(out_dir)
     shutil.copytree(template_dir, out_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for config in out_dir.glob("*/config.pbtxt"):
+        (config.parent / "1").mkdir(exist_ok=True)  # an ensemble's version folder is empty, which git does not keep
         config.write_text(fill(config.read_text(encoding="utf-8"), values, str(config)), encoding="utf-8")
     return out_dir
