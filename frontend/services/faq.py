@@ -22,8 +22,14 @@ SEEDED_KEY = "faq:seeded"
 
 def normalize_question(text: str) -> str:
     """NFKC (full-width -> half-width), case-folded, without punctuation, symbols or spaces."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(c for c in folded if unicodedata.category(c)[0] not in "PSZC")
+    key = text
+    for _ in range(4):  # dropping a character can let NFKC compose its neighbours anew: repeat to a fixed point
+        folded = unicodedata.normalize("NFKC", key).casefold()
+        stripped = unicodedata.normalize("NFKC", "".join(c for c in folded if unicodedata.category(c)[0] not in "PSZC"))
+        if stripped == key:
+            break
+        key = stripped
+    return key
 
 
 def faq_id(question: str) -> str:
