@@ -18,6 +18,7 @@ class RepositoryProfile:
     llm_max_tokens_limit: int = 2048
     llm_num_threads: int = 0
     llm_dtype: str = "float32"
+    llm_prefix_cache_entries: int = 16  # CPU engine: shared system-prompt prefixes kept for reuse (0 = off)
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.8

@@ -39,6 +39,7 @@ def build_engine(params: ModelParameters) -> Any:
                 max_input_tokens=params.get_int("max_input_tokens", 4096),
                 dtype=params.get_str("dtype", "float32") or "float32",
                 num_threads=params.get_int("num_threads", 0),
+                prefix_cache_entries=params.get_int("prefix_cache_entries", 16),
             )
         )
     if engine == "trtllm":

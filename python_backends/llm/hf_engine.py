@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from python_backends.llm.detokenizer import IncrementalDetokenizer
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
+from python_backends.llm.prefix_cache import CachedPrefix, PrefixCache
 from python_backends.llm.sampling import choose_token, make_generator
 from python_backends.llm.stop_strings import StopStringMatcher
 from python_backends.llm.types import (
@@ -41,6 +42,8 @@ class HFEngineConfig:
     max_input_tokens: int = 4096
     dtype: str = "float32"
     num_threads: int = 0  # 0 keeps torch's default
+    prefix_cache_entries: int = 16  # 0 turns prefix reuse off
+    prefix_min_tokens: int = 32
 
 
 @dataclass
@@ -78,6 +81,7 @@ class ContinuousBatchingEngine:
         max_positions = int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
         self.max_input_tokens = min(config.max_input_tokens, max_positions - 1)
         self.max_positions = max_positions
+        self.prefix_cache = PrefixCache(config.prefix_cache_entries, config.prefix_min_tokens)
         self._incoming: queue.Queue[_Sequence] = queue.Queue()
         self._active: list[_Sequence] = []
         self._cache: DynamicCache | None = None
@@ -181,16 +185,32 @@ class ContinuousBatchingEngine:
         return live
 
     def _prefill(self, seqs: list[_Sequence]) -> None:
-        """One left-padded forward pass over the new prompts, then merge their cache into the batch."""
-        width = max(len(s.prompt_ids) for s in seqs)
-        input_ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            n = len(seq.prompt_ids)
-            input_ids[row, width - n :] = torch.tensor(seq.prompt_ids, dtype=torch.long)
-            mask[row, width - n :] = 1
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        """One batched forward pass over the new prompts, then merge their cache into the running batch.
+
+        Row layout (left-padded in two parts): [pad][cached prefix][pad][suffix to compute]. Rows without a cached
+        prefix have an empty prefix part; the attention mask hides the padding and positions stay per row.
+        """
+        prefixes = self._find_prefixes(seqs)
+        prefix_width = max(len(p) if p else 0 for p in prefixes)
+        suffixes = [s.prompt_ids[len(p) if p else 0 :] for s, p in zip(seqs, prefixes, strict=True)]
+        width = max(len(x) for x in suffixes)
+        rows = len(seqs)
+        input_ids = torch.zeros((rows, width), dtype=torch.long)
+        mask = torch.zeros((rows, prefix_width + width), dtype=torch.long)
+        position_ids = torch.zeros((rows, width), dtype=torch.long)
+        for row, (prefix, suffix) in enumerate(zip(prefixes, suffixes, strict=True)):
+            done = len(prefix) if prefix else 0
+            input_ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, prefix_width - done : prefix_width] = 1
+            mask[row, prefix_width + width - len(suffix) :] = 1
+            position_ids[row, width - len(suffix) :] = torch.arange(done, done + len(suffix))
         cache = DynamicCache(config=self.model.config)
+        if prefix_width:
+            template = next(p for p in prefixes if p is not None)
+            for layer_idx in range(len(template.layers)):
+                keys = torch.cat([_prefix_row(p, template, layer_idx, 0, prefix_width) for p in prefixes])
+                values = torch.cat([_prefix_row(p, template, layer_idx, 1, prefix_width) for p in prefixes])
+                cache.update(keys, values, layer_idx)
         out = self.model(
             input_ids=input_ids,
             attention_mask=mask,
@@ -206,6 +226,30 @@ class ContinuousBatchingEngine:
             self._active.append(seq)
             self._accept(seq, choose_token(logits[row], seq.request.sampling, seq.generator))
         self._drop_finished()
+
+    def _find_prefixes(self, seqs: list[_Sequence]) -> list[CachedPrefix | None]:
+        """A cached prefix per new prompt; prefixes shared with recent or concurrent prompts are computed once."""
+        cache = self.prefix_cache
+        if not cache.enabled:
+            return [None] * len(seqs)
+        found: list[CachedPrefix | None] = []
+        prompts = [s.prompt_ids for s in seqs]
+        for prompt in prompts:
+            entry = cache.lookup(prompt)
+            if entry is None:
+                shared = cache.shared_prefix(prompt, prompts)
+                if shared is not None:
+                    entry = cache.add(shared, self._compute_prefix(shared))
+            found.append(entry)
+        for prompt in prompts:
+            cache.remember(prompt)
+        return found
+
+    def _compute_prefix(self, token_ids: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=torch.tensor([token_ids], dtype=torch.long), cache=cache, use_cache=True, logits_to_keep=1)
+        layers: list[Any] = list(cache.layers)
+        return [(layer.keys, layer.values) for layer in layers]
 
     def _decode_step(self) -> None:
         assert self._cache is not None and self._mask is not None
@@ -314,6 +358,18 @@ class ContinuousBatchingEngine:
         for seq in self._active:
             self._finish(seq, "", reason, error)
         self._active, self._cache, self._mask = [], None, None
+
+
+def _prefix_row(
+    prefix: CachedPrefix | None, template: CachedPrefix, layer_idx: int, which: int, width: int
+) -> torch.Tensor:
+    """One row of cached keys (which=0) or values (which=1), left-padded to `width`; zeros for no prefix."""
+    if prefix is None:
+        shape = list(template.layers[layer_idx][which].shape)
+        shape[-2] = width
+        return torch.zeros(shape, dtype=template.layers[layer_idx][which].dtype)
+    tensor = prefix.layers[layer_idx][which]
+    return _left_pad(tensor, width - tensor.shape[-2], -2)
 
 
 def _left_pad(tensor: torch.Tensor, amount: int, dim: int = -1) -> torch.Tensor:

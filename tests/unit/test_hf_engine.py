@@ -151,3 +151,38 @@ def test_missing_checkpoint_is_reported_clearly(tmp_path: Path) -> None:
     """Pointing the engine at a folder without config.json names the folder and the fix."""
     with pytest.raises(FileNotFoundError, match="LLM_CHECKPOINT"):
         ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tmp_path)))
+
+
+SYSTEM = "你是一家电商平台的智能客服。请用简体中文、礼貌简洁地回答顾客的问题，不确定的信息不要编造。" * 2
+
+
+def system_prompt(engine: ContinuousBatchingEngine, text: str) -> str:
+    return str(
+        engine.tokenizer.apply_chat_template(
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=False,
+        )
+    )
+
+
+def test_shared_system_prompt_is_prefilled_once_and_answers_do_not_change(tiny_checkpoint: Path) -> None:
+    """With prefix reuse on, prompts sharing a system prompt hit the cache and answer exactly as with it off."""
+    questions = [f"第{i}单什么时候到？" for i in range(6)]
+    answers = {}
+    for entries in (0, 16):
+        eng = ContinuousBatchingEngine(
+            HFEngineConfig(checkpoint_dir=str(tiny_checkpoint), prefix_cache_entries=entries)
+        )
+        try:
+            handles = [eng.submit(GenerationRequest(system_prompt(eng, q), GREEDY)) for q in questions]
+            answers[entries] = [text_of(list(h.outputs(timeout=60))) for h in handles]
+            later = text_of(generate(eng, GenerationRequest(system_prompt(eng, questions[0]), GREEDY)))
+            assert later == answers[entries][0]
+            if entries:
+                # the first prompt(s) of a burst create the entry; the rest and the later one reuse it
+                assert eng.prefix_cache.hits >= len(questions) - 2 and len(eng.prefix_cache) >= 1
+        finally:
+            eng.shutdown()
+    assert answers[16] == answers[0]
