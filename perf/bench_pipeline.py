@@ -82,7 +82,7 @@ def measure_throughput(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default="smollm2-135m-instruct")
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--report", default=str(ROOT / "perf" / "reports" / "pipeline.md"))
