@@ -7,9 +7,9 @@ Every request ends with TRITONSERVER_RESPONSE_COMPLETE_FINAL, on the error path 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from python_backends import triton_io
