@@ -29,7 +29,7 @@ class RepositoryProfile:
     max_message_chars: int = 4000
     enable_thinking: bool = False
     system_prompts_file: str = ""
-    pii_stream_idle_seconds: float = 600.0
+    pii_stream_idle_seconds: float = 120.0  # a stream with no chunk for this long lost its client: forget it
     kv_cache_free_gpu_memory_fraction: str = ""
     tensor_parallel_size: str = ""
     engine_dir: str = ""

@@ -230,7 +230,13 @@ def _copy_tokenizer(source: Path, target: Path) -> list[Path]:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     commands, checkpoint, engine_dir = plan_quantize(args)
-    overrides = render_overrides(float(GPU_PROFILE.kv_cache_free_gpu_memory_fraction), args.max_batch_size, engine_dir)
+    overrides = render_overrides(
+        float(GPU_PROFILE.kv_cache_free_gpu_memory_fraction),
+        args.max_batch_size,
+        engine_dir,
+        args.max_input_len,
+        args.max_seq_len,
+    )
     render = render_command(args.render_out, checkpoint, overrides) if args.render_out else None
     manifest = args.out / MANIFEST
     if args.dry_run:

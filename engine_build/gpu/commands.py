@@ -166,11 +166,24 @@ def engine_commands(spec: EngineSpec) -> list[Command]:
     ]
 
 
-def render_overrides(kv_fraction: float, max_batch_size: int, engine_dir: Path | None) -> dict[str, str]:
-    """The template values the GPU render needs beyond GPU_PROFILE's defaults."""
+def render_overrides(
+    kv_fraction: float,
+    max_batch_size: int,
+    engine_dir: Path | None,
+    max_input_len: int | None = None,
+    max_seq_len: int | None = None,
+) -> dict[str, str]:
+    """The template values the GPU render needs beyond GPU_PROFILE's defaults.
+
+    A compiled engine has hard input and sequence limits: the `llm` config must not promise more, or requests
+    it accepts would fail inside TensorRT-LLM instead of being refused with a clear message.
+    """
     values = {"kv_cache_free_gpu_memory_fraction": str(kv_fraction), "llm_max_batch_size": str(max_batch_size)}
     if engine_dir is not None:
         values["engine_dir"] = str(engine_dir)
+        if max_input_len is not None and max_seq_len is not None:
+            values["llm_max_input_tokens"] = str(max_input_len)
+            values["llm_max_tokens_limit"] = str(max_seq_len - max_input_len)
     return values
 
 

@@ -40,6 +40,7 @@ def build_engine(params: ModelParameters) -> Any:
                 dtype=params.get_str("dtype", "float32") or "float32",
                 num_threads=params.get_int("num_threads", 0),
                 prefix_cache_entries=params.get_int("prefix_cache_entries", 16),
+                prefix_min_tokens=params.get_int("prefix_min_tokens", 32),
             )
         )
     if engine == "trtllm":

@@ -148,6 +148,7 @@ class ContinuousBatchingEngine:
     def _run(self) -> None:
         with torch.inference_mode():
             while not self._shutdown.is_set():
+                admitted: list[_Sequence] = []
                 try:
                     admitted = self._take_incoming()
                     if admitted:
@@ -156,6 +157,8 @@ class ContinuousBatchingEngine:
                         self._decode_step()
                 except Exception as exc:  # the loop must survive any bad batch
                     logger.exception("generation step failed; failing %d active requests", len(self._active))
+                    for seq in admitted:  # taken off the queue but not yet active: they need their final too
+                        self._finish(seq, "", FinishReason.ERROR, f"generation failed: {exc}")
                     self._fail_all(f"generation failed: {exc}")
             self._fail_all(None)
         while not self._incoming.empty():

@@ -297,6 +297,8 @@ class TrtLlmEngine:
             return
         self._active[id(gen)] = gen
         gen.task = self._loop.create_task(self._generate(gen))
+        # a task cancelled before its first step never runs _generate's `finally`
+        gen.task.add_done_callback(lambda _: self._active.pop(id(gen), None))
 
     async def _generate(self, gen: _Generation) -> None:
         try:

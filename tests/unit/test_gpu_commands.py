@@ -197,3 +197,12 @@ def test_gpu_smoke_script_is_valid_bash() -> None:
     text = script.read_text(encoding="utf-8")
     assert "python3 -m engine_build quantize" in text and "render --profile gpu" in text
     assert 'async_stream_infer("customer_service"' in text
+
+
+def test_engine_render_never_promises_more_than_the_engine_was_built_for(tmp_path: Path) -> None:
+    """A compiled engine's input and sequence limits become the llm's input and max_tokens limits."""
+    from engine_build.gpu.commands import render_overrides
+
+    values = render_overrides(0.85, 64, tmp_path / "engine", max_input_len=4096, max_seq_len=6144)
+    assert values["llm_max_input_tokens"] == "4096" and values["llm_max_tokens_limit"] == "2048"
+    assert "llm_max_input_tokens" not in render_overrides(0.85, 64, None, 4096, 6144)

@@ -186,3 +186,24 @@ def test_shared_system_prompt_is_prefilled_once_and_answers_do_not_change(tiny_c
         finally:
             eng.shutdown()
     assert answers[16] == answers[0]
+
+
+def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_keeps_serving(tiny_checkpoint: Path) -> None:
+    """A forward pass that raises gives the requests it held exactly one final ERROR; the next request works."""
+    eng = ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tiny_checkpoint)))
+    try:
+        real_merge = eng._merge
+        calls = {"n": 0}
+
+        def merge_failing_once(*args: object) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("boom")
+            real_merge(*args)  # type: ignore[arg-type]
+
+        eng._merge = merge_failing_once  # type: ignore[method-assign]
+        failed = list(eng.submit(GenerationRequest(prompt(eng, "a"), GREEDY)).outputs(timeout=30))
+        assert len(failed) == 1 and failed[0].finish_reason is FinishReason.ERROR and "boom" in (failed[0].error or "")
+        assert generate(eng, GenerationRequest(prompt(eng, "b"), GREEDY))[-1].finish_reason is FinishReason.LENGTH
+    finally:
+        eng.shutdown()

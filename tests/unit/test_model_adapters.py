@@ -155,3 +155,19 @@ def test_intent_adapter_isolates_a_bad_request(rendered: Path) -> None:
     )
     assert "not valid UTF-8" in bad.error.message()
     assert good.text("intent") == "invoice" and good.error is None
+
+
+def test_an_unexpected_failure_errors_only_its_own_request(rendered: Path) -> None:
+    """A bug hit by one request becomes that request's error; the rest of the batch is answered."""
+    model = load_model("pii_filter").TritonPythonModel()
+    model.initialize(model_args(rendered, "pii_filter"))
+
+    def explode(*args: object, **kwargs: object) -> str:
+        raise KeyError("corrupt stream state")
+
+    model.streams.process = explode
+    broken, fine = model.execute(
+        [pb.InferenceRequest(text_input="x", stream_id="s", chunk_index=0), pb.InferenceRequest(text_input="你好")]
+    )
+    assert "PII redaction failed" in broken.error.message()
+    assert fine.text("text_output") == "你好"

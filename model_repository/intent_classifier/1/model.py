@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from python_backends import triton_io
 from python_backends.intent import classify
+
+logger = logging.getLogger(__name__)
 
 
 class TritonPythonModel:
@@ -27,4 +30,7 @@ class TritonPythonModel:
                 )
             except triton_io.InvalidInputError as exc:
                 responses.append(triton_io.error_response(str(exc)))
+            except Exception as exc:  # one failing request must not fail its batch neighbours
+                logger.exception("intent classification failed")
+                responses.append(triton_io.error_response(f"intent classification failed: {exc}"))
         return responses

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from python_backends import triton_io
 from python_backends.model_params import ModelParameters
 from python_backends.pii import redact
 from python_backends.redaction_streams import RedactionStreams
+
+logger = logging.getLogger(__name__)
 
 
 class TritonPythonModel:
@@ -39,4 +42,7 @@ class TritonPythonModel:
                 )
             except triton_io.InvalidInputError as exc:
                 responses.append(triton_io.error_response(str(exc)))
+            except Exception as exc:  # one failing request must not fail its batch neighbours
+                logger.exception("PII redaction failed")
+                responses.append(triton_io.error_response(f"PII redaction failed: {exc}"))
         return responses

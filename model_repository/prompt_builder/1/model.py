@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from python_backends import triton_io
 from python_backends.model_params import ModelParameters
 from python_backends.prompt import PromptBuilder, PromptConfig, PromptError, parse_history
 from python_backends.prompt.builder import DEFAULT_SYSTEM_PROMPTS
+
+logger = logging.getLogger(__name__)
 
 
 class TritonPythonModel:
@@ -45,9 +48,12 @@ class TritonPythonModel:
         for request in requests:
             try:
                 message = triton_io.read_text(request, "message") or ""
-                history = parse_history(triton_io.read_text(request, "history"))
+                history = parse_history(triton_io.read_text(request, "history"), self.builder.config.max_history_chars)
                 prompt = self.builder.build(message, history, triton_io.read_text(request, "intent"))
                 responses.append(self.encoder.response(prompt=prompt))
             except (triton_io.InvalidInputError, PromptError) as exc:
                 responses.append(triton_io.error_response(str(exc)))
+            except Exception as exc:  # one failing request must not fail its batch neighbours
+                logger.exception("prompt building failed")
+                responses.append(triton_io.error_response(f"prompt building failed: {exc}"))
         return responses
