@@ -1,7 +1,8 @@
 """WebSocket frames of the customer socket: what the browser sends, and the JSON frames the server sends.
 
 Every server frame carries `message`: the whole (redacted) reply so far, or a readable notice, because the
-blueprint's browser client renders `JSON.parse(event.data).message` and nothing else.
+blueprint's browser client renders `JSON.parse(event.data).message` and nothing else; and `type`, `delta`,
+`session_id`, `intent` (empty strings when they do not apply). All are built by `server_frame`.
 """
 
 from __future__ import annotations
@@ -86,34 +87,34 @@ def parse_client_frame(raw: str, max_message_chars: int) -> ClientFrame:
     return ClientFrame(kind, session_id=session_id)
 
 
-def delta_frame(session_id: str, message_id: str, message: str, delta: str, intent: str) -> Frame:
+def server_frame(
+    kind: str, message: str = "", *, session_id: str | None = None, delta: str = "", intent: str = "", **fields: Any
+) -> Frame:
+    """Every server frame is built here, so each carries `type, message, delta, session_id, intent` (strings,
+    empty when they do not apply) plus the fields of its kind."""
     return {
-        "type": "delta",
-        "session_id": session_id,
-        "message_id": message_id,
-        "message": message,
-        "delta": delta,
-        "intent": intent,
+        "type": kind, "message": message, "delta": delta, "session_id": session_id or "", "intent": intent, **fields
     }
+
+
+def delta_frame(session_id: str, message_id: str, message: str, delta: str, intent: str) -> Frame:
+    return server_frame(
+        "delta", message, session_id=session_id, delta=delta, intent=intent, message_id=message_id
+    )
 
 
 def done_frame(
     session_id: str, message_id: str, message: str, intent: str, finish_reason: str, source: str
 ) -> Frame:
-    return {
-        "type": "done",
-        "session_id": session_id,
-        "message_id": message_id,
-        "message": message,
-        "delta": "",
-        "intent": intent,
-        "finish_reason": finish_reason,
-        "source": source,
-    }
+    return server_frame(
+        "done", message, session_id=session_id, intent=intent, message_id=message_id,
+        finish_reason=finish_reason, source=source,
+    )
 
 
 def error_frame(error: GatewayError, session_id: str | None = None, message_id: str | None = None) -> Frame:
-    frame: Frame = {"type": "error", "code": error.code, "message": error.message, "session_id": session_id}
+    """`message_id` names the reply this error ended (the page closes that bubble)."""
+    frame = server_frame("error", error.message, session_id=session_id, code=error.code)
     if message_id is not None:
         frame["message_id"] = message_id
     if error.retry_after is not None:
@@ -123,20 +124,27 @@ def error_frame(error: GatewayError, session_id: str | None = None, message_id: 
 
 def handoff_frame(session_id: str, state: Literal["queued", "assigned", "released"], intent: str = "") -> Frame:
     notice = {"queued": HANDOFF_QUEUED, "assigned": HANDOFF_ASSIGNED, "released": HANDOFF_RELEASED}[state]
-    return {"type": "handoff", "state": state, "session_id": session_id, "message": notice, "intent": intent}
+    return server_frame("handoff", notice, session_id=session_id, intent=intent, state=state)
 
 
 def user_frame(session_id: str, message_id: str, message: str, origin: str) -> Frame:
     """A customer message, for the session's other tabs and the agent; never sent back to `origin`."""
-    return {"type": "user", "session_id": session_id, "message_id": message_id, "message": message, "origin": origin}
+    return server_frame("user", message, session_id=session_id, message_id=message_id, origin=origin)
 
 
 def agent_frame(session_id: str, message_id: str, message: str) -> Frame:
-    return {
-        "type": "agent",
-        "session_id": session_id,
-        "message_id": message_id,
-        "message": message,
-        "delta": message,
-        "intent": "human_agent",
-    }
+    return server_frame(
+        "agent", message, session_id=session_id, delta=message, intent="human_agent", message_id=message_id
+    )
+
+
+def resumed_frame(session_id: str, state: str) -> Frame:
+    return server_frame("resumed", session_id=session_id, state=state)
+
+
+def feedback_frame(session_id: str, message_id: str) -> Frame:
+    return server_frame("feedback", "感谢您的评价！", session_id=session_id, message_id=message_id)
+
+
+def pong_frame(session_id: str | None) -> Frame:
+    return server_frame("pong", session_id=session_id)

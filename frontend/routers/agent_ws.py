@@ -17,7 +17,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from frontend.errors import GatewayError, invalid_request, redis_unavailable
-from frontend.protocol.frames import Frame, error_frame
+from frontend.protocol.frames import Frame, error_frame, pong_frame, server_frame
 from frontend.realtime import FrameSender, forward_events
 from frontend.security import matches_any, presented_key
 from frontend.services.container import GatewayServices
@@ -69,7 +69,7 @@ class AgentConnection:
         kind = data.get("type")
         desk = self.services.desk
         if kind == "ping":
-            await self.sender.send({"type": "pong", "message": ""})
+            await self.sender.send(pong_frame(None))
         elif kind == "take":
             requested = data.get("session_id")
             after_by_session = {}
@@ -77,28 +77,22 @@ class AgentConnection:
                 after_by_session[requested] = await self.services.events.last_id(requested)
             session_id = await desk.take(self.agent, requested if isinstance(requested, str) else None)
             if session_id is None:
-                await self.sender.send({"type": "queue_empty", "message": "当前没有排队的会话。"})
+                await self.sender.send(server_frame("queue_empty", "当前没有排队的会话。"))
                 return
             after = after_by_session.get(session_id) or await self.services.events.last_id(session_id)
             turns = await self.services.sessions.turns(session_id)
-            await self.sender.send(
-                {
-                    "type": "assigned",
-                    "session_id": session_id,
-                    "message": "",
-                    "history": [{"role": t.role, "content": t.content, "source": t.source} for t in turns],
-                }
-            )
+            history = [{"role": t.role, "content": t.content, "source": t.source} for t in turns]
+            await self.sender.send(server_frame("assigned", session_id=session_id, history=history))
             self.follow(session_id, after)
         elif kind == "reply":
             session_id = _field(data, "session_id")
             message_id = await desk.reply(self.agent, session_id, _field(data, "message"))
-            await self.sender.send({"type": "sent", "session_id": session_id, "message_id": message_id, "message": ""})
+            await self.sender.send(server_frame("sent", session_id=session_id, message_id=message_id))
         elif kind == "release":
             session_id = _field(data, "session_id")
             await desk.release(self.agent, session_id)
             await self.unfollow(session_id)
-            await self.sender.send({"type": "released", "session_id": session_id, "message": ""})
+            await self.sender.send(server_frame("released", session_id=session_id))
         else:
             raise invalid_request("未知的消息类型。")
 

@@ -2,8 +2,9 @@
 
 Client frames: {"message", "session_id"?, "max_tokens"?} | {"type": "resume", "session_id", "last_event_id"?} |
 {"type": "handoff"} | {"type": "feedback", "message_id", "rating"|"thumbs"} | {"type": "ping"}.
-Server frames (JSON, always with `message`): delta, done, error, handoff, agent, user (another tab), resumed,
-feedback, pong. Frames of the conversation come from the session's event stream and carry `event_id`.
+Server frames (JSON, always with `type, message, delta, session_id, intent`): delta, done, error, handoff, agent,
+user (another tab), resumed, feedback, pong. Frames of the conversation come from the session's event stream and
+carry `event_id`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from starlette.websockets import WebSocketDisconnect
 from frontend.errors import GatewayError, forbidden, redis_unavailable, unauthorized
 from frontend.observability.logging import session_id_var
 from frontend.protocol.feedback import FeedbackRequest
-from frontend.protocol.frames import ClientFrame, Frame, error_frame, parse_client_frame
+from frontend.protocol.frames import (
+    ClientFrame,
+    Frame,
+    error_frame,
+    feedback_frame,
+    parse_client_frame,
+    pong_frame,
+    resumed_frame,
+)
 from frontend.realtime import FrameSender, forward_events
 from frontend.security import client_ip, matches_any, origin_allowed
 from frontend.services.container import GatewayServices
@@ -75,7 +84,7 @@ class CustomerConnection:
 
     async def handle(self, frame: ClientFrame) -> None:
         if frame.kind == "ping":
-            await self.sender.send({"type": "pong", "message": "", "session_id": self.session_id})
+            await self.sender.send(pong_frame(self.session_id))
             return
         if frame.kind == "resume":
             assert frame.session_id is not None
@@ -101,7 +110,7 @@ class CustomerConnection:
             )
             s = self.services
             await submit_feedback(s.feedback, s.sessions, s.metrics, request)
-            await self.sender.send({"type": "feedback", "message": "感谢您的评价！", "message_id": frame.message_id})
+            await self.sender.send(feedback_frame(self.session_id, frame.message_id))
 
     async def bind(self, session_id: str | None, last_event_id: str | None, explicit: bool) -> None:
         """Attach the socket to a session and start forwarding its events (replaying after `last_event_id`)."""
@@ -123,9 +132,7 @@ class CustomerConnection:
                 forward_events(self.services.events, info.session_id, after, self.sender, self.keep)
             )
         if explicit:
-            await self.sender.send(
-                {"type": "resumed", "session_id": info.session_id, "state": info.state, "message": ""}
-            )
+            await self.sender.send(resumed_frame(info.session_id, info.state))
 
     def keep(self, frame: Frame) -> Frame | None:
         if frame.get("type") == "user" and frame.pop("origin", None) == self.origin:

@@ -8,12 +8,20 @@ import pytest
 
 from frontend.errors import GatewayError, rate_limited
 from frontend.protocol.frames import (
+    agent_frame,
     delta_frame,
     done_frame,
     error_frame,
+    feedback_frame,
     handoff_frame,
     parse_client_frame,
+    pong_frame,
+    resumed_frame,
+    server_frame,
+    user_frame,
 )
+
+REQUIRED = ("type", "message", "delta", "session_id", "intent")
 
 
 def test_blueprint_message_frame_parses() -> None:
@@ -46,16 +54,28 @@ def test_bad_client_frames_raise_coded_errors(raw: str, code: str) -> None:
     assert info.value.code == code
 
 
-def test_server_frames_all_carry_message_and_type() -> None:
-    """The blueprint client renders `message` of any frame, so every builder sets it."""
+def test_every_server_frame_carries_the_required_fields() -> None:
+    """Each frame kind is JSON with `type, message, delta, session_id, intent` as strings (empty if n/a)."""
     frames = [
         delta_frame("s", "m", "你好呀", "呀", "greeting"),
         done_frame("s", "m", "你好呀", "greeting", "stop", "llm"),
         error_frame(rate_limited(7), "s"),
+        error_frame(GatewayError("invalid_json", "格式错误")),
         handoff_frame("s", "queued"),
+        user_frame("s", "m", "在吗", "ws-1"),
+        agent_frame("s", "m", "我来帮您"),
+        resumed_frame("s", "bot"),
+        feedback_frame("s", "m"),
+        pong_frame(None),
+        server_frame("queue_empty", "当前没有排队的会话。"),
     ]
+    kinds = {f["type"] for f in frames}
+    assert kinds >= {"delta", "done", "error", "handoff", "user", "agent", "resumed", "feedback", "pong"}
     for frame in frames:
-        assert isinstance(frame["message"], str) and frame["message"]
-        assert frame["type"] in ("delta", "done", "error", "handoff")
-    assert frames[1]["finish_reason"] == "stop" and frames[1]["message_id"] == "m"
+        assert json.loads(json.dumps(frame)) == frame
+        for field in REQUIRED:
+            assert isinstance(frame.get(field), str), (frame["type"], field)
+    assert frames[3]["session_id"] == "" and frames[9]["session_id"] == "" and frames[4]["intent"] == ""
+    assert all(f["message"] for f in frames if f["type"] in ("delta", "done", "error", "handoff", "feedback"))
+    assert frames[1]["finish_reason"] == "stop" and frames[1]["message_id"] == "m" and frames[1]["delta"] == ""
     assert frames[2]["code"] == "rate_limited" and frames[2]["retry_after"] == 7

@@ -23,6 +23,7 @@ AGENT_KEY = "test-agent-key-0123456789"
 ALLOWED_ORIGIN = "http://shop.example"
 VARIANT = "test-variant-a"
 REPLY_TIMEOUT = 60.0
+FRAME_FIELDS = ("type", "message", "delta", "session_id", "intent")  # in every server frame, as strings
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,10 @@ async def frames_until(ws: Any, *types: str, timeout: float = REPLY_TIMEOUT) -> 
 async def ask(ws: Any, message: str, **extra: Any) -> list[dict[str, Any]]:
     await ws.send(json.dumps({"message": message, **extra}, ensure_ascii=False))
     return await frames_until(ws, "done", "error", "handoff")
+
+
+def has_frame_fields(frame: dict[str, Any]) -> bool:
+    return all(isinstance(frame.get(field), str) for field in FRAME_FIELDS)
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

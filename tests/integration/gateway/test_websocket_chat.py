@@ -9,7 +9,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.gateway.conftest import ask, connect, frames_until, next_frame
+from tests.integration.gateway.conftest import ask, connect, frames_until, has_frame_fields, next_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -32,6 +32,7 @@ async def test_reply_streams_growing_message_and_done_carries_finish_reason_and_
     assert done["message_id"].startswith("msg_")
     assert len(done["session_id"]) == 32 and all(f["session_id"] == done["session_id"] for f in frames)
     assert done["intent"] and all("event_id" in f for f in frames)
+    assert all(has_frame_fields(f) for f in frames), frames
 
 
 async def test_continuing_a_session_stores_turns_and_sends_history_to_the_ensemble(
@@ -79,7 +80,10 @@ async def test_bad_frames_get_error_frames_not_a_crash(gateway: str) -> None:
             await ws.send(payload)
             frame = await next_frame(ws)
             assert (frame["type"], frame["code"]) == ("error", code), payload
-            assert frame["message"]
+            assert frame["message"] and has_frame_fields(frame), frame
+        await ws.send(json.dumps({"type": "ping"}))
+        pong = await next_frame(ws)
+        assert pong["type"] == "pong" and has_frame_fields(pong), pong
         assert (await ask(ws, "你好"))[-1]["type"] == "done"
 
 
