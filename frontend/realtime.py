@@ -7,15 +7,17 @@ import json
 import logging
 from collections.abc import Callable
 
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from frontend.protocol.frames import Frame
+from frontend.errors import GatewayError
+from frontend.protocol.frames import Frame, error_frame
 from frontend.services.events import SessionEvents
 from frontend.services.redis_store import REDIS_DOWN
 
 logger = logging.getLogger(__name__)
 
 FrameFilter = Callable[[Frame], Frame | None]
+FORWARDING_STOPPED = GatewayError("internal_error", "消息同步已中断，请刷新页面后重试。", 500)
 
 
 class FrameSender:
@@ -31,7 +33,7 @@ class FrameSender:
                 return False
             try:
                 await self._ws.send_text(json.dumps(frame, ensure_ascii=False))
-            except (RuntimeError, OSError):
+            except (RuntimeError, OSError, WebSocketDisconnect):
                 return False
             return True
 
@@ -39,7 +41,10 @@ class FrameSender:
 async def forward_events(
     events: SessionEvents, session_id: str, after: str, sender: FrameSender, keep: FrameFilter
 ) -> None:
-    """Send the session's frames after event `after` until cancelled; survives a Redis restart."""
+    """Send the session's frames after event `after` until cancelled; survives a Redis restart.
+
+    Any other failure ends forwarding with an `internal_error` frame (and a log line), never silently.
+    """
     delay = 0.2
     while True:
         try:
@@ -49,6 +54,10 @@ async def forward_events(
             await asyncio.sleep(delay)  # back off while Redis is down; the next read resumes after `after`
             delay = min(delay * 2, 2.0)
             continue
+        except Exception:
+            logger.exception("forwarding the events of session %s stopped", session_id)
+            await sender.send(error_frame(FORWARDING_STOPPED, session_id))
+            return
         for event_id, frame in batch:
             after = event_id
             out = keep(frame)

@@ -8,6 +8,7 @@ blueprint's browser client renders `JSON.parse(event.data).message` and nothing 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,6 +16,8 @@ from frontend.errors import GatewayError, invalid_request
 
 Frame = dict[str, Any]
 ClientKind = Literal["message", "resume", "handoff", "feedback", "ping"]
+
+STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # a Redis stream entry id, `<ms>-<seq>`
 
 HANDOFF_QUEUED = "正在为您转接人工客服，请稍候……"
 HANDOFF_ASSIGNED = "人工客服已接入，请问有什么可以帮您？"
@@ -41,6 +44,17 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise invalid_request(f"`{key}` 必须是字符串。")
+    return value
+
+
+def _event_id(data: dict[str, Any]) -> str | None:
+    """`last_event_id` goes to XREAD: only a real stream id (both parts below 2**64), never Redis syntax."""
+    value = _optional_str(data, "last_event_id")
+    if value is None:
+        return None
+    match = STREAM_ID.fullmatch(value)
+    if match is None or any(int(part) >= 2**64 for part in match.groups()):
+        raise invalid_request("last_event_id 无效：应为事件 id，例如 1700000000000-0。")
     return value
 
 
@@ -72,7 +86,7 @@ def parse_client_frame(raw: str, max_message_chars: int) -> ClientFrame:
     if kind == "resume":
         if session_id is None:
             raise invalid_request("恢复会话需要 session_id。")
-        return ClientFrame("resume", session_id=session_id, last_event_id=_optional_str(data, "last_event_id"))
+        return ClientFrame("resume", session_id=session_id, last_event_id=_event_id(data))
     if kind == "feedback":
         rating = data.get("rating")
         if rating is not None and (not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5):

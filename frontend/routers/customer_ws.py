@@ -127,7 +127,7 @@ class CustomerConnection:
             after = await self.services.events.last_id(info.session_id)
         self.session_id = info.session_id
         session_id_var.set(info.session_id)
-        if self.forwarder is None:
+        if self.forwarder is None or self.forwarder.done():  # (re)start; a resume revives a stopped forwarder
             self.forwarder = asyncio.create_task(
                 forward_events(self.services.events, info.session_id, after, self.sender, self.keep)
             )

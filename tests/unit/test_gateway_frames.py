@@ -32,6 +32,14 @@ def test_blueprint_message_frame_parses() -> None:
     assert (frame.session_id, frame.max_tokens) == ("ab", 5)
 
 
+def test_resume_takes_a_stream_event_id() -> None:
+    """`last_event_id` is a Redis stream id `<ms>-<seq>`; absent or empty means 'only what comes next'."""
+    raw = json.dumps({"type": "resume", "session_id": "s", "last_event_id": "1700000000000-12"})
+    assert parse_client_frame(raw, 10).last_event_id == "1700000000000-12"
+    empty = json.dumps({"type": "resume", "session_id": "s", "last_event_id": ""})
+    assert parse_client_frame(empty, 10).last_event_id is None
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
@@ -45,6 +53,12 @@ def test_blueprint_message_frame_parses() -> None:
         ('{"type": "feedback", "message_id": "m", "rating": 6}', "invalid_request"),
         ('{"type": "feedback", "message_id": "m"}', "invalid_request"),
         ('{"message": "hi", "max_tokens": true}', "invalid_request"),
+        ('{"type": "resume", "session_id": "s", "last_event_id": "abc"}', "invalid_request"),
+        ('{"type": "resume", "session_id": "s", "last_event_id": "$"}', "invalid_request"),
+        ('{"type": "resume", "session_id": "s", "last_event_id": "1-2-3"}', "invalid_request"),
+        ('{"type": "resume", "session_id": "s", "last_event_id": "99999999999999999999-0"}', "invalid_request"),
+        ('{"type": "resume", "session_id": "s", "last_event_id": "\uff11-0"}', "invalid_request"),
+        ('{"type": "resume", "session_id": "s", "last_event_id": 5}', "invalid_request"),
     ],
 )
 def test_bad_client_frames_raise_coded_errors(raw: str, code: str) -> None:

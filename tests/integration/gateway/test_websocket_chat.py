@@ -133,3 +133,17 @@ async def test_two_sockets_on_one_session_see_one_consistent_order(gateway: str,
     assert [t["role"] for t in turns] == ["user", "assistant"] * 3
     done_ids = [m for k, m in order_a if k == "done"]
     assert [turns[3]["message_id"], turns[5]["message_id"]] == done_ids
+
+
+async def test_resume_with_a_bad_event_id_is_refused_and_forwarding_survives(gateway: str) -> None:
+    """A `last_event_id` that is not a stream id is `invalid_request` (not a silent socket); replies still arrive."""
+    async with connect(gateway) as ws:
+        session_id = (await ask(ws, "你好"))[-1]["session_id"]
+    async with connect(gateway) as ws:
+        await ws.send(json.dumps({"type": "resume", "session_id": session_id, "last_event_id": "abc"}))
+        error = await next_frame(ws)
+        assert (error["type"], error["code"]) == ("error", "invalid_request"), error
+        await ws.send(json.dumps({"type": "resume", "session_id": session_id}))
+        assert (await next_frame(ws))["type"] == "resumed"
+        done = (await ask(ws, "在吗"))[-1]
+        assert done["type"] == "done" and done["session_id"] == session_id
