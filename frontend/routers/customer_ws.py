@@ -16,7 +16,7 @@ import secrets
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from frontend.errors import GatewayError, forbidden, redis_unavailable, unauthorized
+from frontend.errors import GatewayError, forbidden, invalid_request, redis_unavailable, unauthorized
 from frontend.observability.logging import session_id_var
 from frontend.protocol.feedback import FeedbackRequest
 from frontend.protocol.frames import (
@@ -79,6 +79,8 @@ class CustomerConnection:
             await self.send_error(redis_unavailable())
 
     async def send_error(self, exc: GatewayError, message_id: str | None = None) -> None:
+        if exc.code == "unknown_session":
+            await self.unbind_if_expired()
         self.services.metrics.errors.labels(exc.code).inc()
         await self.sender.send(error_frame(exc, self.session_id, message_id))
 
@@ -91,6 +93,8 @@ class CustomerConnection:
             await self.bind(frame.session_id, frame.last_event_id, explicit=True)
             return
         await self.services.limiter.check("ip", self.ip, self.settings.rate_limit_per_ip)
+        if frame.kind != "message" and self.session_id is None and frame.session_id is None:
+            raise invalid_request("请先发送一条消息开始会话。")  # only a message starts a new session
         if self.session_id is None or frame.session_id not in (None, self.session_id):
             await self.bind(frame.session_id, None, explicit=False)
         assert self.session_id is not None
@@ -113,18 +117,22 @@ class CustomerConnection:
             await self.sender.send(feedback_frame(self.session_id, frame.message_id))
 
     async def bind(self, session_id: str | None, last_event_id: str | None, explicit: bool) -> None:
-        """Attach the socket to a session and start forwarding its events (replaying after `last_event_id`)."""
-        if self.session_id is not None and session_id != self.session_id:
-            if self.turns:
-                raise GatewayError("session_mismatch", "当前连接已绑定其他会话。", 409)
-            await self.stop_forwarder()
+        """Attach the socket to a session and start forwarding its events (replaying after `last_event_id`).
+
+        The new id is checked first: an unknown one leaves the current binding (and its forwarder) as it was.
+        """
         info = await self.services.conversation.open_session(session_id)
+        switching = self.session_id is not None and info.session_id != self.session_id
+        if switching and self.turns:
+            raise GatewayError("session_mismatch", "当前连接已绑定其他会话。", 409)
         if session_id is None:
             after = "0-0"
         elif last_event_id is not None:
             after = last_event_id
         else:
             after = await self.services.events.last_id(info.session_id)
+        if switching:
+            await self.stop_forwarder()
         self.session_id = info.session_id
         session_id_var.set(info.session_id)
         if self.forwarder is None or self.forwarder.done():  # (re)start; a resume revives a stopped forwarder
@@ -133,6 +141,19 @@ class CustomerConnection:
             )
         if explicit:
             await self.sender.send(resumed_frame(info.session_id, info.state))
+
+    async def unbind_if_expired(self) -> None:
+        """The bound session expired: stop forwarding it, so the next message starts a new session (as the page
+        tells the customer) instead of failing with `unknown_session` forever."""
+        if self.session_id is None:
+            return
+        try:
+            expired = await self.services.sessions.get(self.session_id) is None
+        except REDIS_DOWN:
+            return
+        if expired:
+            await self.stop_forwarder()
+            self.session_id = None
 
     def keep(self, frame: Frame) -> Frame | None:
         if frame.get("type") == "user" and frame.pop("origin", None) == self.origin:

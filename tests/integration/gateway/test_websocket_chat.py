@@ -147,3 +147,40 @@ async def test_resume_with_a_bad_event_id_is_refused_and_forwarding_survives(gat
         assert (await next_frame(ws))["type"] == "resumed"
         done = (await ask(ws, "在吗"))[-1]
         assert done["type"] == "done" and done["session_id"] == session_id
+
+
+async def test_socket_bound_to_an_expired_session_starts_a_new_one(gateway: str, redis_db: Redis) -> None:
+    """After the bound session expires, one `unknown_session` error; the next message starts a new session."""
+    async with connect(gateway) as ws:
+        expired = (await ask(ws, "你好"))[-1]["session_id"]
+        await redis_db.delete(f"sess:{expired}", f"sess:{expired}:turns", f"sess:{expired}:events")
+        error = (await ask(ws, "还在吗"))[-1]
+        assert (error["type"], error["code"]) == ("error", "unknown_session"), error
+        fresh = (await ask(ws, "还在吗"))[-1]
+    assert fresh["type"] == "done", fresh
+    assert fresh["session_id"] != expired and await redis_db.exists(f"sess:{fresh['session_id']}")
+
+
+async def test_unknown_session_id_on_a_bound_socket_keeps_the_binding(gateway: str) -> None:
+    """A bogus session id on a bound socket is refused without stopping the bound session's frames."""
+    async with connect(gateway) as ws:
+        session_id = (await ask(ws, "你好"))[-1]["session_id"]
+        error = (await ask(ws, "你好", session_id="0" * 32))[-1]
+        assert (error["type"], error["code"]) == ("error", "unknown_session")
+        await ws.send(json.dumps({"message": "在吗"}, ensure_ascii=False))
+        done = (await frames_until(ws, "done", "error", timeout=30))[-1]
+    assert done["type"] == "done" and done["session_id"] == session_id
+
+
+async def test_handoff_and_feedback_need_an_existing_session(gateway: str) -> None:
+    """On a fresh socket, `handoff` and `feedback` without a session are refused; they never create one."""
+    async with connect(gateway) as ws:
+        for frame in ({"type": "handoff"}, {"type": "feedback", "message_id": "msg_x", "thumbs": "up"}):
+            await ws.send(json.dumps(frame))
+            error = await next_frame(ws)
+            assert (error["type"], error["code"], error["session_id"]) == ("error", "invalid_request", ""), error
+        session_id = (await ask(ws, "你好"))[-1]["session_id"]
+    async with connect(gateway) as ws:  # a fresh socket naming an existing session may ask for a human
+        await ws.send(json.dumps({"type": "handoff", "session_id": session_id}))
+        handoff = (await frames_until(ws, "handoff", "error"))[-1]
+    assert (handoff["type"], handoff["state"], handoff["session_id"]) == ("handoff", "queued", session_id)
