@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from frontend.errors import GatewayError, redis_unavailable
+from frontend.errors import GatewayError, internal_error, redis_unavailable
 from frontend.middleware import RequestContextMiddleware
 from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
@@ -61,7 +61,7 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s", request.url.path)
-        return await on_gateway_error(request, GatewayError("internal_error", "服务器内部错误。", 500))
+        return await on_gateway_error(request, internal_error())
 
     app.add_exception_handler(GatewayError, on_gateway_error)
     for exc_type in REDIS_DOWN:

@@ -17,6 +17,20 @@ class GatewayError(Exception):
         return f"GatewayError({self.code!r}, status={self.status})"
 
 
+class ReplyFailed(GatewayError):
+    """A reply that had started ended in `error`. When `published`, its error frame (with `message_id`) is already
+    on the session's event stream, after the reply's deltas, so sockets must not send it a second time."""
+
+    def __init__(self, error: GatewayError, message_id: str, published: bool) -> None:
+        super().__init__(error.code, error.message, error.status, error.retry_after)
+        self.message_id = message_id
+        self.published = published
+
+
+def internal_error() -> GatewayError:
+    return GatewayError("internal_error", "服务器内部错误。", 500)
+
+
 def invalid_request(message: str) -> GatewayError:
     return GatewayError("invalid_request", message, 400)
 

@@ -16,7 +16,15 @@ import secrets
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from frontend.errors import GatewayError, forbidden, invalid_request, redis_unavailable, unauthorized
+from frontend.errors import (
+    GatewayError,
+    ReplyFailed,
+    forbidden,
+    internal_error,
+    invalid_request,
+    redis_unavailable,
+    unauthorized,
+)
 from frontend.observability.logging import session_id_var
 from frontend.protocol.feedback import FeedbackRequest
 from frontend.protocol.frames import (
@@ -166,6 +174,11 @@ class CustomerConnection:
             await self.services.conversation.customer_message(
                 session_id, text, self.origin, "websocket", max_tokens, generating
             )
+        except ReplyFailed as exc:
+            if exc.published:  # the error frame reaches this socket through the event stream, after the deltas
+                self.services.metrics.errors.labels(exc.code).inc()
+            else:
+                await self.send_error(exc, exc.message_id)
         except GatewayError as exc:
             await self.send_error(exc)
         except REDIS_DOWN as exc:
@@ -173,7 +186,7 @@ class CustomerConnection:
             await self.send_error(redis_unavailable())
         except Exception:
             logger.exception("turn failed")
-            await self.send_error(GatewayError("internal_error", "服务器内部错误。", 500))
+            await self.send_error(internal_error())
 
     async def stop_forwarder(self) -> None:
         if self.forwarder is not None:

@@ -13,12 +13,21 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from frontend.errors import GatewayError, ReplyFailed, internal_error, redis_unavailable
 from frontend.observability.logging import session_id_var
 from frontend.observability.metrics import GatewayMetrics
-from frontend.protocol.frames import HANDOFF_QUEUED, delta_frame, done_frame, handoff_frame, user_frame
+from frontend.protocol.frames import (
+    HANDOFF_QUEUED,
+    delta_frame,
+    done_frame,
+    error_frame,
+    handoff_frame,
+    user_frame,
+)
 from frontend.services.events import SessionEvents
 from frontend.services.faq import FaqStore
 from frontend.services.handoff import HandoffQueue
+from frontend.services.redis_store import REDIS_DOWN
 from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id
 from frontend.services.triton import ChatCall, TritonChat
 from frontend.settings import GatewaySettings
@@ -145,9 +154,10 @@ class Conversation:
             self._metrics.cancelled.inc()
             await asyncio.shield(self._finish(session_id, message_id, text, intent, "cancelled", "cancelled"))
             raise
-        except BaseException:
-            await asyncio.shield(self._sessions.update_reply(message_id, status="error", text=text, intent=intent))
-            raise
+        except Exception as exc:
+            error = self._reply_error(message_id, exc)
+            published = await asyncio.shield(self._fail(session_id, message_id, text, intent, error))
+            raise ReplyFailed(error, message_id, published) from exc
         if intent == HUMAN_AGENT:
             await self._sessions.update_reply(message_id, status="handoff", intent=intent, finish_reason="handoff")
             self._observe(channel, "handoff", started)
@@ -167,6 +177,28 @@ class Conversation:
         if text:
             await self._sessions.append_turn(session_id, StoredTurn("assistant", text, message_id, "llm", time.time()))
         await self._events.publish(session_id, done_frame(session_id, message_id, text, intent, finish_reason, "llm"))
+
+    @staticmethod
+    def _reply_error(message_id: str, exc: Exception) -> GatewayError:
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, REDIS_DOWN):
+            logger.warning("Redis unavailable during reply %s: %r", message_id, exc)
+            return redis_unavailable()
+        logger.exception("reply %s failed", message_id)
+        return internal_error()
+
+    async def _fail(self, session_id: str, message_id: str, text: str, intent: str, error: GatewayError) -> bool:
+        """Keep the partial reply as `error` and end it for every tab with an error frame carrying its id.
+
+        False when Redis is down, so nothing reached the event stream (the caller then tells its own client).
+        """
+        try:
+            await self._sessions.update_reply(message_id, status="error", text=text, intent=intent)
+            await self._events.publish(session_id, error_frame(error, session_id, message_id))
+        except REDIS_DOWN:
+            return False
+        return True
 
     async def request_handoff(self, session_id: str, reason: str, intent: str = HUMAN_AGENT) -> None:
         """Queue the session for a human agent (idempotent while it is already queued or held)."""

@@ -131,7 +131,14 @@
       case "resumed":
         setNotice(frame.state === "bot" ? "" : "人工客服服务中");
         break;
-      case "error":
+      case "error": {
+        const failed = frame.message_id && state.bubbles.get(frame.message_id);
+        if (failed) {  // the reply this error ended: stop showing it as streaming
+          failed.dataset.state = "error";
+          failed.dataset.code = frame.code;
+          const bubble = failed.querySelector(".bubble");
+          if (!bubble.textContent) bubble.textContent = "（回复失败）";
+        }
         if (frame.code === "unknown_session") {
           forgetSession();
           addLine("system", "会话已过期，已为您开始新的会话。");
@@ -139,6 +146,7 @@
           addLine("system error", frame.message).dataset.code = frame.code;
         }
         break;
+      }
       default:
         break;
     }

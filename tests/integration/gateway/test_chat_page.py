@@ -49,3 +49,26 @@ async def test_chat_page_streams_rates_resumes_and_hands_off(gateway: str, http:
     assert turns["state"] == "queued"
     summary = (await http.get("/admin/feedback/summary", headers=auth(ADMIN_KEY))).json()
     assert sum(v["thumbs_up"] for v in summary["variants"]) >= 1
+
+
+async def test_chat_page_ends_a_reply_bubble_on_its_error_frame(gateway: str) -> None:
+    """An `error` frame naming a streaming reply ends that bubble (no bubble left 'streaming' forever)."""
+    frames = [
+        {"type": "delta", "message": "您好", "delta": "您好", "session_id": "", "intent": "", "message_id": "msg_t1"},
+        {"type": "error", "code": "timeout", "message": "回复超时，请稍后再试。", "delta": "", "session_id": "",
+         "intent": "", "message_id": "msg_t1"},
+    ]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(gateway + "/")
+        await expect(page.locator("#status")).to_have_text("已连接", timeout=15_000)
+        for frame in frames:  # as if they came from the server, through the socket's own handler
+            await page.evaluate(
+                "(f) => window.csChat.ws.onmessage(new MessageEvent('message', {data: JSON.stringify(f)}))", frame
+            )
+        bubble = page.locator("li[data-message-id='msg_t1']")
+        await expect(bubble).to_have_attribute("data-state", "error", timeout=5_000)
+        await expect(bubble).to_contain_text("您好")
+        await expect(page.locator("li.error[data-code='timeout']")).to_contain_text("回复超时")
+        await browser.close()

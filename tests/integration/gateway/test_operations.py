@@ -18,6 +18,7 @@ from tests.integration.gateway.conftest import (
     auth,
     connect,
     eventually,
+    frames_until,
     free_port,
     gateway_env,
     metric_value,
@@ -63,10 +64,18 @@ async def test_readyz_is_503_when_triton_is_unreachable(strict_gateway: str) -> 
 
 
 async def test_triton_unreachable_gives_a_clear_error_frame(strict_gateway: str) -> None:
-    """After retrying for `triton_retry_seconds`, the customer gets a `triton_unavailable` frame; socket lives."""
+    """After retrying for `triton_retry_seconds`, every tab gets a `triton_unavailable` frame naming the failed
+    reply (so the page can end its bubble); the socket lives."""
     async with connect(strict_gateway, additional_headers={"X-Forwarded-For": "10.0.0.1"}) as ws:
-        error = (await ask(ws, "请问我的订单什么时候到"))[-1]
-        assert error["type"] == "error" and error["code"] == "triton_unavailable" and error["message"]
+        session_id = (await ask(ws, "怎么开发票"))[-1]["session_id"]  # an FAQ answer: no Triton needed
+        async with connect(strict_gateway, additional_headers={"X-Forwarded-For": "10.0.0.1"}) as other_tab:
+            await other_tab.send(json.dumps({"type": "resume", "session_id": session_id}))
+            assert (await next_frame(other_tab))["type"] == "resumed"
+            error = (await ask(ws, "请问我的订单什么时候到"))[-1]
+            assert error["type"] == "error" and error["code"] == "triton_unavailable" and error["message"]
+            assert error["message_id"].startswith("msg_") and error["session_id"] == session_id
+            seen = await frames_until(other_tab, "error")
+            assert seen[-1]["message_id"] == error["message_id"], seen
         await ws.send(json.dumps({"type": "ping"}))
         assert (await next_frame(ws))["type"] == "pong"
 

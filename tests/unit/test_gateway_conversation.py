@@ -1,0 +1,112 @@
+"""A customer turn whose reply fails mid-stream, with in-memory stand-ins for Redis and Triton."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from frontend.errors import GatewayError, ReplyFailed, triton_timeout
+from frontend.observability.metrics import GatewayMetrics
+from frontend.protocol.frames import Frame
+from frontend.services.conversation import Conversation
+from frontend.services.sessions import SessionInfo, StoredTurn
+from frontend.services.triton import ChatCall, ChatChunk
+from frontend.settings import GatewaySettings
+
+SESSION = "a" * 32
+
+
+class MemorySessions:
+    def __init__(self) -> None:
+        self.replies: dict[str, dict[str, str]] = {}
+        self.turns: list[StoredTurn] = []
+
+    @asynccontextmanager
+    async def turn_lock(self, session_id: str, wait_seconds: float, hold_seconds: float) -> AsyncIterator[None]:
+        yield
+
+    async def require(self, session_id: str) -> SessionInfo:
+        return SessionInfo(session_id, "bot", "", "v")
+
+    async def history(self, session_id: str) -> list[dict[str, str]]:
+        return []
+
+    async def append_turn(self, session_id: str, turn: StoredTurn) -> None:
+        self.turns.append(turn)
+
+    async def touch(self, session_id: str) -> None:
+        pass
+
+    async def start_reply(self, session_id: str, message_id: str, source: str) -> None:
+        self.replies[message_id] = {"status": "streaming"}
+
+    async def update_reply(self, message_id: str, **fields: str) -> None:
+        self.replies[message_id].update(fields)
+
+
+class MemoryEvents:
+    def __init__(self, down_after: int | None = None) -> None:
+        self.frames: list[Frame] = []
+        self.down_after = down_after
+
+    async def publish(self, session_id: str, frame: Frame) -> str:
+        if self.down_after is not None and len(self.frames) >= self.down_after:
+            raise ConnectionError("redis went away")
+        self.frames.append(json.loads(json.dumps(frame)))
+        return f"{len(self.frames)}-0"
+
+
+class NoFaq:
+    async def match(self, text: str) -> None:
+        return None
+
+
+class FailingTriton:
+    """Streams one delta, then fails the way `failure` says."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+
+    async def stream(self, call: ChatCall) -> AsyncIterator[ChatChunk]:
+        yield ChatChunk("您好", "greeting", "")
+        raise self.failure
+
+
+def conversation(failure: Exception, events: MemoryEvents) -> tuple[Conversation, MemorySessions]:
+    settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_api_key="g" * 20)  # type: ignore[arg-type]
+    sessions = MemorySessions()
+    convo = Conversation(
+        settings, sessions, events, FailingTriton(failure), NoFaq(), None, GatewayMetrics()  # type: ignore[arg-type]
+    )
+    return convo, sessions
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"), [(triton_timeout(), "timeout"), (RuntimeError("boom"), "internal_error")]
+)
+async def test_reply_failing_mid_stream_ends_with_an_error_frame_carrying_its_id(
+    failure: Exception, code: str
+) -> None:
+    """Deltas went out, then Triton failed: the stream gets an `error` frame with the reply's message id."""
+    events = MemoryEvents()
+    convo, sessions = conversation(failure, events)
+    with pytest.raises(ReplyFailed) as info:
+        await convo.customer_message(SESSION, "你好", "ws-1", "websocket")
+    assert [f["type"] for f in events.frames] == ["user", "delta", "error"]
+    delta, error = events.frames[1], events.frames[2]
+    assert (error["code"], error["message_id"], error["session_id"]) == (code, delta["message_id"], SESSION)
+    assert info.value.code == code and info.value.message_id == delta["message_id"] and info.value.published
+    assert sessions.replies[delta["message_id"]] == {"status": "error", "text": "您好", "intent": "greeting"}
+
+
+async def test_reply_failing_while_redis_is_down_is_left_to_the_caller() -> None:
+    """No error frame could be published: the raised error says so and still names the reply."""
+    events = MemoryEvents(down_after=2)  # the user frame and the delta went out, then Redis went away
+    convo, _ = conversation(triton_timeout(), events)
+    with pytest.raises(ReplyFailed) as info:
+        await convo.customer_message(SESSION, "你好", "ws-1", "websocket")
+    assert isinstance(info.value, GatewayError) and not info.value.published
+    assert info.value.message_id == events.frames[1]["message_id"]
