@@ -15,6 +15,10 @@ from frontend.protocol.errors import ErrorBody, ErrorResponse
 logger = logging.getLogger("frontend.access")
 
 
+class BodyTooLarge(Exception):
+    """Raised from `receive` once a request body passes the limit, whatever its framing (chunked included)."""
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_body_bytes: int) -> None:
         self.app = app
@@ -38,17 +42,42 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        received = 0
+        too_large = False  # a body without Content-Length (chunked) grew past the limit while the app read it
+        response_started = False
+
+        async def receive_limited() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    raise BodyTooLarge
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                if too_large:
+                    return  # the app's answer to the body it could not read; 413 goes out instead
+                response_started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            elif too_large and not response_started:
+                return
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive_limited, send_with_id)
+            except Exception:
+                if not too_large or response_started:
+                    raise
+            if too_large and not response_started:
+                status = 413
+                await self._reject_too_large(send, request_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

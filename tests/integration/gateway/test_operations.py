@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -100,9 +100,20 @@ async def test_rate_limits_answer_429_and_error_frames(strict_gateway: str) -> N
 
 
 async def test_size_limit_and_origins(http: httpx.AsyncClient, gateway: str) -> None:
-    """A huge body is 413; CORS and the socket accept the allowed origin and refuse others."""
-    big = await http.post("/chat", content=b"x" * (70 * 1024), headers={**auth(), "Content-Type": "application/json"})
+    """A huge body is 413, also sent chunked (no Content-Length); CORS and the socket accept the allowed origin
+    and refuse others."""
+    headers = {**auth(), "Content-Type": "application/json"}
+    big = await http.post("/chat", content=b"x" * (70 * 1024), headers=headers)
     assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'{"message": "'
+        for _ in range(70):
+            yield "好".encode() * 341
+        yield b'"}'
+
+    big = await http.post("/chat", content=chunked(), headers=headers)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large", big.text
     preflight = await http.options(
         "/chat", headers={"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST"}
     )
