@@ -37,7 +37,8 @@ async def chat(
     if len(message) > settings.max_message_chars:
         raise GatewayError("message_too_long", f"消息过长：最多 {settings.max_message_chars} 个字符。", 413)
     await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
-    await services.limiter.check("user", body.session_id or client, settings.rate_limit_per_user)
+    # Per API key (a hash, never the key): a caller rotating session ids still shares one budget.
+    await services.limiter.check("key", client, settings.rate_limit_per_user)
     info = await services.conversation.open_session(body.session_id)
     result = await services.conversation.customer_message(
         info.session_id, message, origin="rest", channel="rest", max_tokens=body.max_tokens

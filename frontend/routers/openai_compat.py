@@ -61,7 +61,8 @@ async def chat_completions(
 ) -> ChatCompletionResponse | StreamingResponse:
     settings = services.settings
     await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
-    await services.limiter.check("user", body.user or client, settings.rate_limit_per_user)
+    # Per API key (a hash, never the key): `user` is the caller's to choose, so it cannot buy more requests.
+    await services.limiter.check("key", client, settings.rate_limit_per_user)
     max_tokens = services.conversation.max_tokens(body.max_completion_tokens or body.max_tokens)
     call = to_call(
         body, settings.max_message_chars, settings.max_history_turns, settings.history_token_budget, max_tokens

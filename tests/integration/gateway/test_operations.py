@@ -80,23 +80,40 @@ async def test_triton_unreachable_gives_a_clear_error_frame(strict_gateway: str)
         assert (await next_frame(ws))["type"] == "pong"
 
 
-async def test_rate_limits_answer_429_and_error_frames(strict_gateway: str) -> None:
-    """Past the per-user limit REST answers 429 with Retry-After; past the per-IP limit the socket gets a frame."""
+async def test_rest_rate_limit_is_per_api_key_whatever_the_session_or_user(strict_gateway: str) -> None:
+    """Past the per-user limit (3) the key gets 429 with Retry-After, though each call names another session/user."""
     async with httpx.AsyncClient(base_url=strict_gateway) as client:
         headers = {**auth(), "X-Forwarded-For": "10.0.0.2"}
-        session_id = (await client.post("/chat", json={"message": "怎么开发票"}, headers=headers)).json()["session_id"]
-        statuses = [
-            (await client.post("/chat", json={"message": "怎么开发票", "session_id": session_id}, headers=headers))
-            for _ in range(4)
+        first = await client.post("/chat", json={"message": "怎么开发票"}, headers=headers)  # FAQ: no Triton
+        session_id = first.json()["session_id"]
+        # Rejected after the limit check (the last message must be the user's), so no Triton call is needed.
+        not_user_last = {"model": "m", "messages": [{"role": "assistant", "content": "您好"}]}
+        rotated = [
+            await client.post("/v1/chat/completions", json={**not_user_last, "user": f"user-{n}"}, headers=headers)
+            for n in range(3)
         ]
-    assert [r.status_code for r in statuses] == [200, 200, 200, 429]  # limit 3 per session
-    assert statuses[-1].json()["error"]["code"] == "rate_limited" and int(statuses[-1].headers["Retry-After"]) >= 1
-    async with connect(strict_gateway, additional_headers={"X-Forwarded-For": "10.0.0.3"}) as ws:
-        codes = []
-        for _ in range(7):
+        again = await client.post("/chat", json={"message": "怎么开发票", "session_id": session_id}, headers=headers)
+    statuses = [r.status_code for r in (first, *rotated, again)]
+    assert statuses == [200, 400, 400, 429, 429], statuses
+    assert again.json()["error"]["code"] == "rate_limited" and int(again.headers["Retry-After"]) >= 1
+
+
+async def test_socket_rate_limits_per_session_and_per_ip(strict_gateway: str) -> None:
+    """One session gets 3 messages (per-user limit); one IP gets 6 across sessions (per-IP limit)."""
+    ip = {"X-Forwarded-For": "10.0.0.3"}
+    codes = []
+    async with connect(strict_gateway, additional_headers=ip) as ws:
+        for _ in range(4):
             frame = (await ask(ws, "怎么开发票"))[-1]
             codes.append(frame.get("code", frame["type"]))
-    assert codes[:3] == ["done"] * 3 and "rate_limited" in codes
+    assert codes == ["done", "done", "done", "rate_limited"]  # per session; the IP has used 4 of 6
+    async with connect(strict_gateway, additional_headers=ip) as ws:
+        codes = []
+        for _ in range(3):
+            frame = (await ask(ws, "怎么开发票"))[-1]
+            codes.append(frame.get("code", frame["type"]))
+    # A fresh session with 2 messages (its limit is 3): the IP's 7th message is what trips the limit.
+    assert codes == ["done", "done", "rate_limited"], codes
 
 
 async def test_size_limit_and_origins(http: httpx.AsyncClient, gateway: str) -> None:
