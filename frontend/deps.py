@@ -21,7 +21,7 @@ Services = Annotated[GatewayServices, Depends(get_services)]
 
 
 def api_client(conn: HTTPConnection, services: Services) -> str:
-    return require_key(conn, services.settings.api_keys)
+    return require_key(conn, services.settings.api_key_values())
 
 
 def admin(conn: HTTPConnection, services: Services) -> str:
@@ -32,7 +32,7 @@ def customer(conn: HTTPConnection, services: Services) -> str:
     """The chat page's own calls (feedback, history): the site key when one is configured, or any API key."""
     site_key = services.settings.site_key
     candidate = presented_key(conn, query_name="site_key") or conn.headers.get("x-site-key")
-    if site_key is None or matches_any(candidate, [site_key.get_secret_value(), *services.settings.api_keys]):
+    if site_key is None or matches_any(candidate, [site_key.get_secret_value(), *services.settings.api_key_values()]):
         return client_ip(conn)
     raise unauthorized()
 

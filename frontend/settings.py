@@ -1,4 +1,7 @@
-"""Gateway configuration: one pydantic-settings class, environment prefix `GATEWAY_`, secrets required."""
+"""Gateway configuration: one pydantic-settings class, environment prefix `GATEWAY_`, secrets required.
+
+Every key is a `SecretStr`, so the settings' repr and validation errors never print one.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 MIN_SECRET_CHARS = 16
 
 CommaList = Annotated[list[str], NoDecode]
+SecretCommaList = Annotated[list[SecretStr], NoDecode]
 
 
 def _split_commas(value: object) -> object:
@@ -24,14 +28,15 @@ def _split_commas(value: object) -> object:
 class GatewaySettings(BaseSettings):
     """Every knob of the gateway; API keys come from the environment only and must be long random strings."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+    # Validation errors name the field and the rule, never the value (a key could be it).
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_model: str = "customer_service"
     model_variant: str = Field(default="cpu-default", description="A/B arm name stored with every reply and rating")
 
-    api_keys: CommaList = Field(description="REST client keys (comma-separated)")
+    api_keys: SecretCommaList = Field(description="REST client keys (comma-separated)")
     admin_api_key: SecretStr
     agent_api_key: SecretStr
     site_key: SecretStr | None = Field(default=None, description="optional key the chat page sends on the socket")
@@ -70,10 +75,10 @@ class GatewaySettings(BaseSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _api_keys_strong(cls, keys: list[str]) -> list[str]:
+    def _api_keys_strong(cls, keys: list[SecretStr]) -> list[SecretStr]:
         if not keys:
             raise ValueError("GATEWAY_API_KEYS needs at least one key")
-        short = [k for k in keys if len(k) < MIN_SECRET_CHARS]
+        short = [k for k in keys if len(k.get_secret_value()) < MIN_SECRET_CHARS]
         if short:
             raise ValueError(f"every GATEWAY_API_KEYS entry needs at least {MIN_SECRET_CHARS} characters")
         return keys
@@ -95,6 +100,9 @@ class GatewaySettings(BaseSettings):
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("default_max_tokens must not exceed max_tokens_limit")
         return self
+
+    def api_key_values(self) -> list[str]:
+        return [key.get_secret_value() for key in self.api_keys]
 
     @cached_property
     def origins(self) -> frozenset[str]:

@@ -1,9 +1,10 @@
-"""JSON logs with request and session ids; PII is redacted from every record before it is written."""
+"""JSON logs with request and session ids; PII and credentials are redacted from every record before it is written."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -14,6 +15,27 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 session_id_var: ContextVar[str | None] = ContextVar("session_id", default=None)
 
 _HANDLER_NAME = "gateway-json"
+SECRET_PARAM = re.compile(r"(?i)\b(\w*key)=[^&\s\"']+")  # api_key=…, site_key=…, key=… in URLs and messages
+
+
+class SecretParamFilter(logging.Filter):
+    """Masks credentials passed as `…key=value` (uvicorn logs each socket's path with its query, `?api_key=`).
+
+    Attached to every handler, because handler filters also see records that propagate from child loggers.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            message = f"{record.msg} {record.args!r}"
+        record.msg = SECRET_PARAM.sub(r"\1=***", message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = SECRET_PARAM.sub(r"\1=***", record.exc_text)
+        return True
 
 
 class ContextFilter(logging.Filter):
@@ -43,20 +65,22 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, json_logs: bool) -> None:
-    """Install one stderr handler on the root logger (idempotent) with context ids and the PII filter."""
+    """Install one stderr handler on the root logger (idempotent) with context ids and the PII filter; every root
+    handler also masks credentials."""
     root = logging.getLogger()
     root.setLevel(level.upper())
-    for handler in root.handlers:
-        if handler.get_name() == _HANDLER_NAME:
-            return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.set_name(_HANDLER_NAME)
-    handler.addFilter(ContextFilter())
-    handler.addFilter(PiiLogFilter())
-    handler.setFormatter(
-        JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root.addHandler(handler)
+    if not any(handler.get_name() == _HANDLER_NAME for handler in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name(_HANDLER_NAME)
+        handler.addFilter(ContextFilter())
+        handler.addFilter(PiiLogFilter())
+        handler.setFormatter(
+            JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(handler)
+    for each in root.handlers:
+        if not any(isinstance(f, SecretParamFilter) for f in each.filters):
+            each.addFilter(SecretParamFilter())
     # uvicorn's own handlers would print unfiltered lines; route its loggers through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uv = logging.getLogger(name)

@@ -19,7 +19,7 @@ def test_reads_keys_and_lists_from_the_environment(monkeypatch: pytest.MonkeyPat
     for name, value in {**GOOD, "GATEWAY_ALLOWED_ORIGINS": "https://a.cn/, https://b.cn"}.items():
         monkeypatch.setenv(name, value)
     settings = GatewaySettings()  # type: ignore[call-arg]
-    assert settings.api_keys == ["k" * 20, "j" * 20]
+    assert settings.api_key_values() == ["k" * 20, "j" * 20]
     assert settings.origins == {"https://a.cn", "https://b.cn"}
     assert settings.max_history_turns == 5 and settings.store_redacted and settings.site_key is None
 
@@ -39,3 +39,16 @@ def test_missing_or_weak_secrets_and_bad_limits_are_refused(monkeypatch: pytest.
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         GatewaySettings()  # type: ignore[call-arg]
+
+
+def test_keys_never_show_in_repr_or_validation_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key is a SecretStr: neither the settings' repr nor a validation error prints one."""
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings()  # type: ignore[call-arg]
+    for key in ("k" * 20, "j" * 20, "a" * 20, "g" * 20):
+        assert key not in repr(settings) and key not in str(settings.model_dump())
+    monkeypatch.setenv("GATEWAY_API_KEYS", "k" * 20 + ",tooshort-key")
+    with pytest.raises(ValidationError) as info:
+        GatewaySettings()  # type: ignore[call-arg]
+    assert "tooshort-key" not in str(info.value) and "k" * 20 not in str(info.value)

@@ -61,12 +61,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
-def gateway(redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The main gateway: generous limits, 8-token replies by default; returns its base URL."""
+def gateway_server(
+    redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """The main gateway: generous limits, 8-token replies by default; its log goes to `log_file`."""
     env = gateway_env(f"redis://127.0.0.1:{redis_server.port}/0", triton_grpc_url)
     server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw") / "gateway.log").start()
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_server: GatewayServer) -> str:
+    """The main gateway's base URL."""
+    return gateway_server.url
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import json
 import pytest
 import websockets
 
-from tests.integration.gateway.conftest import AGENT_KEY, ask, connect, frames_until, next_frame
+from frontend.stack import GatewayServer
+from tests.integration.gateway.conftest import AGENT_KEY, ask, connect, eventually, frames_until, next_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -63,3 +64,18 @@ async def test_agent_socket_needs_the_agent_key(gateway: str) -> None:
     with pytest.raises(websockets.InvalidStatus):
         async with connect(gateway, "/ws/agent"):
             pass
+
+
+async def test_agent_key_in_the_socket_query_never_reaches_the_log(gateway_server: GatewayServer) -> None:
+    """uvicorn logs each socket's path with its query; the gateway log shows `api_key=***`, never the key."""
+    async with connect(gateway_server.url, f"/ws/agent?api_key={AGENT_KEY}&agent=log-check") as agent:
+        await agent.send(json.dumps({"type": "ping"}))
+        assert (await next_frame(agent))["type"] == "pong"
+    log = gateway_server.log_file
+    assert log is not None
+
+    async def accepted_line_logged() -> bool:
+        return "/ws/agent?api_key=***&agent=log-check" in log.read_text()
+
+    await eventually(accepted_line_logged, what="the agent socket's accepted line")
+    assert AGENT_KEY not in log.read_text()
