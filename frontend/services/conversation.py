@@ -201,11 +201,13 @@ class Conversation:
         return True
 
     async def request_handoff(self, session_id: str, reason: str, intent: str = HUMAN_AGENT) -> None:
-        """Queue the session for a human agent (idempotent while it is already queued or held)."""
-        info = await self._sessions.require(session_id)
-        if info.state != "bot":
+        """Queue the session for a human agent (idempotent while it is already queued or held).
+
+        Check and set are one Redis script, so concurrent requests queue and count the session once and never
+        overwrite an agent's assignment.
+        """
+        if not await self._sessions.queue_for_agent(session_id):
             return
-        await self._sessions.set_state(session_id, "queued")
         await self._handoff.enqueue(session_id, reason)
         await self._events.publish(session_id, handoff_frame(session_id, "queued", intent))
         self._metrics.handoffs.labels(reason).inc()

@@ -42,6 +42,14 @@ redis.call('hset', KEYS[1], 'state', 'agent', 'agent', ARGV[1])
 return 1
 """
 
+_QUEUE_FOR_AGENT = """
+local state = redis.call('hget', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'queued' or state == 'agent' then return 0 end
+redis.call('hset', KEYS[1], 'state', 'queued', 'agent', '')
+return 1
+"""
+
 
 def _strings(data: Mapping[Any, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
@@ -154,6 +162,15 @@ class SessionStore:
     async def claim(self, session_id: str, agent: str) -> bool:
         """Give the session to `agent` unless another agent holds it; unknown sessions raise."""
         result = await self._redis.eval(_CLAIM, 1, self._key(session_id), agent)
+        if int(result) == -1:
+            raise unknown_session()
+        return int(result) == 1
+
+    async def queue_for_agent(self, session_id: str) -> bool:
+        """Move a bot session to `queued` in one step; False when it is already queued or held by an agent."""
+        if not SESSION_ID.match(session_id):
+            raise unknown_session()
+        result = await self._redis.eval(_QUEUE_FOR_AGENT, 1, self._key(session_id))
         if int(result) == -1:
             raise unknown_session()
         return int(result) == 1

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 import websockets
+from redis.asyncio import Redis
 
+from frontend.observability.metrics import GatewayMetrics
+from frontend.services.conversation import Conversation
+from frontend.services.events import SessionEvents
+from frontend.services.handoff import QUEUE_KEY, HandoffQueue
+from frontend.services.sessions import SessionStore
+from frontend.settings import GatewaySettings
 from frontend.stack import GatewayServer
-from tests.integration.gateway.conftest import AGENT_KEY, ask, connect, eventually, frames_until, next_frame
+from tests.integration.gateway.conftest import (
+    ADMIN_KEY,
+    AGENT_KEY,
+    API_KEY,
+    ask,
+    connect,
+    eventually,
+    frames_until,
+    next_frame,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -79,3 +96,22 @@ async def test_agent_key_in_the_socket_query_never_reaches_the_log(gateway_serve
 
     await eventually(accepted_line_logged, what="the agent socket's accepted line")
     assert AGENT_KEY not in log.read_text()
+
+
+async def test_concurrent_handoff_requests_queue_the_session_once(redis_db: Redis) -> None:
+    """Twenty simultaneous requests for one session: one queue entry, one `queued` frame, one count."""
+    settings = GatewaySettings(api_keys=API_KEY, admin_api_key=ADMIN_KEY, agent_api_key=AGENT_KEY)  # type: ignore[arg-type]
+    sessions = SessionStore(redis_db, 3600, 5, 1024, "v")
+    events = SessionEvents(redis_db, 500, 3600)
+    metrics = GatewayMetrics()
+    conversation = Conversation(
+        settings, sessions, events, None, None, HandoffQueue(redis_db), metrics  # type: ignore[arg-type]
+    )
+    session_id = (await sessions.create()).session_id
+    await asyncio.gather(*(redis_db.ping() for _ in range(20)))  # twenty open connections: the requests overlap
+    await asyncio.gather(*(conversation.request_handoff(session_id, reason="customer") for _ in range(20)))
+    queued = [e for _, e in await redis_db.xrange(QUEUE_KEY) if e["session_id"] == session_id]
+    frames = [json.loads(e["frame"]) for _, e in await redis_db.xrange(f"sess:{session_id}:events")]
+    assert len(queued) == 1 and [f["state"] for f in frames] == ["queued"]
+    assert metrics.registry.get_sample_value("gateway_handoffs_total", {"reason": "customer"}) == 1
+    assert (await sessions.require(session_id)).state == "queued"
