@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +11,9 @@ from engine_build.checkpoints import prepare
 from engine_build.launcher import REPO_ROOT, TritonPorts, TritonServer
 from engine_build.profiles import CPU_PROFILE
 from engine_build.render import render_repository
+from tests.ports import free_port
 
 TEST_CHECKPOINT = "qwen3-tiny"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

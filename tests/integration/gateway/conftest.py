@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import websockets
 from redis.asyncio import Redis
 
 from frontend.stack import GatewayServer, RedisServer
+from tests.ports import free_port
 
 API_KEY = "test-rest-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -26,12 +26,6 @@ REPLY_TIMEOUT = 60.0
 FRAME_FIELDS = ("type", "message", "delta", "session_id", "intent")  # in every server frame, as strings
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[str, str]:

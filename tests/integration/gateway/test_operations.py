@@ -19,11 +19,11 @@ from tests.integration.gateway.conftest import (
     connect,
     eventually,
     frames_until,
-    free_port,
     gateway_env,
     metric_value,
     next_frame,
 )
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

@@ -11,7 +11,8 @@ import pytest
 
 from engine_build.launcher import TritonPorts, TritonServer
 from frontend.stack import GatewayServer, RedisServer
-from tests.integration.gateway.conftest import ask, connect, free_port, gateway_env
+from tests.integration.gateway.conftest import ask, connect, gateway_env
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
