@@ -56,6 +56,7 @@ lint: venv
 
 bench: setup
 	$(PY) perf/bench_pipeline.py
+	$(PY) perf/bench_perf_analyzer.py
 
 clean:
 	rm -rf build
