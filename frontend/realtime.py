@@ -38,6 +38,14 @@ class FrameSender:
             return True
 
 
+def _reraise_swallowed_cancel() -> None:
+    """A cancel that lands inside redis-py's blocking read can be swallowed (returned as an empty read or a
+    Redis TimeoutError); the task still counts the request, so honour it instead of reading again."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def forward_events(
     events: SessionEvents, session_id: str, after: str, sender: FrameSender, keep: FrameFilter
 ) -> None:
@@ -47,14 +55,17 @@ async def forward_events(
     """
     delay = 0.2
     while True:
+        _reraise_swallowed_cancel()
         try:
             batch = await events.read(session_id, after, block_ms=2000)
             delay = 0.2
         except REDIS_DOWN:
+            _reraise_swallowed_cancel()
             await asyncio.sleep(delay)  # back off while Redis is down; the next read resumes after `after`
             delay = min(delay * 2, 2.0)
             continue
         except Exception:
+            _reraise_swallowed_cancel()
             logger.exception("forwarding the events of session %s stopped", session_id)
             await sender.send(error_frame(FORWARDING_STOPPED, session_id))
             return

@@ -25,7 +25,6 @@ from frontend.services.redis_store import REDIS_DOWN
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["agent"])
-UNFOLLOW_RETRY_SECONDS = 0.5
 
 
 def _field(data: dict[str, Any], key: str) -> str:
@@ -110,9 +109,9 @@ class AgentConnection:
 
     async def unfollow(self, session_id: str) -> None:
         task = self.held.pop(session_id, None)
-        while task is not None and not task.done():
-            task.cancel()  # again if a cancel was swallowed on the way (else close() never requeues)
-            await asyncio.wait([task], timeout=UNFOLLOW_RETRY_SECONDS)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def close(self) -> None:
         for session_id in list(self.held):
