@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from engine_build.checkpoints import prepare  # noqa: E402
 from engine_build.launcher import TritonPorts, TritonServer  # noqa: E402
+from engine_build.ports import free_port  # noqa: E402
 from engine_build.profiles import CPU_PROFILE  # noqa: E402
 from engine_build.render import render_repository  # noqa: E402
-from tests.ports import free_port  # noqa: E402
 
 MESSAGES = ["你好，我的订单什么时候发货？", "怎么申请退款", "发票抬头写错了", "有优惠券吗", "我要转人工"]
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine_build.checkpoints import prepare, resolve_checkpoint  # noqa: E402
 from engine_build.launcher import TritonPorts, TritonServer  # noqa: E402
+from engine_build.ports import free_port  # noqa: E402
 from engine_build.profiles import CPU_PROFILE  # noqa: E402
 from engine_build.render import render_repository  # noqa: E402
 from engine_build.triton_client import PipelineClient  # noqa: E402
@@ -33,17 +34,6 @@ QUESTIONS = [
     "Describe step by step how to change the delivery address of an order.",
     "Explain the refund policy for electronics bought during a sale.",
 ]
-
-
-def free_ports() -> TritonPorts:
-    import socket
-
-    ports = []
-    for _ in range(3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    return TritonPorts(*ports)
 
 
 def llm_inputs(prompt: str, max_tokens: int, streaming: bool = True) -> dict[str, object]:
@@ -92,7 +82,9 @@ def main() -> int:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(checkpoint), "default_temperature": 0.0})
     repo = render_repository(ROOT / "build" / "bench_model_repository", values.template_values())
-    server = TritonServer(repo, free_ports(), log_file=ROOT / "build" / "bench_triton.log")
+    server = TritonServer(
+        repo, TritonPorts(free_port(), free_port(), free_port()), log_file=ROOT / "build" / "bench_triton.log"
+    )
     server.start()
     try:
         client = PipelineClient(f"127.0.0.1:{server.ports.grpc}", timeout=600)

@@ -9,9 +9,9 @@ import pytest
 
 from engine_build.checkpoints import prepare
 from engine_build.launcher import REPO_ROOT, TritonPorts, TritonServer
+from engine_build.ports import free_port
 from engine_build.profiles import CPU_PROFILE
 from engine_build.render import render_repository
-from tests.ports import free_port
 
 TEST_CHECKPOINT = "qwen3-tiny"
 

@@ -14,8 +14,8 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
-from tests.ports import free_port
 
 API_KEY = "test-rest-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"

@@ -10,6 +10,7 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import (
     AGENT_KEY,
@@ -21,7 +22,6 @@ from tests.integration.gateway.conftest import (
     gateway_env,
     next_frame,
 )
-from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

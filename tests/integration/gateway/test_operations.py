@@ -11,6 +11,7 @@ import httpx
 import pytest
 import websockets
 
+from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import (
     ALLOWED_ORIGIN,
@@ -23,7 +24,6 @@ from tests.integration.gateway.conftest import (
     metric_value,
     next_frame,
 )
-from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

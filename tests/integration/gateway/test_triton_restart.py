@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from engine_build.launcher import TritonPorts, TritonServer
+from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import ask, connect, gateway_env
-from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

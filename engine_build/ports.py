@@ -1,4 +1,4 @@
-"""Loopback ports for the servers the tests start.
+"""Loopback ports for the servers that tests and benchmarks start.
 
 Ports come from below the kernel's ephemeral range (32768+), so no client socket opened meanwhile can take a
 port between our check and the server's bind, and none is handed out twice in one test session.
