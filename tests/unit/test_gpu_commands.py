@@ -72,7 +72,8 @@ def test_pytorch_runtime_refuses_legacy_formats() -> None:
 
 def test_pytorch_runtime_refuses_int8_weight_only() -> None:
     """W8A16 is not quantizable for TensorRT-LLM 1.1's PyTorch runtime; the message names the engine path."""
-    with pytest.raises(ValueError, match=r"int8_wo \(W8A16\) is not supported on the PyTorch runtime.*--runtime engine"):
+    refused = r"int8_wo \(W8A16\) is not supported on the PyTorch runtime.*--runtime engine"
+    with pytest.raises(ValueError, match=refused):
         QuantizeSpec(Path("/s"), Path("/o"), "int8_wo")
     EngineSpec(Path("/s"), Path("/o"), "int8_wo")  # the compiled-engine path keeps INT8 weight-only
 
@@ -182,7 +183,7 @@ def test_engine_dry_run_renders_with_the_engine_dir(capsys: pytest.CaptureFixtur
 def test_quantize_refuses_int8_wo_on_the_pytorch_runtime(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Exit code 2 and a sentence naming the supported alternatives, before anything is planned or written."""
     out = tmp_path / "q"
-    code, text = run_cli(["quantize", "--source", "/models/Qwen3-14B", "--out", str(out), "--qformat", "int8_wo"], capsys)
+    code, text = run_cli(["quantize", "--source", "/s", "--out", str(out), "--qformat", "int8_wo"], capsys)
     assert code == 2 and not out.exists()
     assert "error: int8_wo (W8A16) is not supported on the PyTorch runtime" in text and "would run" not in text
     code, text = run_cli(
@@ -214,7 +215,7 @@ def test_check_refuses_an_unsupported_runtime_and_precision(capsys: pytest.Captu
     )
     assert code == 1 and "not supported on the PyTorch runtime" in text  # the default runtime is pytorch
     code, text = run_cli(
-        ["check", "--checkpoint", str(source), "--precision", "int8_wo", "--runtime", "engine", "--gpu-memory-gib", "79.6"],
+        ["check", "--checkpoint", str(source), "--precision", "int8_wo", "--runtime", "engine", "--gpu-memory-gib=80"],
         capsys,
     )
     assert code == 0 and "int8_wo weights" in text
