@@ -353,7 +353,8 @@ def test_gateway_image_command_starts_with_the_compose_environment(local_redis: 
                 command = [sys.executable if c in ("python", "python3") else c for c in command[1:]]
                 command = [c.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for c in command]
                 return subprocess.run(command, env=env, capture_output=True, timeout=30).returncode
-            command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("python ", "exec python ", 1)
+            assert command.startswith("python ")
+            command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("python", sys.executable, 1)
             return subprocess.run(["bash", "-c", command], env=env, capture_output=True, timeout=30).returncode
 
         assert run_check(dockerfile_healthcheck(DOCKER / "gateway" / "Dockerfile")) == 0  # liveness
