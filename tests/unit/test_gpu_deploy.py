@@ -673,15 +673,17 @@ def allowed(namespace: str, labels: dict[str, str], target: str, port: str) -> b
     selecting policy must match the peer and the port. A peer without namespaceSelector is in the policy's own
     namespace; namespaces carry kubernetes.io/metadata.name.
     """
-    target_labels = workload_labels()[target]
+    target_labels = workload_labels()[target] if target in workload_labels() else {"app.kubernetes.io/name": target}
     policies = [p for p in by_kind("NetworkPolicy").values() if selects(p["spec"]["podSelector"], target_labels)]
     if not policies:
         return True
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
-            if port not in {p["port"] for p in rule.get("ports", [])} and rule.get("ports"):
+            if rule.get("ports") and port not in {p["port"] for p in rule["ports"]}:
                 continue
-            for peer in rule.get("from", []):
+            if "from" not in rule:  # no peers listed: every source
+                return True
+            for peer in rule["from"]:
                 if "namespaceSelector" in peer:
                     in_namespace = selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
                 else:
@@ -710,6 +712,9 @@ PROMETHEUS_POD = ("monitoring", {"app.kubernetes.io/name": "prometheus", "promet
         (("customer-service", {"app.kubernetes.io/name": "triton"}), "redis", "redis", False),
         (PROMETHEUS_POD, "redis", "redis", False),
         (("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}), "gateway", "http", True),
+        (PROMETHEUS_POD, "gateway", "http", True),
+        (("shop", {"app": "anything"}), "gateway", "debug", False),
+        (GATEWAY_POD, "some-new-workload", "http", False),  # default deny for anything added later
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -725,6 +730,9 @@ def test_network_policy_ports_exist_on_their_pods() -> None:
     for name, policy in by_kind("NetworkPolicy").items():
         targets = [w for w, labels in workload_labels().items() if selects(policy["spec"]["podSelector"], labels)]
         assert targets, f"NetworkPolicy {name} selects no workload"
+        if not policy["spec"]["podSelector"]:
+            assert "ingress" not in policy["spec"], "the namespace-wide policy must only deny"
+            continue
         for target in targets:
             containers = workloads[target]["spec"]["template"]["spec"]["containers"]
             names = {p["name"] for c in containers for p in c["ports"]}
