@@ -503,7 +503,7 @@ def test_dashboard_panels_all_query_known_metrics() -> None:
 
 
 def test_first_response_latency_is_read_from_the_decoupled_llm_not_the_ensemble() -> None:
-    """Triton reports nv_inference_first_response_histogram_ms for decoupled backends; the ensemble has none."""
+    """The Triton first-response histogram is read from the `llm` (the model's own first token), never the ensemble."""
     text = (DOCKER / "grafana" / "dashboards" / "customer_service.json").read_text(encoding="utf-8")
     dashboard = json.loads(text)
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"] if "first_response" in t["expr"]]
