@@ -17,8 +17,8 @@ from pathlib import Path
 from engine_build.render import TEMPLATE_DIR
 
 # PyTorch runtime: W4A16 AWQ and FP8 only. `hf_ptq.py --qformat int8_wo` exists only from ModelOpt 0.39.0 (absent
-# from the tags 0.33.1-0.37.0 that TensorRT-LLM pins: `nvidia-modelopt[torch]~=0.37.0`), and TensorRT-LLM's
-# quantization recipes (docs/source/features/quantization.md) list no W8A16 for the PyTorch backend.
+# at tags 0.33.1-0.37.0; TensorRT-LLM pins `nvidia-modelopt[torch]~=0.37.0` even in its 1.3 candidates, so 1.1's
+# is older), and TensorRT-LLM's quantization recipes (docs features/quantization.md) list no W8A16 for PyTorch.
 PYTORCH_QFORMATS = ("int4_awq", "fp8")
 # Compiled engines: `convert_checkpoint.py --use_weight_only --weight_only_precision int8|int4` (Qwen example).
 ENGINE_QFORMATS = ("int8_wo", "int4_wo")
