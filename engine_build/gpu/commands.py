@@ -27,6 +27,7 @@ ENGINE_WEIGHT_ONLY_PRECISION = {"int8_wo": "int8", "int4_wo": "int4"}
 KV_CACHE_QFORMATS = ("none", "fp8")
 # ModelOpt streams calibration data from the Hugging Face hub by these names only (`SUPPORTED_DATASET_CONFIG` in
 # modelopt/torch/utils/dataset_utils.py, 0.37.0); any other name raises NotImplementedError inside hf_ptq.py.
+# The first five exist in every ModelOpt from 0.29, magpie from 0.33, the last three from 0.35.
 MODELOPT_CALIB_DATASETS = (
     "cnn_dailymail",
     "pile",
