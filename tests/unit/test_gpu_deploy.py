@@ -48,6 +48,7 @@ COMPOSE_SECRETS = {
     "GATEWAY_API_KEYS": "placeholder-rest-key-0123456789,placeholder-rest-key-abcdefghij",
     "GATEWAY_ADMIN_API_KEY": "placeholder-admin-key-0123456789",
     "GATEWAY_AGENT_API_KEY": "placeholder-agent-key-0123456789",
+    "GATEWAY_AGENT_KEYS": "alice:placeholder-agent-key-alice-0123,bob:placeholder-agent-key-bob-01234",
     "GRAFANA_ADMIN_PASSWORD": "placeholder-grafana-password",
 }
 
@@ -639,7 +640,11 @@ def gateway_env_from_k8s() -> dict[str, str]:
         ref = item["valueFrom"]["secretKeyRef"]
         assert ref["name"] == "cs-gateway-secrets", item["name"]
         placeholder = f"placeholder-{ref['key']}-0123456789"
-        env[item["name"]] = placeholder + (f",{placeholder}-second" if item["name"] == "GATEWAY_API_KEYS" else "")
+        if item["name"] == "GATEWAY_API_KEYS":
+            placeholder += f",{placeholder}-second"
+        elif item["name"] == "GATEWAY_AGENT_KEYS":  # name:key pairs
+            placeholder = f"alice:{placeholder},bob:{placeholder}-bob"
+        env[item["name"]] = placeholder
     return env
 
 
