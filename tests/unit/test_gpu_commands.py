@@ -279,3 +279,12 @@ def test_engine_render_never_promises_more_than_the_engine_was_built_for(tmp_pat
     values = render_overrides(0.85, 64, tmp_path / "engine", max_input_len=4096, max_seq_len=6144)
     assert values["llm_max_input_tokens"] == "4096" and values["llm_max_tokens_limit"] == "2048"
     assert "llm_max_input_tokens" not in render_overrides(0.85, 64, None, 4096, 6144)
+
+
+def test_guide_uses_the_image_examples_and_a_pinned_model_optimizer() -> None:
+    """No TensorRT-LLM clone (the image has /app/examples); Model Optimizer is cloned at the installed version's tag."""
+    guide = (Path(__file__).resolve().parents[2] / "docker" / "DEPLOY_GPU.md").read_text(encoding="utf-8")
+    assert "github.com/NVIDIA/TensorRT-LLM" not in guide and "/app/examples" in guide
+    clone = next(line for line in guide.splitlines() if line.startswith("git clone"))
+    assert '--branch "$(pip show nvidia-modelopt' in clone
+    assert "--export_fmt hf" in guide and "--qformat int8_wo | fp8" not in guide
