@@ -9,7 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from frontend.services.release import ReleaseService, RollbackPolicy, Variant
+from frontend.errors import GatewayError, invalid_request, redis_unavailable, triton_timeout
+from frontend.observability.metrics import GatewayMetrics
+from frontend.services.release import ReleaseService, RollbackPolicy, Variant, Window
+from frontend.services.triton import ChatCall, ChatChunk
+from frontend.services.variant_router import VariantRouter, variant_failure
 from frontend.stack import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -120,3 +124,38 @@ async def test_seeding_happens_once_per_configuration_and_keeps_a_rollback(redis
     assert await release.seed("cs_newer", "", "127.0.0.1:9001", 20)
     state = await release.state()
     assert state.active == Variant("cs_newer", "cs_newer", "127.0.0.1:9001", "candidate") and state.weight == 20
+
+
+class ScriptedChat:
+    """Stands in for TritonChat: the model name decides the reply (an empty one, or text)."""
+
+    def __init__(self) -> None:
+        self.models: list[str] = []
+
+    async def stream(self, call: ChatCall) -> AsyncIterator[ChatChunk]:
+        self.models.append(call.model)
+        yield ChatChunk("" if call.model == "cs_empty" else "您好", "greeting", "stop")
+
+
+async def test_an_empty_candidate_reply_counts_as_an_error_and_stable_answers(redis: Redis) -> None:
+    """Empty replies are failures too: each one is counted and the turn restarts on stable."""
+    release = service(redis, Clock())
+    chat = ScriptedChat()
+    router = VariantRouter(chat, release, GatewayMetrics(), STABLE.name)  # type: ignore[arg-type]
+    candidate = (await release.start("cs_empty", 100, url=STABLE.url)).candidate
+    assert candidate is not None
+    chunks = [c async for c in router.stream(candidate, ChatCall("你好"))]
+    assert [(c.delta, c.variant, c.restart) for c in chunks] == [
+        ("", "cs_empty", False), ("", STABLE.name, True), ("您好", STABLE.name, False)
+    ]
+    assert chat.models == ["cs_empty", STABLE.model]
+    assert await release.window("cs_empty") == Window(ok=0, errors=1)
+    assert await release.window(STABLE.name) == Window(ok=1, errors=0)
+
+
+async def test_only_server_side_failures_count_against_a_variant() -> None:
+    """Triton errors, timeouts and crashes count; the caller's bad input, a cancel or Redis being down do not."""
+    assert variant_failure(triton_timeout()) == "timeout" and variant_failure(RuntimeError()) == "RuntimeError"
+    assert variant_failure(GatewayError("triton_error", "x", 502)) == "triton_error"
+    ignored = (invalid_request("bad"), GatewayError("cancelled", "x", 499), redis_unavailable(), ConnectionError())
+    assert [variant_failure(e) for e in ignored] == [None] * 4
