@@ -1,7 +1,8 @@
 """`python -m frontend.ab_report`: compare the model variants (A/B arms) on what customers experienced.
 
-Reads from the gateway's Redis: ratings and thumbs stored with each reply (`feedback:by_message`) and the per-turn
-events (`ab:turns`: source faq/llm/handoff/error, latencies, session hash). Writes `ab_report.md` and
+Reads from the gateway's Redis: ratings and thumbs with the variant of the rated reply (the capped log stream
+`feedback:log`; a reply rated again counts with its latest rating) and the per-turn events (`ab:turns`: source
+faq/llm/handoff/error, latencies, session hash). Writes `ab_report.md` and
 `ab_report.png` (estimates with 95 % confidence intervals) to `--out`, and says per metric whether the other arm
 differs significantly from the baseline or the sample is too small to decide.
 """
@@ -34,7 +35,7 @@ from frontend.ab_stats import (  # noqa: E402
     median,
     proportion,
 )
-from frontend.services.feedback import FEEDBACK_HASH  # noqa: E402
+from frontend.services.feedback import FEEDBACK_STREAM  # noqa: E402
 from frontend.services.turn_log import TURNS_STREAM  # noqa: E402
 
 BATCH = 5000
@@ -114,16 +115,20 @@ def collect(ratings: Iterable[dict[str, Any]], turns: Iterable[dict[str, Any]]) 
     return dict(arms)
 
 
-def read_redis(redis: Redis) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    ratings = [json.loads(raw) for raw in redis.hvals(FEEDBACK_HASH)]
-    turns: list[dict[str, Any]] = []
+def read_stream(redis: Redis, key: str, field: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
     start = "-"
     while True:
-        batch: list[Any] = redis.xrange(TURNS_STREAM, min=start, count=BATCH) or []
-        turns += [json.loads(fields["event"]) for _, fields in batch]
+        batch: list[Any] = redis.xrange(key, min=start, count=BATCH) or []
+        entries += [json.loads(fields[field]) for _, fields in batch]
         if len(batch) < BATCH:
-            return ratings, turns
+            return entries
         start = f"({batch[-1][0]}"
+
+
+def read_redis(redis: Redis) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    latest = {entry.get("message_id"): entry for entry in read_stream(redis, FEEDBACK_STREAM, "entry")}
+    return list(latest.values()), read_stream(redis, TURNS_STREAM, "event")
 
 
 def fmt(estimate: Estimate, unit: str) -> tuple[str, str]:

@@ -97,3 +97,15 @@ def section(report: str, title: str) -> str:
     start = report.index(f"## {title}")
     end = report.find("\n## ", start + 1)
     return report[start : end if end > 0 else None]
+
+
+async def test_a_reply_rated_again_counts_once_with_its_latest_rating(
+    seeded_db: tuple[Redis, str], tmp_path: Path
+) -> None:
+    """The store keeps the latest rating per reply; so does the report."""
+    redis, url = seeded_db
+    feedback = FeedbackStore(redis)
+    for rating in (1, 5):
+        await feedback.record(FeedbackRequest(session_id="a" * 32, message_id="msg_1", rating=rating), STABLE)
+    assert main(["--redis-url", url, "--out", str(tmp_path)]) == 0
+    assert f"| `{STABLE}` | 1 | 5.0 |" in section((tmp_path / "ab_report.md").read_text(encoding="utf-8"), "CSAT")
