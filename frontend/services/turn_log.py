@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from redis.asyncio import Redis
@@ -64,12 +65,14 @@ class RatingEvent:
 
 
 class TurnLog:
-    def __init__(self, redis: Redis, hash_key: bytes) -> None:
+    """`hasher` turns a session id into what events carry (default: `session_hash` under `hash_key`)."""
+
+    def __init__(self, redis: Redis, hash_key: bytes, hasher: Callable[[str], str] | None = None) -> None:
         self._redis = redis
-        self._key = hash_key
+        self._hasher = hasher or (lambda session_id: session_hash(session_id, hash_key))
 
     def hash(self, session_id: str) -> str:
-        return session_hash(session_id, self._key)
+        return self._hasher(session_id)
 
     async def turn(self, event: TurnEvent) -> None:
         payload = asdict(event)
