@@ -23,6 +23,7 @@ from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
 from frontend.routers import admin, agent_ws, chat, customer_ws, feedback, health, openai_compat, page, sessions
+from frontend.routers import release as release_admin
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN, connect_redis
 from frontend.settings import GatewaySettings
@@ -83,6 +84,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             await services.handoff.ensure_group()
             await services.faq.seed_once(settings.faq_seed_file)
+            if settings.canary_model:
+                await services.release.seed(
+                    settings.canary_model, settings.canary_variant, settings.canary_triton_grpc_url,
+                    settings.canary_weight,
+                )
         except REDIS_DOWN as exc:
             logger.warning("Redis not reachable at start (%s); serving, /readyz reports it", exc)
         logger.info("gateway ready: triton %s, variant %s", settings.triton_grpc_url, settings.model_variant)
@@ -111,6 +117,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         customer_ws.router,
         agent_ws.router,
         admin.router,
+        release_admin.router,
         feedback.router,
         sessions.router,
     ):

@@ -68,6 +68,35 @@ class GatewaySettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Canary release (issue 12): the candidate variant seeded at start, automatic rollback, stepwise promotion.
+    canary_model: str = Field(default="", description="Triton model of a candidate to start with (empty: none)")
+    canary_variant: str = Field(default="", description="the candidate's variant name (default: its model name)")
+    canary_triton_grpc_url: str = Field(default="", description="the candidate's Triton (default: the stable one)")
+    canary_weight: int = Field(default=10, ge=0, le=100, description="percent of new sessions on the candidate")
+    rollback_error_rate: float = Field(default=0.05, gt=0, lt=1, description="candidate rolled back above this")
+    rollback_min_sample: int = Field(default=20, ge=1, description="replies in the window before deciding")
+    rollback_window_seconds: float = Field(default=300.0, gt=0, description="sliding window of the error rate")
+    promotion_steps: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [10, 25, 50, 100])
+    promotion_step_seconds: float = Field(default=0.0, ge=0, description="healthy time per step; 0 = manual only")
+    session_hash_key: SecretStr | None = Field(default=None, description="HMAC key of session hashes in logs")
+
+    @field_validator("promotion_steps", mode="before")
+    @classmethod
+    def _steps_from_commas(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("promotion_steps")
+    @classmethod
+    def _steps_rise_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] > 100:
+            raise ValueError("promotion steps must rise strictly within 1-100 percent")
+        return steps
+
+    @field_validator("session_hash_key", mode="before")
+    @classmethod
+    def _empty_hash_key_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:

@@ -48,6 +48,7 @@ class ChatCall:
     max_tokens: int = 256
     streaming: bool = True
     request_id: str = ""
+    model: str = ""  # the variant's Triton model; empty: the client's own
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class ChatChunk:
     delta: str
     intent: str
     finish_reason: str
+    variant: str = ""  # set by the variant router: the variant that produced this chunk
+    restart: bool = False  # the variant failed; the reply starts over from another variant
 
 
 def _tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
@@ -146,7 +149,7 @@ class TritonChat:
 
     def _open(self, call: ChatCall) -> Any:
         request = {
-            "model_name": self._model,
+            "model_name": call.model or self._model,
             "inputs": build_inputs(call),
             "request_id": call.request_id,
             "enable_empty_final_response": True,
