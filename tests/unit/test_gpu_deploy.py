@@ -706,6 +706,9 @@ PROMETHEUS_POD = ("monitoring", {"app.kubernetes.io/name": "prometheus", "promet
     ("source", "target", "port", "expected"),
     [
         (GATEWAY_POD, "triton", "grpc", True),
+        (GATEWAY_POD, "triton-candidate", "grpc", True),
+        (PROMETHEUS_POD, "triton-candidate", "metrics", True),
+        (("customer-service", {"app": "debug-shell"}), "triton-candidate", "grpc", False),
         (PROMETHEUS_POD, "triton", "metrics", True),
         (PROMETHEUS_POD, "triton", "grpc", False),
         (PROMETHEUS_POD, "triton", "http", False),
