@@ -80,6 +80,18 @@ class ResponseEncoder:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
+class Counter:
+    """A Prometheus counter on Triton's own `/metrics` endpoint (python_backend custom metrics)."""
+
+    def __init__(self, name: str, description: str, labels: Mapping[str, str]) -> None:
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self._metric = self._family.Metric(labels=dict(labels))
+
+    def add(self, value: float) -> None:
+        if value > 0:
+            self._metric.increment(float(value))
+
+
 def error_response(message: str) -> Any:
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 

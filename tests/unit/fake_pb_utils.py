@@ -84,3 +84,30 @@ def triton_string_to_numpy(name: str) -> Any:
 
 def using_decoupled_model_transaction_policy(config: dict[str, Any]) -> bool:
     return bool(config.get("model_transaction_policy", {}).get("decoupled"))
+
+
+class MetricFamily:
+    """Custom metrics: families by name, each metric's value kept for assertions."""
+
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    families: dict[str, MetricFamily] = {}
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.name, self.description, self.kind = name, description, kind
+        self.metrics: list[Metric] = []
+        MetricFamily.families[name] = self
+
+    def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802 - the real API's name
+        metric = Metric(labels or {})
+        self.metrics.append(metric)
+        return metric
+
+
+class Metric:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.value = 0.0
+
+    def increment(self, value: float) -> None:
+        self.value += value
