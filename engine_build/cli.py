@@ -112,7 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_serve)
     from engine_build.gpu.cli import register_gpu_commands  # sizing/check/quantize: engine_build/gpu/
-
     register_gpu_commands(sub)
     return parser
 

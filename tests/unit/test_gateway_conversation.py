@@ -79,19 +79,17 @@ def conversation(failure: Exception, events: MemoryEvents) -> tuple[Conversation
     settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_api_key="g" * 20)  # type: ignore[arg-type]
     sessions = MemorySessions()
     convo = Conversation(
-        settings,
-        sessions,
-        events,
-        FailingTriton(failure),
-        NoFaq(),
-        None,
-        GatewayMetrics(),  # type: ignore[arg-type]
+        settings, sessions, events, FailingTriton(failure), NoFaq(), None, GatewayMetrics()  # type: ignore[arg-type]
     )
     return convo, sessions
 
 
-@pytest.mark.parametrize(("failure", "code"), [(triton_timeout(), "timeout"), (RuntimeError("boom"), "internal_error")])
-async def test_reply_failing_mid_stream_ends_with_an_error_frame_carrying_its_id(failure: Exception, code: str) -> None:
+@pytest.mark.parametrize(
+    ("failure", "code"), [(triton_timeout(), "timeout"), (RuntimeError("boom"), "internal_error")]
+)
+async def test_reply_failing_mid_stream_ends_with_an_error_frame_carrying_its_id(
+    failure: Exception, code: str
+) -> None:
     """Deltas went out, then Triton failed: the stream gets an `error` frame with the reply's message id."""
     events = MemoryEvents()
     convo, sessions = conversation(failure, events)
