@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -67,6 +67,10 @@ class GatewaySettings(BaseSettings):
     faq_seed_file: Path = DATA_DIR / "faq_seed.yaml"
     log_level: str = "INFO"
     log_json: bool = True
+
+    # OpenAI API (issue 19): a client's `system`/`developer` messages are honoured as additional instructions after
+    # the platform's per-intent system prompt ("instructions"), or refused with a 400 naming them ("reject").
+    openai_system_messages: Literal["instructions", "reject"] = "instructions"
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
