@@ -3,6 +3,11 @@ real Triton: usage comes from the engine, supported fields reach it, unsupported
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
@@ -143,3 +148,18 @@ def test_langchain_chat_openai_with_its_usage_callback(gateway: str) -> None:
     totals = callback.usage_metadata[MODEL]
     assert totals["input_tokens"] == reply.usage_metadata["input_tokens"] + final.usage_metadata["input_tokens"]
     assert totals["total_tokens"] == totals["input_tokens"] + totals["output_tokens"]
+
+
+def test_readme_openai_and_langchain_examples_run_as_written(gateway: str) -> None:
+    """The two Python blocks of the README's 'OpenAI-compatible API' section print replies and usage."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### OpenAI-compatible API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        code = block.replace("http://localhost:8080", gateway).replace("YOUR_GATEWAY_API_KEY", API_KEY)
+        code = code.replace("max_tokens=128", "max_tokens=6")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the documented example itself
+        assert "total_tokens" in out.getvalue()
