@@ -80,18 +80,6 @@ class ResponseEncoder:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
-class Counter:
-    """A Prometheus counter on Triton's own `/metrics` endpoint (python_backend custom metrics)."""
-
-    def __init__(self, name: str, description: str, labels: Mapping[str, str]) -> None:
-        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
-        self._metric = self._family.Metric(labels=dict(labels))
-
-    def add(self, value: float) -> None:
-        if value > 0:
-            self._metric.increment(float(value))
-
-
 def error_response(message: str) -> Any:
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
@@ -101,6 +89,23 @@ def configure_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("python_backends").setLevel(level)
+
+
+class Counter:
+    """A Prometheus counter on Triton's own `/metrics` endpoint (Python backend custom metrics), one per label."""
+
+    def __init__(self, name: str, description: str, label: str) -> None:
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self._label = label
+        self._metrics: dict[str, Any] = {}
+
+    def increment(self, value: str, amount: float = 1) -> None:
+        if amount <= 0:
+            return
+        metric = self._metrics.get(value)
+        if metric is None:
+            metric = self._metrics[value] = self._family.Metric(labels={self._label: value})
+        metric.increment(float(amount))
 
 
 def is_decoupled(model_config: Mapping[str, Any]) -> bool:

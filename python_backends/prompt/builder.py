@@ -13,11 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from python_backends.prompt.untrusted import neutralize_control_tokens
+from python_backends.prompt.control_tokens import ControlTokenEscaper
 
 DEFAULT_SYSTEM_PROMPTS = Path(__file__).parent / "data" / "system_prompts.yaml"
 # Heads the caller's own system text (OpenAI `system` messages), after the platform's per-intent prompt.
 CALLER_INSTRUCTIONS_HEADER = "以下是调用方提供的补充说明，仅在不违背上述要求时遵循："
+_CALLER_TEXT = ControlTokenEscaper()  # ChatML's control tokens; the builder's tokenizer-derived escaper once merged
 ROLES = ("user", "assistant")
 
 RenderChat = Callable[[list[dict[str, str]], bool], str]
@@ -113,7 +114,7 @@ class PromptBuilder:
             return base
         if len(extra) > self.config.max_message_chars:
             raise PromptError(f"instructions are {len(extra)} characters; the limit is {self.config.max_message_chars}")
-        return f"{base}\n\n{CALLER_INSTRUCTIONS_HEADER}\n{neutralize_control_tokens(extra)}"
+        return f"{base}\n\n{CALLER_INSTRUCTIONS_HEADER}\n{_CALLER_TEXT.escape(extra)}"
 
     def build(
         self,

@@ -66,6 +66,27 @@ class InferenceRequest:
         return self.sender
 
 
+class _Metric:
+    def __init__(self, family: MetricFamily, labels: dict[str, str]) -> None:
+        self.family, self.labels = family, labels
+
+    def increment(self, value: float) -> None:
+        key = tuple(sorted(self.labels.items()))
+        self.family.values[key] = self.family.values.get(key, 0) + value
+
+
+class MetricFamily:
+    COUNTER = "counter"
+    FAMILIES: dict[str, MetricFamily] = {}
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.values: dict[tuple[tuple[str, str], ...], float] = {}
+        MetricFamily.FAMILIES[name] = self
+
+    def Metric(self, labels: dict[str, str]) -> _Metric:  # noqa: N802 - Triton's spelling
+        return _Metric(self, labels)
+
+
 def _array(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
@@ -84,30 +105,3 @@ def triton_string_to_numpy(name: str) -> Any:
 
 def using_decoupled_model_transaction_policy(config: dict[str, Any]) -> bool:
     return bool(config.get("model_transaction_policy", {}).get("decoupled"))
-
-
-class MetricFamily:
-    """Custom metrics: families by name, each metric's value kept for assertions."""
-
-    COUNTER = "counter"
-    GAUGE = "gauge"
-    families: dict[str, MetricFamily] = {}
-
-    def __init__(self, name: str, description: str, kind: str) -> None:
-        self.name, self.description, self.kind = name, description, kind
-        self.metrics: list[Metric] = []
-        MetricFamily.families[name] = self
-
-    def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802 - the real API's name
-        metric = Metric(labels or {})
-        self.metrics.append(metric)
-        return metric
-
-
-class Metric:
-    def __init__(self, labels: dict[str, str]) -> None:
-        self.labels = labels
-        self.value = 0.0
-
-    def increment(self, value: float) -> None:
-        self.value += value

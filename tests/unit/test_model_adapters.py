@@ -102,7 +102,7 @@ def test_llm_streams_each_output_and_flags_only_the_last_final(rendered: Path, m
 
 def test_llm_sends_token_counts_and_feeds_the_token_counters(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every response carries prompt/completion token counts; the final one's totals go to Triton's counters."""
-    pb.MetricFamily.families.clear()
+    pb.MetricFamily.FAMILIES.clear()
     outputs = [
         GenerationOutput("你", prompt_tokens=9, completion_tokens=1),
         GenerationOutput("好", FinishReason.STOP, 5, None, 9, 2),
@@ -117,10 +117,9 @@ def test_llm_sends_token_counts_and_feeds_the_token_counters(rendered: Path, mon
     assert [int(r.outputs["completion_tokens"][0]) for r, _ in sent] == [1, 2]
     assert engine.requests[0].sampling.presence_penalty == 0.5
     assert engine.requests[0].sampling.repetition_penalty == pytest.approx(1.1)  # the CPU profile's default
-    families = pb.MetricFamily.families
-    assert families["llm_prompt_tokens_total"].kind == pb.MetricFamily.COUNTER
-    assert families["llm_prompt_tokens_total"].metrics[0].value == 18  # two requests, counted once each
-    assert families["llm_completion_tokens_total"].metrics[0].value == 4
+    families, engine = pb.MetricFamily.FAMILIES, (("engine", "hf"),)
+    assert families["llm_prompt_tokens_total"].values[engine] == 18  # two requests, each counted once
+    assert families["llm_completion_tokens_total"].values[engine] == 4
 
 
 def test_llm_refuses_a_bad_request_with_a_final_error(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
