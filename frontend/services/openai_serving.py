@@ -152,7 +152,9 @@ class OpenAIServing:
         `[DONE]` carries `usage` when the client asked for it with `stream_options.include_usage`."""
         started = time.monotonic()
         chunks = self._triton.stream(call)
-        first = await anext(chunks)
+        first = await anext(chunks, None)
+        if first is None:
+            raise GatewayError("triton_error", "智能客服没有返回结果，请稍后再试。", 502)
         return self._events(request, chunks, first, started)
 
     async def _events(
