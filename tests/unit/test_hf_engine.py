@@ -222,6 +222,23 @@ def test_token_counts_follow_the_contract(engine: ContinuousBatchingEngine) -> N
         assert counts[-1] == 6
 
 
+def test_token_counts_stop_at_the_stop_string_and_at_a_cancel(engine: ContinuousBatchingEngine) -> None:
+    """A stop string ends the count at the token that completed it; a cancelled request keeps what it generated."""
+    text = prompt(engine, "你好，请问怎么退货？")
+    full = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=16, temperature=0)))
+    reply = text_of(full)
+    stop = reply[len(reply) // 2 :][:2]
+    cut = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=16, temperature=0, stop=(stop,))))
+    assert cut[-1].finish_reason is FinishReason.STOP and text_of(cut) == reply[: reply.index(stop)]
+    assert 1 <= cut[-1].completion_tokens < full[-1].completion_tokens
+    handle = engine.submit(GenerationRequest(text, SamplingParams(max_tokens=400, temperature=0)))
+    stream = handle.outputs(timeout=60)
+    seen = next(stream).completion_tokens
+    handle.cancel()
+    final = list(stream)[-1]
+    assert final.finish_reason is FinishReason.CANCELLED and seen <= final.completion_tokens < 400
+
+
 def test_repetition_penalties_reach_the_engine(engine: ContinuousBatchingEngine) -> None:
     """Penalties are applied, not just accepted: a negative frequency penalty (which rewards repeats) turns the tiny
     model's repeat-free greedy answer into one that repeats its tokens."""
