@@ -33,7 +33,15 @@ STATIC_DIR = page.STATIC_DIR
 
 
 def error_response(error: GatewayError) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=error.code, message=error.message, request_id=request_id_var.get()))
+    body = ErrorResponse(
+        error=ErrorBody(
+            code=error.code,
+            message=error.message,
+            type=error.kind,
+            param=error.param,
+            request_id=request_id_var.get(),
+        )
+    )
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
 
@@ -53,6 +61,9 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"请求参数无效：{where}: {first.get('msg', '')}".strip()
+        if request.url.path.startswith("/v1/"):  # OpenAI's API answers bad values with a 400 naming the field
+            error = GatewayError("invalid_request", message, 400, param=where, kind="invalid_request_error")
+            return await on_gateway_error(request, error)
         return await on_gateway_error(request, GatewayError("invalid_request", message, 422))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:

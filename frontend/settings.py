@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -96,6 +96,9 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _empty_hash_key_is_none(cls, value: object) -> object:
         return None if value == "" else value
+    # OpenAI API (issue 19): a client's `system`/`developer` messages are honoured as additional instructions after
+    # the platform's per-intent system prompt ("instructions"), or refused with a 400 naming them ("reject").
+    openai_system_messages: Literal["instructions", "reject"] = "instructions"
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
