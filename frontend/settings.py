@@ -68,6 +68,22 @@ class GatewaySettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # WeChat Official Account and WeCom channels (frontend/channels/wechat): account `default` from these,
+    # more from a mounted YAML file; unset token = channel off. API bases are configurable for tests.
+    wechat_token: SecretStr | None = None
+    wechat_appid: str = ""
+    wechat_aes_key: SecretStr | None = Field(default=None, description="EncodingAESKey; unset = plaintext mode")
+    wechat_secret: SecretStr | None = Field(default=None, description="AppSecret, for custom/send")
+    wecom_token: SecretStr | None = None
+    wecom_corpid: str = ""
+    wecom_aes_key: SecretStr | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_agentid: int | None = None
+    wechat_accounts_file: Path | None = Field(default=None, description="YAML with more wechat/wecom accounts")
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wechat_passive_wait_seconds: float = Field(default=4.0, ge=0, lt=5, description="then `success` + send API")
+
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
