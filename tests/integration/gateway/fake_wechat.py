@@ -85,11 +85,13 @@ class FakeWeChat:
 
     # ---- the API ----
 
-    def _issue(self, kind: str) -> dict[str, Any]:
+    def _issue(self, account: str) -> dict[str, Any]:
+        """A new token for `account` (AppID/CorpID); its previous one stops working."""
+        prefix = f"{account}-token-"
         with self.state.lock:
             self.state.tokens_issued += 1
-            token = f"{kind}-token-{self.state.tokens_issued}"
-            self.state.valid_tokens = {t for t in self.state.valid_tokens if not t.startswith(kind)} | {token}
+            token = f"{prefix}{self.state.tokens_issued}"
+            self.state.valid_tokens = {t for t in self.state.valid_tokens if not t.startswith(prefix)} | {token}
         return {"access_token": token, "expires_in": 7200}
 
     def _check_token(self, token: str) -> dict[str, Any] | None:
@@ -104,11 +106,11 @@ class FakeWeChat:
         if method == "GET" and path == "/cgi-bin/token":
             if query.get("secret") != SECRET or query.get("grant_type") != "client_credential":
                 return {"errcode": 40001, "errmsg": "invalid credential"}
-            return self._issue("mp")
+            return self._issue(query.get("appid", ""))
         if method == "GET" and path == "/cgi-bin/gettoken":
             if query.get("corpsecret") != CORP_SECRET:
                 return {"errcode": 40001, "errmsg": "invalid secret"}
-            return {"errcode": 0, "errmsg": "ok", **self._issue("wecom")}
+            return {"errcode": 0, "errmsg": "ok", **self._issue(query.get("corpid", ""))}
         refused = self._check_token(query.get("access_token", ""))
         if refused is not None:
             return refused
