@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from frontend.channels.wechat.crypto import decode_aes_key
 from frontend.settings import GatewaySettings
@@ -69,12 +69,11 @@ class WeComAccount(_Account):
     corp_id: str = Field(min_length=1)
     agent_id: int | None = None
 
-    @field_validator("aes_key")
-    @classmethod
-    def _aes_key_required(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
+    @model_validator(mode="after")
+    def _aes_key_required(self) -> WeComAccount:
+        if self.aes_key is None:
             raise ValueError("WeCom callbacks are always encrypted: aes_key is required")
-        return value
+        return self
 
 
 class ChannelAccounts(BaseModel):

@@ -51,12 +51,15 @@ class Inbound:
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Inbound:
-        missing = [tag for tag in ("ToUserName", "FromUserName", "CreateTime", "MsgType") if not fields.get(tag)]
+        required = ["ToUserName", "CreateTime", "MsgType"]
+        if fields.get("MsgType", "").strip().lower() != "event":  # kf_msg_or_event has no FromUserName
+            required.append("FromUserName")
+        missing = [tag for tag in required if not fields.get(tag)]
         if missing:
             raise BadPayload("missing " + ", ".join(missing))
         return cls(
             to_user=fields["ToUserName"],
-            from_user=fields["FromUserName"],
+            from_user=fields.get("FromUserName", ""),
             create_time=fields["CreateTime"],
             msg_type=fields["MsgType"].strip().lower(),
             content=fields.get("Content", ""),

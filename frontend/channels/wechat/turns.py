@@ -31,7 +31,7 @@ return 0
 
 _TAKE = """
 local state = redis.call('hget', KEYS[1], 'state')
-if state == 'ready' or state == 'passive' then
+if state == 'ready' then
   redis.call('hset', KEYS[1], 'state', 'passive')
   return {'passive', redis.call('hget', KEYS[1], 'reply')}
 end
@@ -86,7 +86,10 @@ class CallbackTurns:
         await self._redis.hset(self._turn_key(key), "state", "sent")
 
     async def await_reply(self, key: str, window_seconds: float) -> Answer:
-        """Wait up to `window_seconds` for the reply; after that the generation's task owns the delivery."""
+        """Wait up to `window_seconds` for the reply; after that the generation's task owns the delivery.
+
+        Only one callback ever carries the passive reply: concurrent duplicates get `success`.
+        """
         deadline = time.monotonic() + window_seconds
         while True:
             final = time.monotonic() >= deadline
