@@ -184,10 +184,20 @@ class ChannelHub:
         await self._http.aclose()
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` after the callback has answered; kept until done, cancelled at shutdown, failures logged."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            if isinstance(error, REDIS_DOWN):
+                logger.warning("channel task stopped: Redis unavailable")
+            else:
+                logger.error("channel task failed", exc_info=error)
 
     # ---- sessions -------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,8 +42,11 @@ class FakeWeChatState:
 
 
 class FakeWeChat:
-    def __init__(self) -> None:
+    """`token_latency`: seconds the token endpoints take (a slow WeChat widens the window for racing refreshers)."""
+
+    def __init__(self, token_latency: float = 0.0) -> None:
         self.state = FakeWeChatState()
+        self._token_latency = token_latency
         self.port = free_port()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -88,6 +92,7 @@ class FakeWeChat:
     def _issue(self, account: str) -> dict[str, Any]:
         """A new token for `account` (AppID/CorpID); its previous one stops working."""
         prefix = f"{account}-token-"
+        time.sleep(self._token_latency)  # this request's own handler thread, as a slow upstream would be
         with self.state.lock:
             self.state.tokens_issued += 1
             token = f"{prefix}{self.state.tokens_issued}"

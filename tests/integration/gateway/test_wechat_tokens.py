@@ -21,7 +21,7 @@ APPID = "wxtokentest0000001"
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeWeChat]:
-    server = FakeWeChat().start()
+    server = FakeWeChat(token_latency=0.2).start()
     yield server
     server.stop()
 
@@ -30,6 +30,7 @@ def fake() -> Iterator[FakeWeChat]:
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis(port=redis_server.port, db=6, decode_responses=True)
     await client.flushdb()
+    await asyncio.gather(*(client.ping() for _ in range(16)))  # open the pool's connections: callers truly race
     yield client
     await client.aclose()
 
