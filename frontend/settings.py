@@ -82,7 +82,8 @@ class GatewaySettings(BaseSettings):
     wechat_accounts_file: Path | None = Field(default=None, description="YAML with more wechat/wecom accounts")
     wechat_api_base: str = "https://api.weixin.qq.com"
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
-    wechat_passive_wait_seconds: float = Field(default=4.0, ge=0, lt=5, description="then `success` + send API")
+    wechat_passive_wait_seconds: float = Field(default=4.0, ge=0, lt=5, description="a callback's wait for the reply")
+    wechat_passive_tries: int = Field(default=3, ge=1, le=3, description="WeChat tries that may wait (~14 s at 3)")
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ class _Account(BaseModel):
     aes_key: SecretStr | None = None
     secret: SecretStr | None = Field(default=None, description="AppSecret/Secret for outbound calls")
     passive_wait_seconds: float | None = Field(default=None, ge=0, lt=5, description="overrides the gateway's")
+    passive_tries: int | None = Field(default=None, ge=1, le=3, description="overrides the gateway's")
 
     @field_validator("token")
     @classmethod

@@ -96,6 +96,7 @@ class Endpoint:
     account: str
     crypto: CallbackCrypto
     passive_wait: float
+    passive_tries: int  # how many of WeChat's tries may wait for a passive reply (1: `success` after the first)
     send: Sender | None  # (user, text); None when the account has no secret (passive replies only)
 
 
@@ -122,14 +123,12 @@ class ChannelHub:
         self._http = http
         self.turns = CallbackTurns(services.redis, "chan")
         self._tasks: set[asyncio.Task[Any]] = set()
-        settings = services.settings
         self.wechat = {name: self._official(name, acc) for name, acc in accounts.wechat.items()}
         self.wecom: dict[str, Endpoint] = {}
         self.wecom_apis: dict[str, WeComApi] = {}
         for name, acc in accounts.wecom.items():
             self.wecom[name], self.wecom_apis[name] = self._wecom(name, acc)
         self._kf_senders = {name: self._kf_sender(api) for name, api in self.wecom_apis.items()}
-        self._default_wait = settings.wechat_passive_wait_seconds
 
     @classmethod
     def build(cls, services: GatewayServices) -> ChannelHub:
@@ -139,8 +138,14 @@ class ChannelHub:
         metrics = ChannelMetrics(services.metrics.registry)
         return cls(services, load_accounts(services.settings), http, metrics, Notices.load())
 
-    def _wait(self, override: float | None) -> float:
-        return self.services.settings.wechat_passive_wait_seconds if override is None else override
+    def _patience(self, account: OfficialAccount | WeComAccount) -> tuple[float, int]:
+        """(passive window, tries): the account's own, else the gateway's."""
+        settings = self.services.settings
+        wait, tries = account.passive_wait_seconds, account.passive_tries
+        return (
+            settings.wechat_passive_wait_seconds if wait is None else wait,
+            settings.wechat_passive_tries if tries is None else tries,
+        )
 
     def _tokens(self, channel: str, name: str, fetch: Callable[[], Awaitable[Any]]) -> AccessTokenStore:
         return AccessTokenStore(
@@ -157,7 +162,7 @@ class ChannelHub:
             secret = acc.secret.get_secret_value()
             tokens = self._tokens("wechat", name, lambda: fetch_official_token(transport, acc.app_id, secret))
             send = OfficialAccountApi(AuthorisedApi(transport, tokens)).send_text
-        return Endpoint("wechat", name, crypto, self._wait(acc.passive_wait_seconds), send)
+        return Endpoint("wechat", name, crypto, *self._patience(acc), send)
 
     def _wecom(self, name: str, acc: WeComAccount) -> tuple[Endpoint, WeComApi]:
         assert acc.aes_key is not None  # validated: WeCom always encrypts
@@ -167,7 +172,7 @@ class ChannelHub:
         tokens = self._tokens("wecom", name, lambda: fetch_wecom_token(transport, acc.corp_id, secret))
         api = WeComApi(AuthorisedApi(transport, tokens), acc.agent_id)
         send = api.send_app_text if acc.secret is not None and acc.agent_id is not None else None
-        return Endpoint("wecom", name, crypto, self._wait(acc.passive_wait_seconds), send), api
+        return Endpoint("wecom", name, crypto, *self._patience(acc), send), api
 
     @staticmethod
     def _kf_sender(api: WeComApi) -> Sender:
@@ -243,14 +248,22 @@ class ChannelHub:
             self.metrics.callbacks.labels(endpoint.channel, "message").inc()
         else:
             self.metrics.callbacks.labels(endpoint.channel, "retry").inc()
-        answer = await self.turns.await_reply(key, endpoint.passive_wait)
-        if answer.reply is None or not answer.reply:
-            return Answer(answer.outcome, None)
+        answer = await self.turns.await_reply(key, endpoint.passive_wait, endpoint.passive_tries)
+        self.metrics.callbacks.labels(endpoint.channel, answer.outcome).inc()
+        if answer.outcome == "send":
+            self.spawn(self._send_handed_over(binding, key, answer.reply or ""))
+        if answer.outcome != "passive" or not answer.reply:
+            return Answer(answer.outcome)
         passive = truncate_utf8(answer.reply, PASSIVE_REPLY_BYTES)
         rest = answer.reply[len(passive) :]
         if rest and await self.turns.claim_rest(key):
             self.spawn(self.deliver(binding, rest))  # the part past WeChat's passive limit
         return Answer("passive", passive)
+
+    async def _send_handed_over(self, binding: Binding, key: str, reply: str) -> None:
+        if reply:
+            await self.deliver(binding, reply)
+        await self.turns.mark_sent(key)
 
     async def _turn(self, binding: Binding, text: str, key: str | None) -> None:
         """Run one customer message through the pipeline; send the reply when no callback can answer it."""

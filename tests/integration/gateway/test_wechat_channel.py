@@ -58,14 +58,17 @@ def fake_wechat() -> Iterator[FakeWeChat]:
 def wechat_gateway(
     redis_server: RedisServer, triton_grpc_url: str, fake_wechat: FakeWeChat, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """A gateway with: `default` = the official 公众号 sample account in safe mode (from GATEWAY_WECHAT_*),
-    `plain` (plaintext mode) and `late` (passive window already over) from a mounted accounts file, and WeCom
-    `default` = the official 企业微信 sample corp."""
+    """A gateway with: `default` = the official 公众号 sample account in safe mode (from GATEWAY_WECHAT_*);
+    from a mounted accounts file, in plaintext mode: `plain` (4 s window, 3 tries), `late` (window over at once,
+    one try: always `success` + custom/send) and `patient` (window over at once, 3 tries: only WeChat's
+    retries can carry the reply); and WeCom `default` = the official 企业微信 sample corp."""
     folder = tmp_path_factory.mktemp("gw-wechat")
     accounts = folder / "accounts.yaml"
     plain = {"token": PLAIN_TOKEN, "app_id": "wxplain000000001", "secret": SECRET}
+    late = {**plain, "passive_wait_seconds": 0, "passive_tries": 1}
+    patient = {**plain, "passive_wait_seconds": 0, "passive_tries": 3}
     accounts.write_text(
-        yaml.safe_dump({"wechat": {"plain": plain, "late": {**plain, "passive_wait_seconds": 0}}}), encoding="utf-8"
+        yaml.safe_dump({"wechat": {"plain": plain, "late": late, "patient": patient}}), encoding="utf-8"
     )
     env = gateway_env(
         f"redis://127.0.0.1:{redis_server.port}/{REDIS_DB}",
@@ -232,6 +235,39 @@ async def test_slow_generation_answers_success_then_custom_send(
     stored = await turns(rdb, await session_of(rdb, "wechat", "late", user))
     assert [t["role"] for t in stored] == ["user", "assistant"]
     assert stored[1]["content"] == sent.content and sent.content
+
+
+async def test_retry_carries_the_reply_while_earlier_tries_stay_silent(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat, rdb: Redis
+) -> None:
+    """Past its window a try that is not the last stays silent (so WeChat retries); a retry arriving after the
+    reply is ready answers it passively, the silent try then answers `success`, and nothing goes by API."""
+    user, msg_id, created = new_user(), str(next(_ids)), str(int(time.time()))
+    body = text_xml(user, FAQ_QUESTION, msg_id=msg_id, create_time=created)
+    key = f"chan:turn:wechat:patient:{msg_id}|{user}|{created}"
+
+    async def ready() -> bool:
+        return await rdb.hget(key, "state") == "ready"
+
+    first = asyncio.create_task(post_plain(wx, "patient", body))
+    await eventually(ready, what="the FAQ reply is ready")
+    assert not first.done()  # held: WeChat gets no answer and will retry
+    second = asyncio.create_task(post_plain(wx, "patient", body))
+    assert reply_content(await first) is None  # the retry superseded it (WeChat has dropped it by then)
+    assert FAQ_ANSWER in (reply_content(await post_plain(wx, "patient", body)) or "")  # the third, last try
+    assert reply_content(await second) is None
+    assert await rdb.hget(key, "state") == "passive"
+    assert fake_wechat.sent_to(user) == []
+
+
+async def test_held_try_without_a_retry_hands_the_reply_to_custom_send(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat
+) -> None:
+    """If WeChat's retry never comes, the held try gives up after its hold and the reply goes by custom/send."""
+    user = new_user()
+    assert reply_content(await post_plain(wx, "patient", text_xml(user, FAQ_QUESTION))) is None
+    await eventually(lambda: _sent(fake_wechat, user), timeout=REPLY_TIMEOUT, what="custom/send")
+    assert FAQ_ANSWER in fake_wechat.sent_to(user)[0].content
 
 
 async def test_three_identical_callbacks_make_one_generation_and_one_reply(
