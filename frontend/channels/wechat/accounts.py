@@ -6,6 +6,7 @@ File shape (names are URL path segments: letters, digits, `-`, `_`):
       shop: {token: ..., app_id: wx..., aes_key: ..., secret: ...}
     wecom:
       support: {token: ..., corp_id: ww..., aes_key: ..., secret: ..., agent_id: 1000002}
+Optional per account: `passive_wait_seconds`, `passive_tries` (else the gateway's settings).
 """
 
 from __future__ import annotations

@@ -20,7 +20,15 @@ from frontend.channels.wechat.crypto import CallbackCrypto, sha1_signature
 from frontend.channels.wechat.messages import parse_xml
 from frontend.protocol.frames import HANDOFF_QUEUED
 from frontend.stack import GatewayServer, RedisServer
-from tests.integration.gateway.conftest import AGENT_KEY, REPLY_TIMEOUT, connect, eventually, gateway_env, metric_value
+from tests.integration.gateway.conftest import (
+    ADMIN_KEY,
+    AGENT_KEY,
+    REPLY_TIMEOUT,
+    connect,
+    eventually,
+    gateway_env,
+    metric_value,
+)
 from tests.integration.gateway.conftest import frames_until as ws_frames_until
 from tests.integration.gateway.fake_wechat import CORP_SECRET, SECRET, FakeWeChat
 from tests.unit.test_wechat_crypto import (
@@ -355,6 +363,21 @@ async def test_handoff_agent_reply_goes_back_through_wechat(
         assert reply_content(await post_plain(wx, "plain", text_xml(user, "好的，谢谢"))) is None
         await ws.send(json.dumps({"type": "release", "session_id": session_id}))
         await ws_frames_until(ws, "released")
+
+
+async def test_long_passive_reply_is_cut_at_2047_bytes_and_the_rest_sent(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat
+) -> None:
+    """A 3,150-byte FAQ answer: the passive reply carries the first ≤ 2,047 bytes (whole characters), the rest
+    follows by custom/send, and together they are the answer."""
+    answer = "退款政策说明。" * 150
+    entry = {"question": "退款政策全文", "answer": answer, "intent": "refund"}
+    assert (await wx.post("/admin/faq", json=entry, headers={"X-API-Key": ADMIN_KEY})).status_code in (200, 201)
+    user = new_user()
+    passive = reply_content(await post_plain(wx, "plain", text_xml(user, "退款政策全文")))
+    assert passive is not None and 2047 - 3 < len(passive.encode()) <= 2047
+    await eventually(lambda: _sent(fake_wechat, user), timeout=REPLY_TIMEOUT, what="the rest by custom/send")
+    assert passive + "".join(s.content for s in fake_wechat.sent_to(user)) == answer
 
 
 async def test_subscribe_is_welcomed_and_non_text_gets_a_text_only_notice(wx: httpx.AsyncClient) -> None:
