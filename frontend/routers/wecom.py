@@ -50,7 +50,7 @@ async def callback(
         raise rejected(hub, "wecom", exc) from None
     if inbound.msg_type == "event" and inbound.event == "kf_msg_or_event":
         hub.metrics.callbacks.labels("wecom_kf", "event").inc()
-        hub.spawn(hub.kf_sync(account, inbound.get("OpenKfId"), inbound.get("Token")))
+        hub.pull_kf(account, inbound.get("OpenKfId"), inbound.get("Token"))
         return success()
     if inbound.msg_type == "text":
         answer = await hub.answer_text(endpoint, inbound.from_user, inbound.content, inbound.dedup_key)

@@ -9,9 +9,7 @@ are ready within the window, otherwise through the account's send API (`turns` d
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,8 @@ from frontend.channels.wechat.api import (
     fetch_wecom_token,
 )
 from frontend.channels.wechat.crypto import CallbackCrypto
+from frontend.channels.wechat.customers import Binding, CustomerSessions
+from frontend.channels.wechat.kf import KfPuller
 from frontend.channels.wechat.text import PASSIVE_REPLY_BYTES, truncate_utf8
 from frontend.channels.wechat.tokens import AccessTokenStore, TokenUnavailable
 from frontend.channels.wechat.turns import Answer, CallbackTurns
@@ -44,16 +44,6 @@ from frontend.services.redis_store import REDIS_DOWN
 logger = logging.getLogger(__name__)
 
 NOTICES_FILE = Path(__file__).resolve().parents[2] / "data" / "wechat_notices.yaml"
-KF_CUSTOMER_ORIGIN = 3  # sync_msg `origin`: 3 = sent by the WeChat customer (4 system event, 5 servicer)
-KF_MAX_AGE_SECONDS = 600  # a first sync returns days of history; only recent messages get an answer
-KF_MAX_PAGES = 20
-
-_BIND = """
-local current = redis.call('get', KEYS[1]) or ''
-if current ~= ARGV[1] then return 0 end
-redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])
-return 1
-"""
 
 Sender = Callable[[str, str], Awaitable[None]]
 
@@ -61,7 +51,10 @@ Sender = Callable[[str, str], Awaitable[None]]
 class ChannelMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.callbacks = Counter(
-            "gateway_channel_callbacks", "Channel callbacks by outcome", ["channel", "outcome"], registry=registry
+            "gateway_channel_callbacks",
+            "Channel messages by outcome: passive, async/send (reply by API), held (a retry decides), event, not_text",
+            ["channel", "outcome"],
+            registry=registry,
         )
         self.rejected = Counter(
             "gateway_channel_rejected", "Channel callbacks rejected", ["channel", "reason"], registry=registry
@@ -100,13 +93,6 @@ class Endpoint:
     send: Sender | None  # (user, text); None when the account has no secret (passive replies only)
 
 
-@dataclass(frozen=True)
-class Binding:
-    channel: str
-    account: str
-    user: str
-
-
 class ChannelHub:
     def __init__(
         self,
@@ -122,6 +108,9 @@ class ChannelHub:
         self.notices = notices
         self._http = http
         self.turns = CallbackTurns(services.redis, "chan")
+        self.customers = CustomerSessions(services.redis, services.sessions, services.settings.session_ttl_seconds)
+        kf_failed = metrics.sends.labels("wecom_kf", "sync_failed").inc
+        self.kf = KfPuller(services.redis, self.turns, self._kf_text, self._kf_other, kf_failed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.wechat = {name: self._official(name, acc) for name, acc in accounts.wechat.items()}
         self.wecom: dict[str, Endpoint] = {}
@@ -204,29 +193,7 @@ class ChannelHub:
             else:
                 logger.error("channel task failed", exc_info=error)
 
-    # ---- sessions -------------------------------------------------------------------------------------------
-
-    async def session_for(self, binding: Binding) -> str:
-        """The customer's gateway session: the mapped one while it lives, else a new one (mapped both ways)."""
-        user_key = f"chan:user:{binding.channel}:{binding.account}:{binding.user}"
-        ttl = self.services.settings.session_ttl_seconds
-        for _ in range(3):
-            raw = await self.redis.get(user_key)
-            session_id = str(raw) if raw else ""
-            if session_id and await self.services.sessions.get(session_id) is not None:
-                await self.redis.expire(user_key, ttl)
-                await self.redis.expire(f"chan:session:{session_id}", ttl)
-                return session_id
-            info = await self.services.sessions.create()
-            # Compare-and-set, so two first messages of one customer on two replicas still share one session.
-            if await self.redis.eval(_BIND, 1, user_key, session_id, info.session_id, ttl):
-                await self.redis.set(f"chan:session:{info.session_id}", json.dumps(binding.__dict__), ex=ttl)
-                return info.session_id
-        raise GatewayError("session_busy", "会话正忙，请稍后再试。", 409)
-
-    async def binding_of(self, session_id: str) -> Binding | None:
-        raw = await self.redis.get(f"chan:session:{session_id}")
-        return Binding(**json.loads(raw)) if raw else None
+    # ---- turns ----------------------------------------------------------------------------------------------
 
     def sender(self, binding: Binding) -> Sender | None:
         if binding.channel == "wechat" and binding.account in self.wechat:
@@ -237,17 +204,12 @@ class ChannelHub:
             return self._kf_senders.get(binding.account)
         return None
 
-    # ---- turns ----------------------------------------------------------------------------------------------
-
     async def answer_text(self, endpoint: Endpoint, user: str, text: str, dedup_key: str) -> Answer:
         """The callback's answer to a text message: the reply if ready within the window, else `success`."""
         key = f"{endpoint.channel}:{endpoint.account}:{dedup_key}"
         binding = Binding(endpoint.channel, endpoint.account, user)
-        if await self.turns.first_sight(key):
+        if await self.turns.first_sight(key):  # WeChat's retries of this message skip this
             self.spawn(self._turn(binding, text, key))
-            self.metrics.callbacks.labels(endpoint.channel, "message").inc()
-        else:
-            self.metrics.callbacks.labels(endpoint.channel, "retry").inc()
         answer = await self.turns.await_reply(key, endpoint.passive_wait, endpoint.passive_tries)
         self.metrics.callbacks.labels(endpoint.channel, answer.outcome).inc()
         if answer.outcome == "send":
@@ -285,7 +247,7 @@ class ChannelHub:
         try:
             identity = f"{binding.account}:{binding.user}"
             await services.limiter.check(binding.channel, identity, settings.rate_limit_per_user)
-            session_id = await self.session_for(binding)
+            session_id = await self.customers.session_for(binding)
             result = await services.conversation.customer_message(
                 session_id, text, origin=binding.channel, channel=binding.channel
             )
@@ -324,59 +286,28 @@ class ChannelHub:
         return True
 
     async def _leave_for_agent(self, binding: Binding) -> None:
-        session_id = await self.redis.get(f"chan:user:{binding.channel}:{binding.account}:{binding.user}")
+        session_id = await self.customers.current(binding)
         if session_id:
             try:
-                await self.services.conversation.request_handoff(str(session_id), reason="channel_window_closed")
+                await self.services.conversation.request_handoff(session_id, reason="channel_window_closed")
             except GatewayError:
                 pass  # the session expired meanwhile
 
-    # ---- WeCom 微信客服 ----------------------------------------------------------------------------------------
+    def pull_kf(self, account: str, open_kfid: str, callback_token: str) -> None:
+        """A `kf_msg_or_event` arrived: pull the news in the background (the callback answers at once)."""
+        self.spawn(self.kf.pull(self.wecom_apis[account], account, open_kfid, callback_token))
 
-    async def kf_sync(self, account: str, open_kfid: str, callback_token: str) -> None:
-        """Pull new 微信客服 messages after the cursor kept in Redis (one puller per kf account at a time)."""
-        api = self.wecom_apis[account]
-        lock = f"chan:kflock:{account}:{open_kfid}"
-        cursor_key = f"chan:kfcursor:{account}:{open_kfid}"
-        if not await self.redis.set(lock, "1", nx=True, ex=60):
-            await self.redis.set(f"chan:kfagain:{account}:{open_kfid}", "1", ex=60)
-            return
-        try:
-            for _ in range(KF_MAX_PAGES):
-                cursor = str(await self.redis.get(cursor_key) or "")
-                page = await api.kf_sync(open_kfid, cursor, callback_token)
-                for message in page.get("msg_list") or []:
-                    await self._kf_message(account, message)
-                if page.get("next_cursor"):
-                    await self.redis.set(cursor_key, str(page["next_cursor"]))
-                if not page.get("has_more") and not await self.redis.delete(f"chan:kfagain:{account}:{open_kfid}"):
-                    return
-        except (WeChatApiError, httpx.HTTPError, TokenUnavailable) as exc:
-            self.metrics.sends.labels("wecom_kf", "sync_failed").inc()
-            logger.error("kf sync_msg failed: %s", exc)
-        finally:
-            await self.redis.delete(lock)
+    def _kf_text(self, binding: Binding, text: str) -> None:
+        self.metrics.callbacks.labels(binding.channel, "send").inc()
+        self.spawn(self._turn(binding, text, None))
 
-    async def _kf_message(self, account: str, message: dict[str, Any]) -> None:
-        if message.get("origin") != KF_CUSTOMER_ORIGIN:
-            return
-        msgid = str(message.get("msgid", ""))
-        if not msgid or not await self.turns.first_sight(f"wecom_kf:{account}:{msgid}"):
-            return
-        if time.time() - float(message.get("send_time") or 0) > KF_MAX_AGE_SECONDS:
-            return
-        binding = Binding("wecom_kf", account, f"{message.get('open_kfid', '')}/{message.get('external_userid', '')}")
-        if message.get("msgtype") == "text":
-            text = str((message.get("text") or {}).get("content", ""))
-            self.metrics.callbacks.labels("wecom_kf", "message").inc()
-            self.spawn(self._turn(binding, text, None))
-        else:
-            self.spawn(self.deliver(binding, self.notices.text_only))
+    def _kf_other(self, binding: Binding) -> None:
+        self.spawn(self.deliver(binding, self.notices.text_only))
 
     # ---- agents ---------------------------------------------------------------------------------------------
 
     async def agent_replied(self, session_id: str, text: str) -> None:
-        binding = await self.binding_of(session_id)
+        binding = await self.customers.binding_of(session_id)
         if binding is not None:
             await self.deliver(binding, text)
 
