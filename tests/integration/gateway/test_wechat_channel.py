@@ -69,14 +69,20 @@ def wechat_gateway(
     """A gateway with: `default` = the official 公众号 sample account in safe mode (from GATEWAY_WECHAT_*);
     from a mounted accounts file, in plaintext mode: `plain` (4 s window, 3 tries), `late` (window over at once,
     one try: always `success` + custom/send) and `patient` (window over at once, 3 tries: only WeChat's
-    retries can carry the reply); and WeCom `default` = the official 企业微信 sample corp."""
+    retries can carry the reply); and WeCom `default` = the official 企业微信 sample corp (`late` likewise)."""
     folder = tmp_path_factory.mktemp("gw-wechat")
     accounts = folder / "accounts.yaml"
     plain = {"token": PLAIN_TOKEN, "app_id": "wxplain000000001", "secret": SECRET}
     late = {**plain, "passive_wait_seconds": 0, "passive_tries": 1}
     patient = {**plain, "passive_wait_seconds": 0, "passive_tries": 3}
     accounts.write_text(
-        yaml.safe_dump({"wechat": {"plain": plain, "late": late, "patient": patient}}), encoding="utf-8"
+        yaml.safe_dump({
+            "wechat": {"plain": plain, "late": late, "patient": patient},
+            "wecom": {"late": {"token": WECOM_TOKEN, "corp_id": WECOM_CORPID, "aes_key": WECOM_AES_KEY,
+                               "secret": CORP_SECRET, "agent_id": 1000002, "passive_wait_seconds": 0,
+                               "passive_tries": 1}},
+        }),
+        encoding="utf-8",
     )
     env = gateway_env(
         f"redis://127.0.0.1:{redis_server.port}/{REDIS_DB}",
@@ -421,6 +427,22 @@ async def test_wecom_member_faq_gets_an_encrypted_passive_reply(wx: httpx.AsyncC
     crypto.verify(envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"], envelope["Encrypt"])
     reply = parse_xml(crypto.decrypt(envelope["Encrypt"]))
     assert reply["ToUserName"] == "zhangsan" and FAQ_ANSWER in reply["Content"]
+
+
+async def test_wecom_member_reply_past_the_window_goes_by_message_send(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat
+) -> None:
+    """WeCom app, window over: `success`, then the reply by message/send from the app's AgentId."""
+    member = f"member-{next(_ids)}"
+    inner = (f"<xml><ToUserName>{WECOM_CORPID}</ToUserName><FromUserName>{member}</FromUserName>"
+             f"<CreateTime>{int(time.time())}</CreateTime><MsgType>text</MsgType><Content>{FAQ_QUESTION}</Content>"
+             f"<MsgId>{next(_ids)}</MsgId><AgentID>1000002</AgentID></xml>")
+    params, body = wecom_post(inner)
+    assert (await wx.post("/channels/wecom/late", params=params, content=body)).text == "success"
+    await eventually(lambda: _sent(fake_wechat, member), timeout=REPLY_TIMEOUT, what="message/send")
+    [sent] = fake_wechat.sent_to(member)
+    assert sent.path == "/cgi-bin/message/send" and sent.body["agentid"] == 1000002
+    assert FAQ_ANSWER in sent.content
 
 
 async def test_wecom_kf_event_syncs_with_a_cursor_and_replies_by_send_msg(
