@@ -24,6 +24,7 @@ from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
 from frontend.routers import admin, agent_ws, chat, customer_ws, feedback, health, openai_compat, page, sessions
 from frontend.routers import release as release_admin
+from frontend.routers import wechat as wechat_channels
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN, connect_redis
 from frontend.settings import GatewaySettings
@@ -131,6 +132,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         release_admin.router,
         feedback.router,
         sessions.router,
+        wechat_channels.router,  # /channels/wechat|wecom/{account}; its lifespan builds the channel hub
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -99,6 +99,22 @@ class GatewaySettings(BaseSettings):
     # OpenAI API (issue 19): a client's `system`/`developer` messages are honoured as additional instructions after
     # the platform's per-intent system prompt ("instructions"), or refused with a 400 naming them ("reject").
     openai_system_messages: Literal["instructions", "reject"] = "instructions"
+    # WeChat Official Account and WeCom channels (frontend/channels/wechat): account `default` from these,
+    # more from a mounted YAML file; unset token = channel off. API bases are configurable for tests.
+    wechat_token: SecretStr | None = None
+    wechat_appid: str = ""
+    wechat_aes_key: SecretStr | None = Field(default=None, description="EncodingAESKey; unset = plaintext mode")
+    wechat_secret: SecretStr | None = Field(default=None, description="AppSecret, for custom/send")
+    wecom_token: SecretStr | None = None
+    wecom_corpid: str = ""
+    wecom_aes_key: SecretStr | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_agentid: int | None = None
+    wechat_accounts_file: Path | None = Field(default=None, description="YAML with more wechat/wecom accounts")
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wechat_passive_wait_seconds: float = Field(default=4.0, ge=0, lt=5, description="a callback's wait for the reply")
+    wechat_passive_tries: int = Field(default=3, ge=1, le=3, description="WeChat tries that may wait (~14 s at 3)")
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

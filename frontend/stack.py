@@ -208,6 +208,9 @@ def main() -> int:
         gateway = GatewayServer(gateway_port, env).start()
         lines = [f"Chat page: http://127.0.0.1:{gateway_port}/   (Ctrl-C stops Redis, Triton and the gateway)"]
         lines += [f"  dev {name} = {value}" for name, value in keys.items()]
+        for channel in ("wechat", "wecom"):  # served when GATEWAY_WECHAT_TOKEN / GATEWAY_WECOM_TOKEN is set
+            if os.environ.get(f"GATEWAY_{channel.upper()}_TOKEN"):
+                lines.append(f"  {channel} callback URL: http://127.0.0.1:{gateway_port}/channels/{channel}/default")
         print("\n".join(lines), flush=True)
         while not stop.is_set():
             for name, proc in (("redis", redis.process), ("gateway", gateway.process)):
