@@ -1,7 +1,11 @@
-"""Full-width to ASCII folding, one character for one, so offsets in the folded text match the original.
+"""Folding to ASCII, one character for one, so offsets in the folded text match the original.
 
-Only the characters a pattern or context word can contain are folded (digits, letters, "+-.@_%():#=[$", the
-ideographic space, and dashes "—" "–" to "-"); "，" and "？" stay as they are, which keeps folding cheap.
+Full width: only the characters a pattern or context word can contain are folded (digits, letters,
+"+-.@_%():#=[$/", the ideographic space, and dashes "—" "–" to "-"); "，" and "？" stay, which keeps folding cheap.
+
+Spoken digits (零〇一幺二两三四五六七八九) become digits only inside a run of at least `SPOKEN_RUN_MIN` digits,
+spoken or not, with at most two separators between neighbours: "一五零二二九三八七二四" and "1三9两5六7八0零1"
+are numbers, "第一三八期" and "一下" stay words.
 """
 
 from __future__ import annotations
@@ -13,13 +17,68 @@ _FOLD[0x3000] = 0x20
 _FOLD.update(dict.fromkeys([0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212], 0x2D))  # dashes, minus
 _FOLDABLE = re.compile(
     "[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\uff0b\uff0d\uff0e\uff20\uff3f\uff05\uff08\uff09"
-    "\uff1a\uff03\uff1d\uff3b\uff04\u3000\u2010-\u2015\u2212]+"
+    "\uff1a\uff03\uff1d\uff3b\uff04\uff0f\u3000\u2010-\u2015\u2212]+"
 )
+
+SPOKEN_DIGITS: dict[str, str] = {
+    "零": "0",
+    "〇": "0",
+    "一": "1",
+    "幺": "1",
+    "二": "2",
+    "两": "2",
+    "三": "3",
+    "四": "4",
+    "五": "5",
+    "六": "6",
+    "七": "7",
+    "八": "8",
+    "九": "9",
+}
+SPOKEN_RUN_MIN = 7
+SEPARATORS = " .-/_"
+_SPOKEN_FOLD = str.maketrans(SPOKEN_DIGITS)
+_SPOKEN = "".join(SPOKEN_DIGITS)
+_DIGIT_LIKE = f"[0-9{_SPOKEN}]"
+_RUN = re.compile(f"{_DIGIT_LIKE}(?:[ .\\-/_]{{0,2}}{_DIGIT_LIKE})*")
+_SPOKEN_CHAR = re.compile(f"[{_SPOKEN}]")
 
 
 def normalize(text: str) -> str:
-    """Fold "１３８" to "138" and "（０１０）" to "(010)"; the length never changes."""
-    return _FOLDABLE.sub(_fold_run, text)
+    """Fold "１３８" to "138", "（０１０）" to "(010)" and "一三八一二三四五六七八" to "13812345678"."""
+    folded = _FOLDABLE.sub(_fold_run, text)
+    spoken = _SPOKEN_CHAR.search(folded)
+    if spoken is None:
+        return folded
+    parts: list[str] = []
+    done = 0
+    while spoken is not None:
+        start = _run_start(folded, spoken.start())
+        run = _RUN.match(folded, start)
+        assert run is not None  # the spoken digit itself starts or continues a run
+        digits = sum(char in SPOKEN_DIGITS or "0" <= char <= "9" for char in run.group())
+        if digits >= SPOKEN_RUN_MIN:
+            parts += [folded[done:start], run.group().translate(_SPOKEN_FOLD)]
+            done = run.end()
+        spoken = _SPOKEN_CHAR.search(folded, run.end())
+    parts.append(folded[done:])
+    return "".join(parts)
+
+
+def _is_digit_like(char: str) -> bool:
+    return "0" <= char <= "9" or char in SPOKEN_DIGITS
+
+
+def _run_start(text: str, index: int) -> int:
+    """Where the run of digits (up to two separators between neighbours) containing `text[index]` begins."""
+    start = index
+    while True:
+        before = start - 1
+        while before >= 0 and start - before <= 2 and text[before] in SEPARATORS:
+            before -= 1
+        if before < 0 or not _is_digit_like(text[before]) or start - before > 3:
+            return start
+        start = before
 
 
 def _fold_run(match: re.Match[str]) -> str:
