@@ -39,6 +39,7 @@ class AddressFinder:
 
     def __init__(self, rules: AddressRules) -> None:
         self._rules = rules
+        self.max_name_chars = rules.max_name_chars
         suffixes = "|".join(re.escape(s) for s in sorted(rules.suffixes, key=len, reverse=True))
         stops = re.escape("".join(sorted(rules.name_stops)))
         segment_char = f"(?![{stops}])[{_CJK}A-Za-z]"

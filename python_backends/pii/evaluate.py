@@ -16,6 +16,8 @@ from python_backends.pii.pii_types import PiiSpan, PiiType
 from python_backends.pii.redactor import Redactor
 
 CORPUS_PATH = Path(__file__).resolve().parent / "data" / "corpus.jsonl"
+REALISTIC_PATH = CORPUS_PATH.with_name("corpus_realistic.jsonl")
+BLIND_PATH = CORPUS_PATH.with_name("corpus_blind.jsonl")
 REPORT_PATH = Path(__file__).resolve().parents[2] / "perf" / "reports" / "pii_accuracy.md"
 
 

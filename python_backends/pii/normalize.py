@@ -5,7 +5,8 @@ Full width: only the characters a pattern or context word can contain are folded
 
 Spoken digits (零〇一幺二两三四五六七八九) become digits only inside a run of at least `SPOKEN_RUN_MIN` digits,
 spoken or not, with at most two separators between neighbours: "一五零二二九三八七二四" and "1三9两5六7八0零1"
-are numbers, "第一三八期" and "一下" stay words.
+are numbers, "第一三八期" and "一下" stay words, and so does a lone spoken digit set apart from a number by a
+separator ("李四 13812345678").
 """
 
 from __future__ import annotations
@@ -56,13 +57,27 @@ def normalize(text: str) -> str:
         start = _run_start(folded, spoken.start())
         run = _RUN.match(folded, start)
         assert run is not None  # the spoken digit itself starts or continues a run
-        digits = sum(char in SPOKEN_DIGITS or "0" <= char <= "9" for char in run.group())
+        first, end = _trim_lone_spoken(folded, start, run.end())
+        digits = sum(char in SPOKEN_DIGITS or "0" <= char <= "9" for char in folded[first:end])
         if digits >= SPOKEN_RUN_MIN:
-            parts += [folded[done:start], run.group().translate(_SPOKEN_FOLD)]
-            done = run.end()
+            parts += [folded[done:first], folded[first:end].translate(_SPOKEN_FOLD)]
+            done = end
         spoken = _SPOKEN_CHAR.search(folded, run.end())
     parts.append(folded[done:])
     return "".join(parts)
+
+
+def _trim_lone_spoken(text: str, start: int, end: int) -> tuple[int, int]:
+    """Leave out a single spoken digit set apart by a separator at either end: "李四 13812345678" keeps 四."""
+    if text[start] in SPOKEN_DIGITS and start + 1 < end and text[start + 1] in SEPARATORS:
+        start += 1
+        while text[start] in SEPARATORS:
+            start += 1
+    if text[end - 1] in SPOKEN_DIGITS and end - 2 > start and text[end - 2] in SEPARATORS:
+        end -= 1
+        while text[end - 1] in SEPARATORS:
+            end -= 1
+    return start, end
 
 
 def _is_digit_like(char: str) -> bool:

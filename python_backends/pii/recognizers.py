@@ -52,8 +52,13 @@ _ID18 = _NUMBER_START + r"[1-9](?:" + _SEP + r"?\d){16}" + _SEP + r"?[0-9Xx]" + 
 _ID15 = _NUMBER_START + r"[1-9]\d{14}" + _END
 # The country code and its brackets are outside the `core` group whose digit groups are checked.
 _MOBILE = (
-    r"(?:(?<![0-9A-Za-z])\(\+?(?:00)?86\) ?|(?<![0-9A-Za-z])\+86" + _SEP + r"?|"
-    + _NUMBER_START + r"(?:(?:00)?86" + _SEP + r"?)?)"
+    r"(?:(?<![0-9A-Za-z])\(\+?(?:00)?86\) ?|(?<![0-9A-Za-z])\+86"
+    + _SEP
+    + r"?|"
+    + _NUMBER_START
+    + r"(?:(?:00)?86"
+    + _SEP
+    + r"?)?)"
     r"(?P<core>1" + _SEP + r"?[3-9](?:" + _SEP + r"?\d){9})" + _END
 )
 _LANDLINE = (
@@ -223,7 +228,5 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
     Recognizer(
         PiiType.PASSPORT, "EGDSPegdsp", r"(?<=[EGDSPegdsp])(?=[0-9A-Za-z][0-9]{7})", re.compile(_PASSPORT), _always
     ),
-    Recognizer(
-        PiiType.LICENSE_PLATE, PROVINCES, f"(?<=[{PROVINCES}])(?=[A-Za-z])", re.compile(_PLATE), _valid_plate
-    ),
+    Recognizer(PiiType.LICENSE_PLATE, PROVINCES, f"(?<=[{PROVINCES}])(?=[A-Za-z])", re.compile(_PLATE), _valid_plate),
 )

@@ -20,7 +20,9 @@ from python_backends.pii.pii_types import PiiType
 from python_backends.pii.recognizers import PROVINCES, RECOGNIZERS, Recognizer
 
 _NAME_AFTER = frozenset({PiiType.MOBILE, PiiType.LANDLINE, PiiType.BANK_CARD, PiiType.ID_CARD})
-_NUMBER_CHARS = re.compile(r"[0-9A-Za-z+() .\-/_]{1,%d}\Z" % NUMBER_LOOKBEHIND)
+_NUMBER_CHARS = re.compile(
+    r"[0-9A-Za-z+() .\-/_]{1,NUMBER_LOOKBEHIND}\Z".replace("NUMBER_LOOKBEHIND", str(NUMBER_LOOKBEHIND))
+)
 
 
 @dataclass(frozen=True, slots=True)
