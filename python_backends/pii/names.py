@@ -49,16 +49,11 @@ class NameFinder:
         self._after_number = re.compile(f"(?<=[0-9Xx]){_AFTER_NUMBER_GAP}(?=[{re.escape(first_chars)}])")
         self.lookbehind = max(self.context_max, NUMBER_LOOKBEHIND + 2)
 
-    def find(self, text: str, pos: int) -> tuple[int, int] | None:
-        """`(start, end)` of the first name starting at or after `pos`, or None."""
-        found = [
-            hit
-            for hit in (self._after_context(text, pos), self._before_title(text, pos), self._after_num(text, pos))
-            if hit is not None
-        ]
-        return min(found) if found else None
+    def sources(self) -> tuple[Callable[[str, int], tuple[int, int] | None], ...]:
+        """The three ways a name is found; each gives `(start, end)` of its first name at or after a position."""
+        return self.after_context, self.before_title, self.after_number
 
-    def _after_context(self, text: str, pos: int) -> tuple[int, int] | None:
+    def after_context(self, text: str, pos: int) -> tuple[int, int] | None:
         search_from = max(0, pos - self.context_max)
         while (match := self._context.search(text, search_from)) is not None:
             start = match.end()
@@ -69,7 +64,7 @@ class NameFinder:
             search_from = match.start() + 1
         return None
 
-    def _before_title(self, text: str, pos: int) -> tuple[int, int] | None:
+    def before_title(self, text: str, pos: int) -> tuple[int, int] | None:
         if self._title is None:
             return None
         search_from = pos
@@ -82,7 +77,7 @@ class NameFinder:
             search_from = match.start() + 1
         return None
 
-    def _after_num(self, text: str, pos: int) -> tuple[int, int] | None:
+    def after_number(self, text: str, pos: int) -> tuple[int, int] | None:
         search_from = max(0, pos - 2)
         while (match := self._after_number.search(text, search_from)) is not None:
             start = match.end()

@@ -41,30 +41,28 @@ SEPARATORS = " .-/_"
 _SPOKEN_FOLD = str.maketrans(SPOKEN_DIGITS)
 _SPOKEN = "".join(SPOKEN_DIGITS)
 _DIGIT_LIKE = f"[0-9{_SPOKEN}]"
-_RUN = re.compile(f"{_DIGIT_LIKE}(?:[ .\\-/_]{{0,2}}{_DIGIT_LIKE})*")
+# Leftmost-first search starts at the first digit of a run, and the greedy repeat runs to its last one.
+_LONG_RUN = re.compile(f"{_DIGIT_LIKE}(?:[ .\\-/_]{{0,2}}{_DIGIT_LIKE}){{{SPOKEN_RUN_MIN - 1},}}")
 _SPOKEN_CHAR = re.compile(f"[{_SPOKEN}]")
 
 
 def normalize(text: str) -> str:
     """Fold "１３８" to "138", "（０１０）" to "(010)" and "一三八一二三四五六七八" to "13812345678"."""
     folded = _FOLDABLE.sub(_fold_run, text)
-    spoken = _SPOKEN_CHAR.search(folded)
-    if spoken is None:
+    if _SPOKEN_CHAR.search(folded) is None:
         return folded
-    parts: list[str] = []
-    done = 0
-    while spoken is not None:
-        start = _run_start(folded, spoken.start())
-        run = _RUN.match(folded, start)
-        assert run is not None  # the spoken digit itself starts or continues a run
-        first, end = _trim_lone_spoken(folded, start, run.end())
-        digits = sum(char in SPOKEN_DIGITS or "0" <= char <= "9" for char in folded[first:end])
-        if digits >= SPOKEN_RUN_MIN:
-            parts += [folded[done:first], folded[first:end].translate(_SPOKEN_FOLD)]
-            done = end
-        spoken = _SPOKEN_CHAR.search(folded, run.end())
-    parts.append(folded[done:])
-    return "".join(parts)
+    return _LONG_RUN.sub(_fold_spoken_run, folded)
+
+
+def _fold_spoken_run(match: re.Match[str]) -> str:
+    """A maximal run of at least `SPOKEN_RUN_MIN` digits (the regex starts at a run's first digit)."""
+    run = match.group()
+    if _SPOKEN_CHAR.search(run) is None:
+        return run
+    first, end = _trim_lone_spoken(run, 0, len(run))
+    if sum(_is_digit_like(char) for char in run[first:end]) < SPOKEN_RUN_MIN:
+        return run
+    return run[:first] + run[first:end].translate(_SPOKEN_FOLD) + run[end:]
 
 
 def _trim_lone_spoken(text: str, start: int, end: int) -> tuple[int, int]:
@@ -82,18 +80,6 @@ def _trim_lone_spoken(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _is_digit_like(char: str) -> bool:
     return "0" <= char <= "9" or char in SPOKEN_DIGITS
-
-
-def _run_start(text: str, index: int) -> int:
-    """Where the run of digits (up to two separators between neighbours) containing `text[index]` begins."""
-    start = index
-    while True:
-        before = start - 1
-        while before >= 0 and start - before <= 2 and text[before] in SEPARATORS:
-            before -= 1
-        if before < 0 or not _is_digit_like(text[before]) or start - before > 3:
-            return start
-        start = before
 
 
 def _fold_run(match: re.Match[str]) -> str:

@@ -9,7 +9,9 @@ where it ends.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from python_backends.pii.address import AddressFinder
@@ -55,6 +57,11 @@ class PiiScanner:
         )
         self.addresses = AddressFinder(rules.addresses) if PiiType.ADDRESS in enabled else None
         self.names = NameFinder(rules.names, self._number_ends_at) if PiiType.NAME in enabled else None
+        self._span_finders: list[tuple[PiiType | None, _Finder]] = []
+        if self.addresses is not None:
+            self._span_finders.append((PiiType.ADDRESS, self.addresses.find))
+        if self.names is not None:
+            self._span_finders += [(PiiType.NAME, source) for source in self.names.sources()]
 
     @property
     def lookbehind(self) -> int:
@@ -63,30 +70,30 @@ class PiiScanner:
         return max(CONTEXT_WINDOW, names)
 
     def hits(self, text: str, pos: int, stop: int) -> list[Hit]:
-        """Every value in normalised `text` that starts in `[pos, stop)`, left to right, without overlaps."""
+        """Every value in normalised `text` that starts in `[pos, stop)`, left to right, without overlaps.
+
+        Each finder keeps its next candidate until a value taken earlier overlaps it: a finder's first value
+        from a later position is the same one as long as that value starts at or after the position.
+        """
         found: list[Hit] = []
-        number = self._next_number(text, pos, stop)
-        address = self._next_span(PiiType.ADDRESS, text, pos)
-        name = self._next_span(PiiType.NAME, text, pos)
+        if pos >= stop:
+            return found
+        finders: list[tuple[PiiType | None, _Finder]] = [
+            (None, functools.partial(self._next_number, stop=stop)),
+            *self._span_finders,
+        ]
+        candidates = [_find(finder, pii_type, text, pos) for pii_type, finder in finders]
         while True:
-            candidates = [hit for hit in (number, address, name) if hit is not None and hit.start < stop]
-            if not candidates:
+            live = [hit for hit in candidates if hit is not None and hit.start < stop]
+            if not live:
                 return found
-            best = min(candidates, key=lambda hit: hit.start)
+            best = min(live, key=lambda hit: hit.start)
             found.append(best)
             pos = best.end
-            # Each finder's next value from a later position is the same as before unless it starts too early.
-            if number is not None and number.start < pos:
-                number = self._next_number(text, pos, stop)
-            if address is not None and address.start < pos:
-                address = self._next_span(PiiType.ADDRESS, text, pos)
-            if name is not None and name.start < pos:
-                name = self._next_span(PiiType.NAME, text, pos)
-
-    def _next_span(self, pii_type: PiiType, text: str, pos: int) -> Hit | None:
-        finder = self.addresses if pii_type is PiiType.ADDRESS else self.names
-        span = finder.find(text, pos) if finder is not None else None
-        return Hit(pii_type, *span) if span is not None else None
+            candidates = [
+                _find(finder, pii_type, text, pos) if hit is not None and hit.start < pos else hit
+                for (pii_type, finder), hit in zip(finders, candidates, strict=True)
+            ]
 
     def _next_number(self, text: str, pos: int, stop: int) -> Hit | None:
         """The first number-like value (or email, passport, plate) in `text` that starts in `[pos, stop)`."""
@@ -127,6 +134,18 @@ class PiiScanner:
         if not found or verdict is None:
             return None
         return next((hit for hit in found if hit.type in verdict.types), found[0])
+
+
+_Finder = Callable[[str, int], "Hit | tuple[int, int] | None"]
+
+
+def _find(finder: _Finder, pii_type: PiiType | None, text: str, pos: int) -> Hit | None:
+    """Run one finder; span finders give `(start, end)` for their type, the number finder a `Hit`."""
+    found = finder(text, pos)
+    if found is None or isinstance(found, Hit):
+        return found
+    assert pii_type is not None
+    return Hit(pii_type, *found)
 
 
 def _ascii_alnum(char: str) -> bool:

@@ -67,7 +67,9 @@ class StreamingRedactor:
         # Folding spoken digits depends on the run around them, so the buffer is folded as a whole; the kept
         # context is long enough that a run cut at its start folds the same in what is still read.
         folded = normalize(self._raw)
-        limit = max(self._pos, self._limit(folded))
+        limit = self._limit(folded)
+        if limit <= self._pos:
+            return ""
         out, self._pos = self._redactor.redact_range(self._raw, folded, self._pos, limit)
         self._trim()
         return out
