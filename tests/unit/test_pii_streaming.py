@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from python_backends.pii import PiiType, RedactionConfig, Redactor, StreamingRedactor
-from python_backends.pii.evaluate import load_corpus
+from python_backends.pii.evaluate import CORPUS_PATH, REALISTIC_PATH, load_corpus
 from python_backends.pii.recognizers import MAX_EXAMINED
 
-CORPUS_TEXTS = [entry.text for entry in load_corpus()]
+CORPUS_TEXTS = [entry.text for path in (CORPUS_PATH, REALISTIC_PATH) for entry in load_corpus(path)]
 PLACEHOLDER = Redactor()
 MASK = Redactor(RedactionConfig(mode="mask"))
 
@@ -153,6 +153,13 @@ def test_corpus_texts_any_split(case: tuple[str, list[int]]) -> None:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text_and_cuts(GENERATED))
 def test_generated_texts_any_split(case: tuple[str, list[int]]) -> None:
+    assert_contract(*case, PLACEHOLDER)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text_and_cuts(st.lists(st.sampled_from(CORPUS_TEXTS), min_size=4, max_size=12).map("".join)))
+def test_long_texts_any_split(case: tuple[str, list[int]]) -> None:
+    """Longer than the kept context: values after released text still see the words before them."""
     assert_contract(*case, PLACEHOLDER)
 
 
