@@ -46,7 +46,8 @@ class NameFinder:
         titles = "|".join(map(re.escape, sorted(rules.titles, key=len, reverse=True)))
         self._title = re.compile(f"(?:{titles})") if rules.titles else None
         first_chars = "".join(sorted(rules.surnames | {name[0] for name in rules.compound_surnames}))
-        self._after_number = re.compile(f"(?<=[0-9Xx]){_AFTER_NUMBER_GAP}(?=[{re.escape(first_chars)}])")
+        # Starts at the number's last character (not a lookbehind), so the regex engine skips prose in C.
+        self._after_number = re.compile(f"[0-9Xx]{_AFTER_NUMBER_GAP}(?=[{re.escape(first_chars)}])")
         self.lookbehind = max(self.context_max, NUMBER_LOOKBEHIND + 2)
 
     def sources(self) -> tuple[Callable[[str, int], tuple[int, int] | None], ...]:
@@ -78,10 +79,10 @@ class NameFinder:
         return None
 
     def after_number(self, text: str, pos: int) -> tuple[int, int] | None:
-        search_from = max(0, pos - 2)
+        search_from = max(0, pos - 3)
         while (match := self._after_number.search(text, search_from)) is not None:
             start = match.end()
-            if start >= pos and self._number_ends_at(text, match.start()):
+            if start >= pos and self._number_ends_at(text, match.start() + 1):
                 end = self._name_at(text, start, weak=True)
                 if end is not None:
                     return start, end
