@@ -10,9 +10,10 @@ characters (kept as context after release), and to the right a bounded width tha
 the trailing break-free run" and "end minus the widest read":
 - numbers, emails, plates: breaks are characters outside `PII_ALPHABET` + spoken digits (a space only when no
   digit follows); widest read `MAX_EXAMINED` (400) characters;
-- addresses: breaks are characters outside Chinese/ASCII letters, digits and "-"; widest read the longest address
-  (`AddressFinder.max_chars`) once a complete anchor (road/estate suffix + a digit) is in the run, otherwise only
-  `max_name_chars` + the longest suffix + 1 (11 with the shipped rules), since an address needs its anchor;
+- addresses: once a complete anchor (road/estate suffix + a digit) is in the trailing run of Chinese/ASCII
+  letters, digits and "-", that run up to the longest address (`AddressFinder.max_chars`); otherwise an address
+  can only start in the trailing run of Chinese characters (its name runs back from a suffix not yet complete),
+  and at most `max_name_chars` + the longest suffix + 1 (11 with the shipped rules) before the end;
 - names: breaks are non-Chinese characters; widest read `NAME_LOOKAHEAD` (8) characters.
 So the held tail is at most 400 characters (a run of digits), at most `AddressFinder.max_chars` after an address
 anchor, and otherwise at most 11 characters of Chinese text: prose is released at each punctuation mark or
@@ -36,7 +37,7 @@ from python_backends.pii.redactor import Redactor, default_redactor
 _RUN_CHARS = re.escape("".join(sorted((PII_ALPHABET | set(SPOKEN_DIGITS)) - {" "})))
 _NUMBER_RUN_REVERSED = re.compile(f"(?:[{_RUN_CHARS}]|(?<=[0-9{''.join(SPOKEN_DIGITS)}]) |\\A )*")
 _ADDRESS_RUN_REVERSED = re.compile("[\u4e00-\u9fff0-9A-Za-z\\-]*")
-_NAME_RUN_REVERSED = re.compile("[\u4e00-\u9fff]*")
+_CHINESE_RUN_REVERSED = re.compile("[\u4e00-\u9fff]*")
 
 
 class StreamingRedactor:
@@ -85,14 +86,18 @@ class StreamingRedactor:
         size = len(folded)
         window = folded[max(self._pos - 1, 0) :][::-1]
         limit = max(size - _run_length(_NUMBER_RUN_REVERSED, window), size - MAX_EXAMINED)
+        chinese_start = size - _run_length(_CHINESE_RUN_REVERSED, window)
         if self._addresses is not None:
             run_start = size - _run_length(_ADDRESS_RUN_REVERSED, window)
             read = self._addresses.max_chars
-            if not self._addresses.anchor_in(folded, max(run_start, size - read), size):
+            if self._addresses.anchor_in(folded, max(run_start, size - read), size):
+                limit = min(limit, max(run_start, size - read))
+            else:
+                # A future anchor's suffix starts at the end at the earliest, its name is the Chinese text before.
                 read = self._addresses.suffix_max + self._addresses.max_name_chars + 1
-            limit = min(limit, max(run_start, size - read))
+                limit = min(limit, max(chinese_start, size - read))
         if self._names:
-            limit = min(limit, max(size - _run_length(_NAME_RUN_REVERSED, window), size - NAME_LOOKAHEAD))
+            limit = min(limit, max(chinese_start, size - NAME_LOOKAHEAD))
         return limit
 
     def _trim(self) -> None:
