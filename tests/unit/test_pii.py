@@ -270,6 +270,19 @@ def test_rules_file_is_editable_data(tmp_path: Path) -> None:
         PiiRules.from_yaml(broken)
 
 
+def test_surnames_and_address_suffixes_are_editable_data(tmp_path: Path) -> None:
+    source = Path(RedactionConfig().rules_path).read_text(encoding="utf-8")
+    custom = tmp_path / "rules.yaml"
+    custom.write_text(source.replace("王李张", "王张").replace(" 胡同,", ""), encoding="utf-8")
+    redactor = Redactor(RedactionConfig(rules_path=custom))
+    assert redactor.redact("我叫李建国，住东四十条胡同12号") == "我叫李建国，住东四十条胡同12号"
+    assert redact("我叫李建国，住东四十条胡同12号") == "我叫[姓名]，住[地址]"
+    no_names = tmp_path / "no_names.yaml"
+    no_names.write_text(source.replace("\nnames:", "\nnames_off:"), encoding="utf-8")
+    with pytest.raises(ValueError, match="names must be a mapping"):
+        PiiRules.from_yaml(no_names)
+
+
 def test_every_pattern_reads_a_bounded_width() -> None:
     """The streaming redactor's holdback bound relies on this."""
     parser = re._parser  # type: ignore[attr-defined]
