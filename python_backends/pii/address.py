@@ -81,12 +81,17 @@ class AddressFinder:
             char = text[start - 1]
             if not ("\u4e00" <= char <= "\u9fff") or char in rules.name_stops:
                 break
-            if char in rules.admin_units and not any(
-                text.startswith(word, start - 1 - offset)
-                for word in rules.admin_words
-                for offset in range(len(word))
-                if start - 1 - offset >= 0 and word[offset] == char
-            ):
+            if char in rules.admin_units and not _inside_word(text, start - 1, rules.admin_words):
                 break
             start -= 1
         return start
+
+
+def _inside_word(text: str, index: int, words: tuple[str, ...]) -> bool:
+    """Whether `text[index]` is part of one of `words` there ("市" in "城市花园" is not an administrative unit)."""
+    return any(
+        text.startswith(word, index - offset)
+        for word in words
+        for offset, char in enumerate(word)
+        if char == text[index] and index >= offset
+    )
