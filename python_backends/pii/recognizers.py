@@ -52,14 +52,8 @@ _ID18 = _NUMBER_START + r"[1-9](?:" + _SEP + r"?\d){16}" + _SEP + r"?[0-9Xx]" + 
 _ID15 = _NUMBER_START + r"[1-9]\d{14}" + _END
 # The country code and its brackets are outside the `core` group whose digit groups are checked.
 _MOBILE = (
-    r"(?:(?<![0-9A-Za-z])\(\+?(?:00)?86\) ?|(?<![0-9A-Za-z])\+86"
-    + _SEP
-    + r"?|"
-    + _NUMBER_START
-    + r"(?:(?:00)?86"
-    + _SEP
-    + r"?)?)"
-    r"(?P<core>1" + _SEP + r"?[3-9](?:" + _SEP + r"?\d){9})" + _END
+    f"(?:(?<![0-9A-Za-z])\\(\\+?(?:00)?86\\) ?|(?<![0-9A-Za-z])\\+86{_SEP}?|{_NUMBER_START}(?:(?:00)?86{_SEP}?)?)"
+    f"(?P<core>1{_SEP}?[3-9](?:{_SEP}?\\d){{9}}){_END}"
 )
 _LANDLINE = (
     r"(?:(?<![0-9A-Za-z])\(" + _AREA + r"\)[ \-]?|" + _NUMBER_START + _AREA + _SEP + r"?)"
