@@ -10,7 +10,7 @@ characters, found in three places:
 
 Bounds the streaming redactor relies on: a name attempt reads at most `NAME_LOOKAHEAD` characters from where the
 name starts and never past the first non-Chinese character plus one; to the left it reads at most
-`NAME_LOOKBEHIND` characters.
+`NameFinder.lookbehind` characters (plus the number recognizers' own context window for a number before it).
 """
 
 from __future__ import annotations
