@@ -26,6 +26,8 @@ _PART = (
     "|[A-Za-z](?:座|栋|幢|区)"
     "|(?<=[元栋幢座楼])[0-9]{3,5}(?![0-9]))"
 )
+# Widest part: five digits and three "-12345" groups and "室" ("12345-12345-12345-12345室").
+_PART_MAX_CHARS = 5 + 3 * 6 + 1
 _STRONG_PART = re.compile(f"[0-9一二三四五六七八九十]{_STRONG}|[0-9]-[0-9]")
 _MAX_PARTS = 6
 _MAX_SEGMENTS = 2
@@ -52,8 +54,8 @@ class AddressFinder:
         self.max_chars = (
             rules.max_name_chars
             + self.suffix_max
-            + _MAX_PARTS * 11
-            + _MAX_SEGMENTS * (_SEGMENT_NAME_MAX + self.suffix_max + _MAX_PARTS * 11)
+            + _MAX_PARTS * _PART_MAX_CHARS
+            + _MAX_SEGMENTS * (_SEGMENT_NAME_MAX + self.suffix_max + _MAX_PARTS * _PART_MAX_CHARS)
         )
 
     def anchor_in(self, text: str, start: int, end: int) -> bool:

@@ -15,7 +15,7 @@ the trailing break-free run" and "end minus the widest read":
   can only start in the trailing run of Chinese characters (its name runs back from a suffix not yet complete),
   and at most `max_name_chars` + the longest suffix + 1 (11 with the shipped rules) before the end;
 - names: breaks are non-Chinese characters; widest read `NAME_LOOKAHEAD` (8) characters.
-So the held tail is at most 400 characters (a run of digits), at most `AddressFinder.max_chars` after an address
+So the held tail is at most 400 characters (a run of digits), at most `AddressFinder.max_chars` (466) after an address
 anchor, and otherwise at most 11 characters of Chinese text: prose is released at each punctuation mark or
 space, and within a long run of Chinese text all but its last 11 characters flow through.
 A feed costs O(chunk + held text + the kept context); the buffer never holds more than those.

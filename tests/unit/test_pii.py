@@ -291,6 +291,15 @@ def test_every_pattern_reads_a_bounded_width() -> None:
         assert widest + 4 <= MAX_EXAMINED, recognizer.type
 
 
+def test_address_width_bound_covers_its_patterns() -> None:
+    """The streaming holdback after an address anchor relies on `max_chars`."""
+    parser = re._parser  # type: ignore[attr-defined]
+    finder = Redactor().scanner.addresses
+    assert finder is not None
+    _, tail = parser.parse(finder._tail.pattern).getwidth()
+    assert finder.max_name_chars + finder.suffix_max + tail <= finder.max_chars
+
+
 def test_no_enabled_types_leaves_text_alone() -> None:
     text = "手机13812345678 (021)12345678 a@b.cn 京A12345"
     assert Redactor(RedactionConfig(enabled_types=frozenset())).redact(text) == text
