@@ -43,7 +43,7 @@ EXPECTED_LABELS = (
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model trained from the packaged train split, once per session, outside the source tree."""
-    path = tmp_path_factory.mktemp("intent") / "model.joblib"
+    path = tmp_path_factory.mktemp("intent") / "model.npz"
     train(TRAIN_PATH, path)
     return path
 
@@ -190,7 +190,7 @@ def test_missing_artefact_is_trained_in_process_with_a_warning(
             if seen.get(example.label, 0) < 3:
                 seen[example.label] = seen.get(example.label, 0) + 1
                 out.write(json.dumps({"text": example.text, "label": example.label}, ensure_ascii=False) + "\n")
-    artefact = tmp_path / "artefacts" / "model.joblib"
+    artefact = tmp_path / "artefacts" / "model.npz"
     fresh = IntentClassifier(IntentConfig(model_path=artefact, train_path=mini_train))
 
     with caplog.at_level(logging.WARNING, logger="python_backends.intent.classifier"):
