@@ -24,6 +24,8 @@ class RepositoryProfile:
     default_top_p: float = 0.8
     default_top_k: int = 20
     intent_instances: int = 1
+    intent_llm_fallback: bool = False  # low-confidence intents asked of the `llm` (BLS); GPU profile only
+    intent_llm_budget_ms: int = 300  # after this the rule/model label stands
     max_history_turns: int = 5
     history_token_budget: int = 1024
     max_message_chars: int = 4000
@@ -58,6 +60,7 @@ GPU_PROFILE = RepositoryProfile(
     llm_max_input_tokens=8192,
     llm_dtype="bfloat16",
     intent_instances=2,
+    intent_llm_fallback=True,
     kv_cache_free_gpu_memory_fraction="0.85",
     tensor_parallel_size="1",
 )

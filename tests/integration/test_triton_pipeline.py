@@ -40,7 +40,7 @@ def test_intent_classifier_labels_a_message(client: PipelineClient) -> None:
     """intent_classifier returns one of the 14 labels, a confidence and its source."""
     out = client.infer("intent_classifier", {"text_input": "我要退款，钱什么时候退回来"})
     assert out["intent"] == "refund"
-    assert 0.0 < out["confidence"] <= 1.0 and out["intent_source"] in {"rule", "model", "llm"}
+    assert 0.0 < out["confidence"] <= 1.0 and out["intent_source"] in {"rule", "model", "context", "llm"}
 
 
 def test_prompt_builder_renders_qwen3_chatml_with_history(client: PipelineClient) -> None:
@@ -127,6 +127,19 @@ def test_ensemble_takes_history(client: PipelineClient) -> None:
     plain = ask(client, "还有别的吗", streaming=False).text()
     history = json.dumps([{"role": "user", "content": "快递到哪了"}, {"role": "assistant", "content": "已到上海"}])
     assert ask(client, "还有别的吗", streaming=False, history=history).text() != plain
+
+
+def test_a_follow_up_inherits_the_intent_of_the_previous_turn_through_the_ensemble(client: PipelineClient) -> None:
+    """A short follow-up with no signal of its own gets the previous customer turn's intent from `history`."""
+    history = json.dumps(
+        [{"role": "user", "content": "微信付款一直失败"}, {"role": "assistant", "content": "请问提示什么错误？"}],
+        ensure_ascii=False,
+    )
+    alone = client.infer("intent_classifier", {"text_input": "还是一样"})
+    assert alone["intent"] != "payment"
+    followed = client.infer("intent_classifier", {"text_input": "还是一样", "history": history})
+    assert (followed["intent"], followed["intent_source"]) == ("payment", "context")
+    assert ask(client, "还是一样", streaming=False, max_tokens=1, history=history).last["intent"] == "payment"
 
 
 def test_ensemble_over_http_generate_and_generate_stream(triton_http_url: str) -> None:

