@@ -180,11 +180,28 @@ def test_sixteen_parallel_streams_each_get_their_own_answer(client: PipelineClie
     assert len(set(alone)) > 8
 
 
-def read_success_count(metrics_url: str) -> float:
+def read_success_count(metrics_url: str, model: str = "customer_service") -> float:
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         text = response.read().decode()
-    match = re.search(r'^nv_inference_request_success\{model="customer_service",version="1"\} (\S+)$', text, re.M)
+    match = re.search(rf'^nv_inference_request_success\{{model="{model}",version="1"\}} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+def test_intent_llm_fallback_asks_the_llm_through_bls(client: PipelineClient, triton_server: Any) -> None:
+    """With the fallback on, an unsure message makes one BLS call to `llm`; a rule decision makes none."""
+    url = f"http://127.0.0.1:{triton_server.ports.metrics}/metrics"
+    before = read_success_count(url, "llm")
+    plain = client.infer("intent_classifier", {"text_input": "随便问问"})
+    unsure = client.infer("intent_classifier_llm", {"text_input": "随便问问"})
+    assert read_success_count(url, "llm") == before + 1
+    # The tiny test checkpoint babbles, so its reply rarely names exactly one label: then the model label stands.
+    assert unsure["intent_source"] == "llm" or (unsure["intent"], unsure["intent_source"]) == (
+        plain["intent"],
+        plain["intent_source"],
+    )
+    ruled = client.infer("intent_classifier_llm", {"text_input": "转人工"})
+    assert (ruled["intent"], ruled["intent_source"]) == ("human_agent", "rule")
+    assert read_success_count(url, "llm") == before + 1
 
 
 def test_metrics_count_successful_ensemble_requests(client: PipelineClient, triton_server: Any) -> None:
