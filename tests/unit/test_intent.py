@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from python_backends.intent import LABELS, IntentClassifier, IntentConfig, IntentResult, classify
 from python_backends.intent import classifier as classifier_module
+from python_backends.intent.context import ContextPolicy
 from python_backends.intent.dataset import Example, load_examples
 from python_backends.intent.evaluate import evaluate
 from python_backends.intent.llm_fallback import BudgetedLLM, build_prompt
@@ -338,3 +339,20 @@ def test_timed_out_fallback_keeps_the_model_label(model_path: Path, classifier: 
     """A fallback that answers None (out of time) leaves the rule/model result unchanged."""
     result = with_config(model_path, llm_fallback=lambda prompt: None, llm_threshold=1.01).classify("随便问问")
     assert result == classifier.classify("随便问问")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "followup_max_chars: -1\n",
+        "min_own_confidence: 2\n",
+        "refine: {return_exchange: [nonsense]}\n",
+        "unknown_key: 1\n",
+    ],
+)
+def test_bad_context_files_are_refused(tmp_path: Path, text: str) -> None:
+    """context.yaml errors name the file instead of silently changing follow-up behaviour."""
+    path = tmp_path / "context.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="context.yaml"):
+        ContextPolicy.from_yaml(path)
