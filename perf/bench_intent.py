@@ -139,7 +139,7 @@ def main() -> int:
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
 
-    def timed(rows: tuple[str, ...], text: str, previous: str | None = None) -> None:
+    def timed(rows: tuple[str, ...], text: str, previous: tuple[str, ...] | None = None) -> None:
         wall_begin, cpu_begin = time.perf_counter_ns(), time.thread_time_ns()
         result = classifier.classify(text, previous)
         cpu_micros, wall_micros = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +45,7 @@ class IntentConfig:
     character_map_path: Path = CHARACTER_MAP_PATH
     context_path: Path = CONTEXT_PATH
     max_input_chars: int = 512
+    context_turns: int = 3
     min_model_confidence: float = 0.5
     min_model_confidence_without_cjk: float = 0.6
     train_if_missing: bool = True
@@ -78,27 +79,37 @@ class IntentClassifier:
         """Load eagerly, e.g. in a Triton `initialize`, so the first request is not slow."""
         self._loaded()
 
-    def classify(self, text: str, previous: str | None = None) -> IntentResult:
-        """Noise guard, YAML rules, model; then the previous customer message; then (if unsure) the LLM.
+    def classify(self, text: str, previous: str | Sequence[str] | None = None) -> IntentResult:
+        """Noise guard, YAML rules, model; then the conversation; then (if unsure) the LLM.
 
-        `previous` is the customer's preceding message in the conversation, if any: a short follow-up with
-        no signal of its own ("还是不行") inherits that message's intent (source `context`).
+        `previous` is the customer's earlier message, or their earlier messages oldest first: a short follow-up
+        with no signal of its own ("还是不行") inherits the intent of the message before it (source `context`),
+        which may itself have been inherited (the last `context_turns` messages are read).
         """
         if not isinstance(text, str):
             return _NOISE
         artefacts = self._loaded()
         prefix = text[: self.config.max_input_chars]
-        own, content_chars = self._decide(artefacts, prefix)
-        if own is _NOISE:
-            return own
-        if isinstance(previous, str) and previous.strip():
-            before, _ = self._decide(artefacts, previous[: self.config.max_input_chars])
-            if artefacts.context.is_followup(content_chars, before):
-                own = artefacts.context.resolve(own, before)
+        own = self._in_context(artefacts, prefix, self._context(artefacts, previous))
         ask = self.config.llm_fallback
         if ask is not None and own.source == "model" and own.confidence < self.config.llm_threshold:
             return self._ask_llm(ask, prefix, own)
         return own
+
+    def _context(self, artefacts: _Artefacts, previous: str | Sequence[str] | None) -> IntentResult | None:
+        """The intent of the conversation so far: each earlier message read in the light of the one before."""
+        earlier = [previous] if isinstance(previous, str) else list(previous or ())
+        context: IntentResult | None = None
+        for message in earlier[-self.config.context_turns :]:
+            if isinstance(message, str) and message.strip():
+                context = self._in_context(artefacts, message[: self.config.max_input_chars], context)
+        return context
+
+    def _in_context(self, artefacts: _Artefacts, text: str, context: IntentResult | None) -> IntentResult:
+        own, content_chars = self._decide(artefacts, text)
+        if own is _NOISE or context is None or not artefacts.context.is_followup(content_chars, context):
+            return own
+        return artefacts.context.resolve(own, context)
 
     def _decide(self, artefacts: _Artefacts, text: str) -> tuple[IntentResult, int]:
         """The message's own intent (noise guard, rules, model) and its count of content characters."""
@@ -171,6 +182,6 @@ def default_classifier() -> IntentClassifier:
     return IntentClassifier()
 
 
-def classify(text: str, previous: str | None = None) -> IntentResult:
-    """Classify one message (after the customer's `previous` one) with the default classifier."""
+def classify(text: str, previous: str | Sequence[str] | None = None) -> IntentResult:
+    """Classify one message (after the customer's `previous` message(s)) with the default classifier."""
     return default_classifier().classify(text, previous)

@@ -1,7 +1,7 @@
 """The labelled message files (JSONL, one `{"text": ..., "label": ...}` per line).
 
 Follow-up cases add `"history"`: the conversation before the message, as the ensemble receives it (a list of
-`{"role": "user" | "assistant", "content": ...}`); the classifier reads the last customer turn of it.
+`{"role": "user" | "assistant", "content": ...}`); the classifier reads the customer's turns of it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class Example:
 
     text: str
     label: str
-    previous: str | None = None  # the customer's preceding message, for follow-up cases
+    previous: tuple[str, ...] = ()  # the customer's earlier messages, oldest first (follow-up cases)
 
 
 def load_examples(path: Path) -> list[Example]:
@@ -33,23 +33,15 @@ def load_examples(path: Path) -> list[Example]:
             text, label = record.get("text"), record.get("label")
             if not isinstance(text, str) or not text.strip() or label not in LABELS:
                 raise ValueError(f"{path}:{number}: need a non-empty text and a label in LABELS, got {record!r}")
-            examples.append(Example(text=text, label=label, previous=_previous_user_turn(record, path, number)))
+            examples.append(Example(text=text, label=label, previous=_user_turns(record, path, number)))
     return examples
 
 
-def _previous_user_turn(record: dict[str, object], path: Path, number: int) -> str | None:
+def _user_turns(record: dict[str, object], path: Path, number: int) -> tuple[str, ...]:
     history = record.get("history", [])
     if not isinstance(history, list) or not all(
         isinstance(turn, dict) and turn.get("role") in ("user", "assistant") and isinstance(turn.get("content"), str)
         for turn in history
     ):
         raise ValueError(f"{path}:{number}: history must be a list of {{role: user|assistant, content}} objects")
-    return previous_user_turn(history)
-
-
-def previous_user_turn(history: list[dict[str, str]]) -> str | None:
-    """The content of the last `user` turn of a conversation history, or None."""
-    for turn in reversed(history):
-        if turn["role"] == "user":
-            return turn["content"]
-    return None
+    return tuple(turn["content"] for turn in history if turn["role"] == "user")

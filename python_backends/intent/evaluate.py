@@ -162,7 +162,7 @@ def format_misses(evaluation: Evaluation) -> list[str]:
     lines += ["| previous turn | text | gold | predicted | confidence | source |", "|---|---|---|---|---:|---|"]
     for example, result in evaluation.misses:
         previous, text = (
-            (value or "").replace("|", "\\|").replace("\n", " ") for value in (example.previous, example.text)
+            value.replace("|", "\\|").replace("\n", " ") for value in (" / ".join(example.previous), example.text)
         )
         lines.append(
             f"| {previous} | {text} | {example.label} | {result.label} | {result.confidence:.2f} | {result.source} |"

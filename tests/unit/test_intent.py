@@ -303,6 +303,14 @@ def test_a_follow_up_without_signal_inherits_and_one_with_signal_keeps_its_own(c
     assert classifier.classify("转人工", previous="微信付款老是提示失败").label == "human_agent"
 
 
+def test_context_carries_over_several_follow_ups(classifier: IntentClassifier) -> None:
+    """Two content-free follow-ups in a row still belong to the topic that opened the exchange."""
+    earlier = ["微信付款老是提示失败", "还是一样"]
+    result = classifier.classify("怎么办啊", previous=earlier)
+    assert (result.label, result.source) == ("payment", "context")
+    assert classifier.classify("怎么办啊", previous=earlier[-1:]).label != "payment"
+
+
 def test_a_refining_follow_up_keeps_the_previous_topic(classifier: IntentClassifier) -> None:
     """Postage asked right after a return question is about the return (context.yaml `refine`)."""
     assert classifier.classify("运费多少").label == "shipping"

@@ -59,8 +59,8 @@ class TritonPythonModel:
             try:
                 text = triton_io.read_text(request, "text_input") or ""
                 history = parse_history(triton_io.read_text(request, "history"))
-                previous = next((turn.content for turn in reversed(history) if turn.role == "user"), None)
-                result = self.classifier.classify(text, previous)
+                earlier = [turn.content for turn in history if turn.role == "user"]
+                result = self.classifier.classify(text, earlier)
                 responses.append(
                     self.encoder.response(
                         intent=result.label, confidence=result.confidence, intent_source=result.source
