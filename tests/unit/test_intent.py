@@ -267,6 +267,16 @@ def test_classify_never_raises_on_arbitrary_text(classifier: IntentClassifier, t
     assert result.source in ("rule", "model", "context", "llm")
 
 
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=60), earlier=st.lists(st.text(max_size=60), max_size=5))
+def test_classify_with_any_history_never_raises(classifier: IntentClassifier, text: str, earlier: list[str]) -> None:
+    """Any earlier customer turns give a valid result; context only ever yields a label from LABELS."""
+    result = classifier.classify(text, earlier)
+    assert result.label in LABELS
+    assert 0.0 <= result.confidence <= 1.0
+    assert result.source in ("rule", "model", "context", "llm")
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     text=st.text(
