@@ -42,7 +42,7 @@ checkpoints: venv
 	$(PY) -m engine_build prepare smollm2-135m-instruct
 
 intent-model: venv
-	@test -f python_backends/intent/artefacts/model.joblib || $(PY) -m python_backends.intent.train
+	@test -f python_backends/intent/artefacts/model.npz || $(PY) -m python_backends.intent.train
 
 run: setup
 	$(PY) -m frontend.stack

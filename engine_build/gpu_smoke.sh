@@ -29,7 +29,7 @@ python3 -c "import sklearn, stdnum, tiktoken, yaml, tritonclient.grpc" 2>/dev/nu
   bash docker/triton/image_constraints.sh > "$WORK/image-constraints.txt"
   pip install -q -r docker/triton/requirements.txt "tritonclient[grpc]>=2.51" -c "$WORK/image-constraints.txt"
 }
-[[ -f python_backends/intent/artefacts/model.joblib ]] || python3 -m python_backends.intent.train
+[[ -f python_backends/intent/artefacts/model.npz ]] || python3 -m python_backends.intent.train
 
 step "2/6 checkpoint"
 ENGINE_DIR=""

@@ -29,6 +29,8 @@ class RepositoryProfile:
     default_frequency_penalty: float = 0.0
     default_repetition_penalty: float = 1.1
     intent_instances: int = 1
+    intent_llm_fallback: bool = False  # low-confidence intents asked of the `llm` (BLS); GPU profile only
+    intent_llm_budget_ms: int = 300  # after this the rule/model label stands
     max_history_turns: int = 5
     history_token_budget: int = 1024
     max_message_chars: int = 4000
@@ -65,6 +67,7 @@ GPU_PROFILE = RepositoryProfile(
     default_presence_penalty=0.5,
     default_repetition_penalty=1.0,
     intent_instances=2,
+    intent_llm_fallback=True,
     kv_cache_free_gpu_memory_fraction="0.85",
     tensor_parallel_size="1",
 )

@@ -48,3 +48,18 @@ def render_repository(out_dir: Path, values: Mapping[str, str], template_dir: Pa
         (config.parent / "1").mkdir(exist_ok=True)  # an ensemble's version folder is empty, which git does not keep
         config.write_text(fill(config.read_text(encoding="utf-8"), values, str(config)), encoding="utf-8")
     return out_dir
+
+
+def add_model_variant(repo: Path, source: str, name: str, parameters: Mapping[str, str]) -> Path:
+    """Copy rendered model `source` as model `name` with some `parameters` set (tests and benchmarks only)."""
+    target = repo / name
+    shutil.copytree(repo / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    config = target / "config.pbtxt"
+    text = re.sub(r'^name: "[^"]*"', f'name: "{name}"', config.read_text(encoding="utf-8"), count=1, flags=re.M)
+    for key, value in parameters.items():
+        line = f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}'
+        text, replaced = re.subn(rf'^parameters \{{ key: "{re.escape(key)}" .*$', line, text, flags=re.M)
+        if not replaced:
+            text = text.rstrip("\n") + "\n" + line + "\n"
+    config.write_text(text, encoding="utf-8")
+    return target

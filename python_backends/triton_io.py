@@ -113,3 +113,28 @@ def is_decoupled(model_config: Mapping[str, Any]) -> bool:
 
 
 FINAL_FLAG: int = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def generate_text(model_name: str, prompt: str, max_tokens: int) -> str:
+    """BLS call to a decoupled text-generation model (the `llm` contract): the whole text of a non-streamed reply.
+
+    Raises `RuntimeError` with the model's message when it answers with an error.
+    """
+    request = pb_utils.InferenceRequest(
+        model_name=model_name,
+        requested_output_names=["text_output"],
+        inputs=[
+            pb_utils.Tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_)),
+            pb_utils.Tensor("streaming", np.array([False], dtype=np.bool_)),
+            pb_utils.Tensor("sampling_param_max_tokens", np.array([max_tokens], dtype=np.int32)),
+            pb_utils.Tensor("sampling_param_temperature", np.array([0.0], dtype=np.float32)),
+        ],
+    )
+    parts: list[str] = []
+    for response in request.exec(decoupled=True):
+        if response.has_error():
+            raise RuntimeError(f"{model_name}: {response.error().message()}")
+        tensor = pb_utils.get_output_tensor_by_name(response, "text_output")
+        if tensor is not None:
+            parts.extend(_decode("text_output", value) for value in tensor.as_numpy().reshape(-1))
+    return "".join(parts)

@@ -11,7 +11,7 @@ from engine_build.checkpoints import prepare
 from engine_build.launcher import REPO_ROOT, TritonPorts, TritonServer
 from engine_build.ports import free_port
 from engine_build.profiles import CPU_PROFILE
-from engine_build.render import render_repository
+from engine_build.render import add_model_variant, render_repository
 from tests.integration.canary_models import install_canary_models
 
 TEST_CHECKPOINT = "qwen3-tiny"
@@ -29,6 +29,9 @@ def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "default_temperature": 0.0})
     repo = render_repository(REPO_ROOT / "build" / "test_model_repository", values.template_values())
     install_canary_models(repo)  # a second ensemble name and a candidate failing mid-stream (canary tests)
+    # The intent classifier with its LLM fallback on (BLS to `llm`) for every model decision, for the fallback tests.
+    fallback = {"llm_fallback": "true", "llm_threshold": "1.01", "llm_budget_ms": "60000"}
+    add_model_variant(repo, "intent_classifier", "intent_classifier_llm", fallback)
     ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
     server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "test_triton.log")
     server.start()

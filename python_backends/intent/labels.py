@@ -25,7 +25,7 @@ LABELS: tuple[str, ...] = (
 
 FALLBACK_LABEL = "other"
 
-Source = Literal["rule", "model", "llm"]
+Source = Literal["rule", "model", "context", "llm"]
 
 
 @dataclass(frozen=True, slots=True)

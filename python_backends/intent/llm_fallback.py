@@ -1,8 +1,13 @@
-"""Constrained prompt and strict reply parsing for the optional LLM last resort."""
+"""The optional LLM last resort: a constrained label prompt, strict reply parsing and a time budget."""
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from python_backends.intent.labels import LABELS
 
@@ -29,6 +34,8 @@ _PROMPT = """你是电商客服系统的意图分类器。从下列标签中选�
 客户消息：<<<{text}>>>
 标签："""
 
+logger = logging.getLogger(__name__)
+
 _TOKEN = re.compile(r"[a-z_]+")
 
 
@@ -42,3 +49,36 @@ def parse_label(reply: str) -> str | None:
     """The one label the reply names, or None when it names none or several (never guess)."""
     named = {token for token in _TOKEN.findall(reply.lower()) if token in LABELS}
     return named.pop() if len(named) == 1 else None
+
+
+class BudgetedLLM:
+    """Calls `generate(prompt)` on a worker thread and gives up after `budget_s`: the fallback never holds a
+    message longer than that. A late reply is dropped (the worker finishes it in the background); `None`
+    tells the classifier to keep its rule/model label. At most `max_pending` calls run at once; beyond that
+    the fallback is skipped rather than queued.
+    """
+
+    def __init__(self, generate: Callable[[str], str], budget_s: float, max_pending: int = 4) -> None:
+        if budget_s <= 0:
+            raise ValueError("the LLM fallback budget must be positive")
+        self._generate = generate
+        self._budget_s = budget_s
+        self._pool = ThreadPoolExecutor(max_workers=max_pending, thread_name_prefix="intent-llm")
+        self._slots = threading.BoundedSemaphore(max_pending)
+
+    def __call__(self, prompt: str) -> str | None:
+        if not self._slots.acquire(blocking=False):
+            logger.warning("intent LLM fallback busy; keeping the model label")
+            return None
+        future = self._pool.submit(self._generate, prompt)
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            return future.result(timeout=self._budget_s)
+        except FutureTimeout:
+            logger.warning(
+                "intent LLM fallback gave no label within %.0f ms; keeping the model label", self._budget_s * 1000
+            )
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

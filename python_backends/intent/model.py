@@ -8,18 +8,18 @@ test checks the probabilities against the scikit-learn pipeline.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import joblib
 import numpy as np
 import numpy.typing as npt
 
-ARTEFACT_FORMAT = 1
+ARTEFACT_FORMAT = 2  # 1 was a joblib pickle of a dict
+_ARTEFACT_ARRAYS = ("header", "grams", "idf", "weights", "bias")
 _WHITESPACE = re.compile(r"\s\s+")
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,6 +50,7 @@ class CharNgramModel:
     bias: FloatArray  # (n_labels,)
     ngram_range: tuple[int, int]
     sublinear_tf: bool
+    temperature: float = 1.0  # logits are divided by it: fitted on cross-validated predictions (calibration)
 
     def predict_proba(self, text: str) -> FloatArray:
         """Probability per label (same order as `labels`) for already-normalised text."""
@@ -65,50 +66,60 @@ class CharNgramModel:
             values = tf * self.idf[indices]
             values /= math.sqrt(float(values @ values))
             logits += values @ self.weights[indices]
+        if self.temperature != 1.0:
+            logits /= self.temperature
         logits -= logits.max()
         probabilities: FloatArray = np.exp(logits)
         probabilities /= probabilities.sum()
         return probabilities
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def save(self, path: Path) -> None:
+        """Write the artefact as arrays plus a JSON header in one `.npz` (no pickle; see `load`)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grams = np.empty(len(self.vocabulary), dtype=object)
+        for gram, index in self.vocabulary.items():
+            grams[index] = gram
+        header = {
             "format": ARTEFACT_FORMAT,
             "labels": list(self.labels),
-            "vocabulary": self.vocabulary,
-            "idf": self.idf,
-            "weights": self.weights,
-            "bias": self.bias,
             "ngram_range": list(self.ngram_range),
             "sublinear_tf": self.sublinear_tf,
+            "temperature": self.temperature,
         }
+        with path.open("wb") as out:  # an open file, so numpy does not append ".npz" to the name
+            np.savez_compressed(
+                out,
+                header=np.array(json.dumps(header)),
+                grams=grams.astype(str),
+                idf=self.idf,
+                weights=self.weights,
+                bias=self.bias,
+            )
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CharNgramModel:
-        if raw.get("format") != ARTEFACT_FORMAT:
-            raise ValueError(f"unsupported intent artefact format {raw.get('format')!r}")
-        low, high = raw["ngram_range"]
+    def load(cls, path: Path) -> CharNgramModel:
+        """Read an artefact written by `save`; `allow_pickle=False`, so a file can carry numbers and text only."""
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                raw = {name: arrays[name] for name in _ARTEFACT_ARRAYS}
+        except (ValueError, OSError, KeyError) as exc:
+            raise ValueError(f"{path}: not an intent model artefact ({exc})") from None
+        header = json.loads(str(raw["header"]))
+        if not isinstance(header, dict) or header.get("format") != ARTEFACT_FORMAT:
+            raise ValueError(f"{path}: unsupported intent artefact format {header.get('format')!r}")
+        labels = tuple(str(label) for label in header["labels"])
         weights = np.ascontiguousarray(raw["weights"], dtype=np.float64)
-        labels = tuple(raw["labels"])
-        if weights.shape != (len(raw["vocabulary"]), len(labels)):
-            raise ValueError(f"intent artefact weights have shape {weights.shape}, inconsistent with vocabulary")
+        grams = [str(gram) for gram in raw["grams"]]
+        if weights.shape != (len(grams), len(labels)):
+            raise ValueError(f"{path}: weights have shape {weights.shape}, inconsistent with vocabulary and labels")
+        low, high = header["ngram_range"]
         return cls(
             labels=labels,
-            vocabulary=dict(raw["vocabulary"]),
+            vocabulary={gram: index for index, gram in enumerate(grams)},
             idf=np.asarray(raw["idf"], dtype=np.float64),
             weights=weights,
             bias=np.asarray(raw["bias"], dtype=np.float64),
             ngram_range=(int(low), int(high)),
-            sublinear_tf=bool(raw["sublinear_tf"]),
+            sublinear_tf=bool(header["sublinear_tf"]),
+            temperature=float(header["temperature"]),
         )
-
-    def save(self, path: Path) -> None:
-        """Write the artefact (a dict of builtins and arrays, no pickled classes) with joblib."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.to_dict(), path, compress=3)
-
-    @classmethod
-    def load(cls, path: Path) -> CharNgramModel:
-        raw = joblib.load(path)
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: not an intent model artefact")
-        return cls.from_dict(raw)

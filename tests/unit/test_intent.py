@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ from hypothesis import strategies as st
 
 from python_backends.intent import LABELS, IntentClassifier, IntentConfig, IntentResult, classify
 from python_backends.intent import classifier as classifier_module
-from python_backends.intent.dataset import load_examples
+from python_backends.intent.context import ContextPolicy
+from python_backends.intent.dataset import Example, load_examples
 from python_backends.intent.evaluate import evaluate
-from python_backends.intent.llm_fallback import build_prompt
-from python_backends.intent.paths import RULES_PATH, TEST_PATH, TRAIN_PATH
+from python_backends.intent.llm_fallback import BudgetedLLM, build_prompt
+from python_backends.intent.paths import FOLLOWUPS_PATH, RULES_PATH, TEST_PATH, TRAIN_PATH
 from python_backends.intent.train import train
 
 EXPECTED_LABELS = (
@@ -43,7 +45,7 @@ EXPECTED_LABELS = (
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The model trained from the packaged train split, once per session, outside the source tree."""
-    path = tmp_path_factory.mktemp("intent") / "model.joblib"
+    path = tmp_path_factory.mktemp("intent") / "model.npz"
     train(TRAIN_PATH, path)
     return path
 
@@ -190,7 +192,7 @@ def test_missing_artefact_is_trained_in_process_with_a_warning(
             if seen.get(example.label, 0) < 3:
                 seen[example.label] = seen.get(example.label, 0) + 1
                 out.write(json.dumps({"text": example.text, "label": example.label}, ensure_ascii=False) + "\n")
-    artefact = tmp_path / "artefacts" / "model.joblib"
+    artefact = tmp_path / "artefacts" / "model.npz"
     fresh = IntentClassifier(IntentConfig(model_path=artefact, train_path=mini_train))
 
     with caplog.at_level(logging.WARNING, logger="python_backends.intent.classifier"):
@@ -262,7 +264,17 @@ def test_classify_never_raises_on_arbitrary_text(classifier: IntentClassifier, t
     result = classifier.classify(text)
     assert result.label in LABELS
     assert 0.0 <= result.confidence <= 1.0
-    assert result.source in ("rule", "model", "llm")
+    assert result.source in ("rule", "model", "context", "llm")
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=60), earlier=st.lists(st.text(max_size=60), max_size=5))
+def test_classify_with_any_history_never_raises(classifier: IntentClassifier, text: str, earlier: list[str]) -> None:
+    """Any earlier customer turns give a valid result; context only ever yields a label from LABELS."""
+    result = classifier.classify(text, earlier)
+    assert result.label in LABELS
+    assert 0.0 <= result.confidence <= 1.0
+    assert result.source in ("rule", "model", "context", "llm")
 
 
 @settings(max_examples=200, deadline=None)
@@ -280,3 +292,85 @@ def test_classify_never_raises_on_chinese_like_text(classifier: IntentClassifier
     result = classifier.classify(text)
     assert result.label in LABELS
     assert 0.0 <= result.confidence <= 1.0
+
+
+@pytest.mark.parametrize("example", load_examples(FOLLOWUPS_PATH), ids=lambda example: example.text)
+def test_follow_up_cases_of_the_test_data(classifier: IntentClassifier, example: Example) -> None:
+    """Each follow-up case (text after a previous customer turn) gets its labelled intent, bar known misses."""
+    if example.text in KNOWN_FOLLOWUP_MISSES:
+        pytest.xfail("own signal points elsewhere; listed in the accuracy report")
+    assert classifier.classify(example.text, example.previous).label == example.label
+
+
+KNOWN_FOLLOWUP_MISSES = {"换了张卡也不行"}
+
+
+def test_a_follow_up_without_signal_inherits_and_one_with_signal_keeps_its_own(classifier: IntentClassifier) -> None:
+    """ "还是一样" after a payment problem is payment (source context); "转人工" stays human_agent."""
+    assert classifier.classify("还是一样").label != "payment"
+    inherited = classifier.classify("还是一样", previous="微信付款老是提示失败")
+    assert (inherited.label, inherited.source) == ("payment", "context")
+    assert classifier.classify("转人工", previous="微信付款老是提示失败").label == "human_agent"
+
+
+def test_context_carries_over_several_follow_ups(classifier: IntentClassifier) -> None:
+    """Two content-free follow-ups in a row still belong to the topic that opened the exchange."""
+    earlier = ["微信付款老是提示失败", "还是一样"]
+    result = classifier.classify("怎么办啊", previous=earlier)
+    assert (result.label, result.source) == ("payment", "context")
+    assert classifier.classify("怎么办啊", previous=earlier[-1:]).label != "payment"
+
+
+def test_a_refining_follow_up_keeps_the_previous_topic(classifier: IntentClassifier) -> None:
+    """Postage asked right after a return question is about the return (context.yaml `refine`)."""
+    assert classifier.classify("运费多少").label == "shipping"
+    assert classifier.classify("运费多少", previous="这件衣服我想退货").label == "return_exchange"
+
+
+def test_long_messages_and_greetings_before_do_not_inherit(classifier: IntentClassifier) -> None:
+    """Only short follow-ups after a business intent look back; a greeting before gives no context."""
+    assert classifier.classify("还是一样", previous="你好").source != "context"
+    long_text = "我想问一下你们这边一般来说大概是怎么样的一个情况呢谢谢"
+    assert classifier.classify(long_text, previous="微信付款老是提示失败").source != "context"
+
+
+def test_budgeted_llm_gives_up_after_its_budget() -> None:
+    """A fallback slower than its budget returns None (the model label stands) instead of blocking."""
+    release = threading.Event()
+
+    def slow(prompt: str) -> str:
+        release.wait(5)
+        return "refund"
+
+    budgeted = BudgetedLLM(slow, budget_s=0.05)
+    try:
+        assert budgeted("x") is None
+    finally:
+        release.set()
+        budgeted.close()
+    quick = BudgetedLLM(lambda prompt: " refund", budget_s=5)
+    assert quick("x") == " refund"
+    quick.close()
+
+
+def test_timed_out_fallback_keeps_the_model_label(model_path: Path, classifier: IntentClassifier) -> None:
+    """A fallback that answers None (out of time) leaves the rule/model result unchanged."""
+    result = with_config(model_path, llm_fallback=lambda prompt: None, llm_threshold=1.01).classify("随便问问")
+    assert result == classifier.classify("随便问问")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "followup_max_chars: -1\n",
+        "min_own_confidence: 2\n",
+        "refine: {return_exchange: [nonsense]}\n",
+        "unknown_key: 1\n",
+    ],
+)
+def test_bad_context_files_are_refused(tmp_path: Path, text: str) -> None:
+    """context.yaml errors name the file instead of silently changing follow-up behaviour."""
+    path = tmp_path / "context.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="context.yaml"):
+        ContextPolicy.from_yaml(path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -51,7 +51,7 @@ def test_probabilities_equal_sklearn(fitted: tuple[TfidfVectorizer, LogisticRegr
 
 def test_artefact_round_trips(model: CharNgramModel, tmp_path: Path) -> None:
     """save -> load gives an identical model."""
-    path = tmp_path / "nested" / "model.joblib"
+    path = tmp_path / "nested" / "model.npz"
     model.save(path)
     loaded = CharNgramModel.load(path)
     assert loaded.labels == model.labels
@@ -61,20 +61,33 @@ def test_artefact_round_trips(model: CharNgramModel, tmp_path: Path) -> None:
         np.testing.assert_array_equal(loaded.predict_proba(text), model.predict_proba(text))
 
 
-def test_artefact_holds_no_pickled_classes(model: CharNgramModel, tmp_path: Path) -> None:
-    """The artefact is a plain dict, so loading it never imports our (or scikit-learn's) classes."""
-    path = tmp_path / "model.joblib"
+def test_artefact_holds_only_arrays_and_json(model: CharNgramModel, tmp_path: Path) -> None:
+    """The artefact opens with pickle disabled: numbers, strings and a JSON header, no Python objects."""
+    path = tmp_path / "model.npz"
     model.save(path)
-    raw = joblib.load(path)
-    assert isinstance(raw, dict)
-    assert set(raw["labels"]) == set(LABELS)
+    with np.load(path, allow_pickle=False) as arrays:
+        assert all(arrays[name].dtype != object for name in arrays.files)
+        header = json.loads(str(arrays["header"]))
+    assert set(header["labels"]) == set(LABELS)
 
 
-@pytest.mark.parametrize("payload", [{"format": 99}, ["not", "a", "dict"]])
-def test_foreign_artefacts_are_rejected(tmp_path: Path, payload: object) -> None:
-    """Loading something that is not our artefact raises instead of misclassifying."""
-    path = tmp_path / "model.joblib"
-    joblib.dump(payload, path)
+def _pickled_npz(path: Path) -> None:
+    np.savez(path, header=np.array([{"format": 2}], dtype=object))
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: path.write_bytes(b"not a zip file"),
+        lambda path: np.savez(path, header=np.array(json.dumps({"format": 99}))),
+        _pickled_npz,
+    ],
+    ids=["garbage", "wrong-format", "pickled-object"],
+)
+def test_foreign_artefacts_are_rejected(tmp_path: Path, write: Any) -> None:
+    """Loading something that is not our artefact (or that needs pickle) raises instead of misclassifying."""
+    path = tmp_path / "model.npz"
+    write(path)
     with pytest.raises(ValueError):
         CharNgramModel.load(path)
 
@@ -97,6 +110,6 @@ def test_train_command_writes_the_artefact(tmp_path: Path) -> None:
     mini = tmp_path / "train.jsonl"
     lines = [json.dumps({"text": f"{label} 示例 {i}", "label": label}) for label in LABELS for i in range(2)]
     mini.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = tmp_path / "out" / "model.joblib"
+    out = tmp_path / "out" / "model.npz"
     assert main(["--train", str(mini), "--out", str(out)]) == 0
     assert CharNgramModel.load(out).labels == tuple(sorted(LABELS))

@@ -8,8 +8,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from engine_build.profiles import CPU_PROFILE
-from engine_build.render import RenderError, fill, render_repository, template_keys
+from engine_build.profiles import CPU_PROFILE, GPU_PROFILE
+from engine_build.render import RenderError, add_model_variant, fill, render_repository, template_keys
 from python_backends.model_params import ModelParameters
 
 MODELS = {"intent_classifier", "prompt_builder", "llm", "pii_filter", "customer_service"}
@@ -85,3 +85,28 @@ def test_parameter_reader_treats_unfilled_placeholders_as_unset() -> None:
         params.require_str("a")
     with pytest.raises(ValueError, match="must be an integer"):
         ModelParameters({"n": "x"}).get_int("n", 0)
+
+
+def test_intent_llm_fallback_is_on_in_the_gpu_profile_only(tmp_path: Path) -> None:
+    """intent_classifier gets `history` from the ensemble; its LLM fallback is off on CPU and on on GPU."""
+    for profile, expected in ((CPU_PROFILE, False), (GPU_PROFILE, True)):
+        values = profile.with_overrides({"checkpoint_dir": "/ckpt"}).template_values()
+        repo = render_repository(tmp_path / str(expected), values)
+        config = parse(repo / "intent_classifier" / "config.pbtxt")
+        params = ModelParameters({k: v.string_value for k, v in config.parameters.items()})
+        assert params.get_bool("llm_fallback", not expected) is expected
+        assert params.get_int("llm_budget_ms", 0) > 0
+        assert any(i.name == "history" and i.optional for i in config.input)
+        step = parse(repo / "customer_service" / "config.pbtxt").ensemble_scheduling.step[0]
+        assert step.model_name == "intent_classifier" and step.input_map["history"] == "history"
+
+
+def test_a_model_variant_is_a_renamed_copy_with_parameters_set(tmp_path: Path) -> None:
+    """add_model_variant copies a rendered model under a new name, replacing or adding parameters."""
+    repo = render_repository(tmp_path / "repo", CPU_PROFILE.with_overrides({"checkpoint_dir": "/c"}).template_values())
+    add_model_variant(repo, "intent_classifier", "intent_llm", {"llm_fallback": "true", "llm_threshold": "0.9"})
+    config = parse(repo / "intent_llm" / "config.pbtxt")
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert config.name == "intent_llm"
+    assert (params["llm_fallback"], params["llm_threshold"]) == ("true", "0.9")
+    assert parse(repo / "intent_classifier" / "config.pbtxt").parameters["llm_fallback"].string_value == "false"
