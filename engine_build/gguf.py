@@ -23,32 +23,49 @@ CONVERTER_DIR = REPO_ROOT / "build" / "llama-cpp-convert"
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 
 
-def converter_script() -> Path:
-    """`convert_hf_to_gguf.py` matching the installed llama-cpp-python, unpacked on first use."""
+def fetch_sdist(prefix: str, out_dir: Path, parts: tuple[str, ...] = ("",)) -> Path:
+    """Unpack the files under `prefix` (e.g. `vendor/llama.cpp/`) of the installed llama-cpp-python's sdist."""
     version = metadata.version("llama-cpp-python")
-    folder = CONVERTER_DIR / version
-    script = folder / "convert_hf_to_gguf.py"
-    if script.is_file():
-        return script
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             f"llama-cpp-python=={version}", "-d", tmp],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"llama-cpp-python=={version}",
+                "-d",
+                tmp,
+            ],
             check=True,
         )
         sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         staging = Path(tmp) / "unpacked"
         with tarfile.open(sdist) as archive:
-            prefix = f"{archive.getnames()[0].split('/')[0]}/vendor/llama.cpp/"
+            full_prefix = f"{archive.getnames()[0].split('/')[0]}/{prefix}"
             members = [
-                m for m in archive.getmembers()
-                if m.name.startswith(prefix) and m.name[len(prefix):].startswith(CONVERTER_PARTS)
+                m
+                for m in archive.getmembers()
+                if m.name.startswith(full_prefix) and m.name[len(full_prefix) :].startswith(parts)
             ]
             for member in members:
-                member.name = member.name[len(prefix):]
+                member.name = member.name[len(full_prefix) :]
             archive.extractall(staging, members=members, filter="data")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(folder)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(out_dir)
+    return out_dir
+
+
+def converter_script() -> Path:
+    """`convert_hf_to_gguf.py` matching the installed llama-cpp-python, unpacked on first use."""
+    folder = CONVERTER_DIR / metadata.version("llama-cpp-python")
+    script = folder / "convert_hf_to_gguf.py"
+    if not script.is_file():
+        fetch_sdist("vendor/llama.cpp/", folder, CONVERTER_PARTS)
     return script
 
 
