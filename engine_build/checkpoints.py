@@ -150,15 +150,18 @@ PREPARED: dict[str, PreparedCheckpoint] = {
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
-    """A prepared checkpoint's name, or any local Hugging Face checkpoint folder."""
+    """A prepared checkpoint's name, a local Hugging Face checkpoint folder (a `.gguf` in it selects llama.cpp), or
+    a folder holding one GGUF file and the model's tokenizer files (the prompt builder renders with them)."""
     if name_or_path in PREPARED:
         return CHECKPOINTS_DIR / name_or_path
     path = Path(name_or_path).expanduser().resolve()
-    if not (path / "config.json").is_file():
+    hf_folder = (path / "config.json").is_file()
+    gguf_folder = (path / "tokenizer_config.json").is_file() and any(path.glob("*.gguf"))
+    if not (hf_folder or gguf_folder):
         known = ", ".join(PREPARED)
         raise FileNotFoundError(
-            f"LLM_CHECKPOINT={name_or_path!r} is neither a prepared checkpoint ({known}) "
-            "nor a folder with a Hugging Face config.json"
+            f"LLM_CHECKPOINT={name_or_path!r} is neither a prepared checkpoint ({known}), "
+            "nor a folder with a Hugging Face config.json, nor a folder with one .gguf file and its tokenizer files"
         )
     return path
 

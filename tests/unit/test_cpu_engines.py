@@ -3,6 +3,7 @@ answer its own; the contract tests run against each, the rest are specific to on
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
-from python_backends.llm.factory import LLMEngine
+from engine_build.checkpoints import GGUF_NAME, resolve_checkpoint
+from python_backends.llm.factory import LLMEngine, engine_kind
 from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
 from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig, find_gguf
 from python_backends.llm.types import (
@@ -21,6 +23,7 @@ from python_backends.llm.types import (
     InvalidRequestError,
     SamplingParams,
 )
+from python_backends.model_params import ModelParameters
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0)
 
@@ -247,3 +250,24 @@ def test_the_llamacpp_engine_tokenizes_like_the_checkpoint_tokenizer(tiny_checkp
         assert eng.tokenize(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
     finally:
         eng.shutdown()
+
+
+def test_auto_picks_llamacpp_for_a_gguf_folder_and_hf_for_a_plain_hf_folder(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """LLM_CHECKPOINT may name a folder with one .gguf and its tokenizer files; `auto` serves it on llama.cpp."""
+    gguf_folder = tmp_path / "my-qwen3-gguf"
+    gguf_folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copyfile(tiny_checkpoint / name, gguf_folder / name)
+    (gguf_folder / "Qwen3-Q4_K_M.gguf").symlink_to(tiny_checkpoint / GGUF_NAME)
+    hf_folder = tmp_path / "my-hf"
+    hf_folder.mkdir()
+    (hf_folder / "config.json").write_text("{}")
+
+    assert resolve_checkpoint(str(gguf_folder)) == gguf_folder.resolve()
+    assert engine_kind(ModelParameters({"engine": "auto", "checkpoint_dir": str(gguf_folder)})) == "llamacpp"
+    assert engine_kind(ModelParameters({"engine": "auto", "checkpoint_dir": str(hf_folder)})) == "hf"
+    assert engine_kind(ModelParameters({"engine": "hf", "checkpoint_dir": str(gguf_folder)})) == "hf"
+    with pytest.raises(FileNotFoundError, match="one .gguf file and its tokenizer files"):
+        resolve_checkpoint(str(tmp_path))
