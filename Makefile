@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := build/stamps
 LLM_CHECKPOINT ?= smollm2-135m-instruct
-APT_PACKAGES := redis-server libb64-0d chromium
+# prometheus: its promtool checks the Prometheus config, rules and alert unit tests (tests/unit/test_gpu_deploy.py)
+APT_PACKAGES := redis-server libb64-0d chromium prometheus
 
 export LLM_CHECKPOINT
 
@@ -16,7 +17,7 @@ export LLM_CHECKPOINT
 setup: apt venv checkpoints intent-model
 
 apt: $(STAMPS)/apt
-$(STAMPS)/apt:
+$(STAMPS)/apt: Makefile  # re-checked when the package list changes
 	@mkdir -p $(STAMPS)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

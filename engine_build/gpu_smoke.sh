@@ -8,7 +8,8 @@
 #   CHECKPOINT=/models/qwen3-14b-int4_awq bash engine_build/gpu_smoke.sh # reuse a quantized checkpoint
 #   SOURCE=/models/Qwen3-14B RUNTIME=engine QFORMAT=int8_wo bash engine_build/gpu_smoke.sh  # legacy engine
 # Optional: WORK (default /tmp/cs-gpu-smoke), QFORMAT (int4_awq), RUNTIME (pytorch|engine),
-# MODELOPT_EXAMPLES / TRTLLM_EXAMPLES (example folders of Model-Optimizer / TensorRT-LLM 1.1), READY_TIMEOUT (900).
+# MODELOPT_EXAMPLES (Model-Optimizer examples at the tag of the installed nvidia-modelopt), TRTLLM_EXAMPLES
+# (default /app/examples: the image's own TensorRT-LLM examples), READY_TIMEOUT (900).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,10 +24,10 @@ step() { echo "[$(date +%H:%M:%S)] $*"; }
 fetch() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
 fail() { echo "SMOKE FAILED: $*" >&2; exit 1; }
 
-step "1/6 python packages of the backends (pinned to the image's own versions)"
+step "1/6 python packages of the backends (torch, TensorRT-LLM, ModelOpt, numpy, transformers left as shipped)"
 python3 -c "import sklearn, stdnum, tiktoken, yaml, tritonclient.grpc" 2>/dev/null || {
-  pip freeze > "$WORK/image-constraints.txt"
-  pip install -q -r docker/triton/requirements.txt "tritonclient[grpc]==2.51.0" -c "$WORK/image-constraints.txt"
+  bash docker/triton/image_constraints.sh > "$WORK/image-constraints.txt"
+  pip install -q -r docker/triton/requirements.txt "tritonclient[grpc]>=2.51" -c "$WORK/image-constraints.txt"
 }
 [[ -f python_backends/intent/artefacts/model.joblib ]] || python3 -m python_backends.intent.train
 
@@ -36,7 +37,8 @@ if [[ -n "${CHECKPOINT:-}" ]]; then
   python3 -m engine_build check --checkpoint "$CHECKPOINT" || fail "checkpoint $CHECKPOINT does not fit or is incomplete"
 else
   [[ -n "${SOURCE:-}" ]] || fail "set SOURCE (BF16 Qwen3 checkpoint) or CHECKPOINT (quantized)"
-  python3 -m engine_build check --checkpoint "$SOURCE" --precision "$QFORMAT" || fail "$SOURCE cannot be quantized here"
+  python3 -m engine_build check --checkpoint "$SOURCE" --precision "$QFORMAT" --runtime "$RUNTIME" \
+    || fail "$SOURCE cannot be quantized to $QFORMAT for the $RUNTIME runtime here"
   OUT="$WORK/qwen3-$QFORMAT-$RUNTIME"
   python3 -m engine_build quantize --source "$SOURCE" --out "$OUT" --runtime "$RUNTIME" --qformat "$QFORMAT" --force
   if [[ "$RUNTIME" == engine ]]; then CHECKPOINT="$SOURCE"; ENGINE_DIR="$OUT/engine"; else CHECKPOINT="$OUT"; fi

@@ -24,6 +24,11 @@ class RepositoryProfile:
     default_temperature: float = 0.7
     default_top_p: float = 0.8
     default_top_k: int = 20
+    # Repetition control (issue 14). CPU: the small checkpoints it serves loop easily, so a mild transformers-style
+    # repetition penalty; GPU: Qwen3's card suggests presence_penalty in [0, 2] against endless repetition.
+    default_presence_penalty: float = 0.0
+    default_frequency_penalty: float = 0.0
+    default_repetition_penalty: float = 1.1
     intent_instances: int = 1
     max_history_turns: int = 5
     history_token_budget: int = 1024
@@ -58,6 +63,8 @@ GPU_PROFILE = RepositoryProfile(
     llm_max_batch_size=64,
     llm_max_input_tokens=8192,
     llm_dtype="bfloat16",
+    default_presence_penalty=0.5,
+    default_repetition_penalty=1.0,
     intent_instances=2,
     kv_cache_free_gpu_memory_fraction="0.85",
     tensor_parallel_size="1",

@@ -23,6 +23,8 @@ from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
 from frontend.routers import admin, agent_ws, chat, customer_ws, feedback, health, openai_compat, page, sessions
+from frontend.routers import release as release_admin
+from frontend.routers import wechat as wechat_channels
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN, connect_redis
 from frontend.settings import GatewaySettings
@@ -32,7 +34,15 @@ STATIC_DIR = page.STATIC_DIR
 
 
 def error_response(error: GatewayError) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=error.code, message=error.message, request_id=request_id_var.get()))
+    body = ErrorResponse(
+        error=ErrorBody(
+            code=error.code,
+            message=error.message,
+            type=error.kind,
+            param=error.param,
+            request_id=request_id_var.get(),
+        )
+    )
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
 
@@ -52,6 +62,9 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"请求参数无效：{where}: {first.get('msg', '')}".strip()
+        if request.url.path.startswith("/v1/"):  # OpenAI's API answers bad values with a 400 naming the field
+            error = GatewayError("invalid_request", message, 400, param=where, kind="invalid_request_error")
+            return await on_gateway_error(request, error)
         return await on_gateway_error(request, GatewayError("invalid_request", message, 422))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -83,6 +96,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             await services.handoff.ensure_group()
             await services.faq.seed_once(settings.faq_seed_file)
+            if settings.canary_model:
+                await services.release.seed(
+                    settings.canary_model, settings.canary_variant, settings.canary_triton_grpc_url,
+                    settings.canary_weight,
+                )
         except REDIS_DOWN as exc:
             logger.warning("Redis not reachable at start (%s); serving, /readyz reports it", exc)
         logger.info("gateway ready: triton %s, variant %s", settings.triton_grpc_url, settings.model_variant)
@@ -111,8 +129,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         customer_ws.router,
         agent_ws.router,
         admin.router,
+        release_admin.router,
         feedback.router,
         sessions.router,
+        wechat_channels.router,  # /channels/wechat|wecom/{account}; its lifespan builds the channel hub
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

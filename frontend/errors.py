@@ -4,14 +4,27 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """An error meant for the client: a stable `code`, a Chinese `message` a customer can read, an HTTP status."""
+    """An error meant for the client: a stable `code`, a Chinese `message` a customer can read, an HTTP status.
 
-    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
+    `param` names the offending request field and `kind` is the OpenAI error `type`, for the OpenAI API's errors.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        retry_after: int | None = None,
+        param: str | None = None,
+        kind: str = "gateway_error",
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.param = param
+        self.kind = kind
 
     def __repr__(self) -> str:
         return f"GatewayError({self.code!r}, status={self.status})"

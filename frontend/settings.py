@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -67,6 +67,54 @@ class GatewaySettings(BaseSettings):
     faq_seed_file: Path = DATA_DIR / "faq_seed.yaml"
     log_level: str = "INFO"
     log_json: bool = True
+
+    # Canary release (issue 12): the candidate variant seeded at start, automatic rollback, stepwise promotion.
+    canary_model: str = Field(default="", description="Triton model of a candidate to start with (empty: none)")
+    canary_variant: str = Field(default="", description="the candidate's variant name (default: its model name)")
+    canary_triton_grpc_url: str = Field(default="", description="the candidate's Triton (default: the stable one)")
+    canary_weight: int = Field(default=10, ge=0, le=100, description="percent of new sessions on the candidate")
+    rollback_error_rate: float = Field(default=0.05, gt=0, lt=1, description="candidate rolled back above this")
+    rollback_min_sample: int = Field(default=20, ge=1, description="replies in the window before deciding")
+    rollback_window_seconds: float = Field(default=300.0, gt=0, description="sliding window of the error rate")
+    promotion_steps: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [10, 25, 50, 100])
+    promotion_step_seconds: float = Field(default=0.0, ge=0, description="healthy time per step; 0 = manual only")
+    session_hash_key: SecretStr | None = Field(default=None, description="HMAC key of session hashes in logs")
+
+    @field_validator("promotion_steps", mode="before")
+    @classmethod
+    def _steps_from_commas(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("promotion_steps")
+    @classmethod
+    def _steps_rise_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or steps != sorted(set(steps)) or steps[0] < 1 or steps[-1] > 100:
+            raise ValueError("promotion steps must rise strictly within 1-100 percent")
+        return steps
+
+    @field_validator("session_hash_key", mode="before")
+    @classmethod
+    def _empty_hash_key_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+    # OpenAI API (issue 19): a client's `system`/`developer` messages are honoured as additional instructions after
+    # the platform's per-intent system prompt ("instructions"), or refused with a 400 naming them ("reject").
+    openai_system_messages: Literal["instructions", "reject"] = "instructions"
+    # WeChat Official Account and WeCom channels (frontend/channels/wechat): account `default` from these,
+    # more from a mounted YAML file; unset token = channel off. API bases are configurable for tests.
+    wechat_token: SecretStr | None = None
+    wechat_appid: str = ""
+    wechat_aes_key: SecretStr | None = Field(default=None, description="EncodingAESKey; unset = plaintext mode")
+    wechat_secret: SecretStr | None = Field(default=None, description="AppSecret, for custom/send")
+    wecom_token: SecretStr | None = None
+    wecom_corpid: str = ""
+    wecom_aes_key: SecretStr | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_agentid: int | None = None
+    wechat_accounts_file: Path | None = Field(default=None, description="YAML with more wechat/wecom accounts")
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wechat_passive_wait_seconds: float = Field(default=4.0, ge=0, lt=5, description="a callback's wait for the reply")
+    wechat_passive_tries: int = Field(default=3, ge=1, le=3, description="WeChat tries that may wait (~14 s at 3)")
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

@@ -3,6 +3,8 @@
 Ports: REDIS_PORT (6379), TRITON_HTTP_PORT/TRITON_GRPC_PORT/TRITON_METRICS_PORT (8000-8002), GATEWAY_PORT
 (8080). LLM_CHECKPOINT picks the model (default smollm2-135m-instruct). Without GATEWAY_* keys in the
 environment, development keys are generated for this run and printed (they are never written to disk).
+CANARY_CHECKPOINT starts a second Triton (CANARY_TRITON_*_PORT, 8010-8012) as the candidate variant taking
+CANARY_WEIGHT % (10) of new sessions, with automatic rollback (`GET /admin/release`).
 """
 
 from __future__ import annotations
@@ -157,6 +159,22 @@ def start_triton(checkpoint: str) -> TritonServer:
     return TritonServer(repo, TritonPorts.from_env()).start()
 
 
+def start_candidate(checkpoint: str) -> tuple[TritonServer, dict[str, str]]:
+    """A second Triton over `checkpoint` and the gateway settings that make it the canary's candidate."""
+    if checkpoint in PREPARED:
+        prepare(checkpoint)
+    repo = render_for("cpu", checkpoint, REPO_ROOT / "build" / "model_repository_candidate", {})
+    ports = TritonPorts(*(int(os.environ.get(f"CANARY_TRITON_{n}_PORT", d)) for n, d in
+                          (("HTTP", 8010), ("GRPC", 8011), ("METRICS", 8012))))
+    server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "triton_candidate.log").start()
+    return server, {
+        "GATEWAY_CANARY_MODEL": "customer_service",
+        "GATEWAY_CANARY_VARIANT": f"cpu-{Path(checkpoint).name}-candidate",
+        "GATEWAY_CANARY_TRITON_GRPC_URL": f"127.0.0.1:{ports.grpc}",
+        "GATEWAY_CANARY_WEIGHT": os.environ.get("CANARY_WEIGHT", "10"),
+    }
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redis_port = int(os.environ.get("REDIS_PORT", "6379"))
@@ -169,6 +187,7 @@ def main() -> int:
     keys = dev_keys(dict(os.environ))
     redis = RedisServer(redis_port, REPO_ROOT / "build" / "redis")
     triton: TritonServer | None = None
+    candidate: TritonServer | None = None
     gateway: GatewayServer | None = None
     try:
         logger.info("starting redis-server on :%d", redis_port)
@@ -182,9 +201,16 @@ def main() -> int:
             "GATEWAY_MODEL_VARIANT": os.environ.get("GATEWAY_MODEL_VARIANT", f"cpu-{checkpoint}"),
             **keys,
         }
+        if os.environ.get("CANARY_CHECKPOINT"):
+            logger.info("starting the candidate's Triton with checkpoint %s", os.environ["CANARY_CHECKPOINT"])
+            candidate, canary_env = start_candidate(os.environ["CANARY_CHECKPOINT"])
+            env.update(canary_env)
         gateway = GatewayServer(gateway_port, env).start()
         lines = [f"Chat page: http://127.0.0.1:{gateway_port}/   (Ctrl-C stops Redis, Triton and the gateway)"]
         lines += [f"  dev {name} = {value}" for name, value in keys.items()]
+        for channel in ("wechat", "wecom"):  # served when GATEWAY_WECHAT_TOKEN / GATEWAY_WECOM_TOKEN is set
+            if os.environ.get(f"GATEWAY_{channel.upper()}_TOKEN"):
+                lines.append(f"  {channel} callback URL: http://127.0.0.1:{gateway_port}/channels/{channel}/default")
         print("\n".join(lines), flush=True)
         while not stop.is_set():
             for name, proc in (("redis", redis.process), ("gateway", gateway.process)):
@@ -206,6 +232,8 @@ def main() -> int:
             gateway.stop()
         if triton is not None:
             triton.stop()
+        if candidate is not None:
+            candidate.stop()
         redis.stop()
 
 

@@ -91,6 +91,23 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("python_backends").setLevel(level)
 
 
+class Counter:
+    """A Prometheus counter on Triton's own `/metrics` endpoint (Python backend custom metrics), one per label."""
+
+    def __init__(self, name: str, description: str, label: str) -> None:
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self._label = label
+        self._metrics: dict[str, Any] = {}
+
+    def increment(self, value: str, amount: float = 1) -> None:
+        if amount <= 0:
+            return
+        metric = self._metrics.get(value)
+        if metric is None:
+            metric = self._metrics[value] = self._family.Metric(labels={self._label: value})
+        metric.increment(float(amount))
+
+
 def is_decoupled(model_config: Mapping[str, Any]) -> bool:
     return bool(pb_utils.using_decoupled_model_transaction_policy(model_config))
 

@@ -12,6 +12,7 @@ from engine_build.launcher import REPO_ROOT, TritonPorts, TritonServer
 from engine_build.ports import free_port
 from engine_build.profiles import CPU_PROFILE
 from engine_build.render import render_repository
+from tests.integration.canary_models import install_canary_models
 
 TEST_CHECKPOINT = "qwen3-tiny"
 
@@ -27,6 +28,7 @@ def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     """Triton with the CPU profile on the tiny checkpoint; greedy by default so answers are reproducible."""
     values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "default_temperature": 0.0})
     repo = render_repository(REPO_ROOT / "build" / "test_model_repository", values.template_values())
+    install_canary_models(repo)  # a second ensemble name and a candidate failing mid-stream (canary tests)
     ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
     server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "test_triton.log")
     server.start()

@@ -25,7 +25,9 @@ from engine_build.gpu.checks import (
 )
 from engine_build.gpu.commands import (
     ENGINE_QFORMATS,
+    IMAGE_TRTLLM_EXAMPLES,
     KV_CACHE_QFORMATS,
+    MODELOPT_CALIB_DATASETS,
     PYTORCH_QFORMATS,
     Command,
     EngineSpec,
@@ -34,6 +36,7 @@ from engine_build.gpu.commands import (
     quantize_commands,
     render_command,
     render_overrides,
+    unsupported_format,
 )
 from engine_build.gpu.runner import StepFailed, print_plan, run_all
 from engine_build.gpu.sizing import GIB, KV_CACHE_BYTES, PRECISIONS, QWEN3_14B, SizingInput, size
@@ -62,6 +65,9 @@ def register_gpu_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p = sub.add_parser("check", help="check a checkpoint and that the GPU fits weights plus KV cache")
     p.add_argument("--checkpoint", required=True, type=Path, help="HF BF16 folder, ModelOpt export or engine dir")
     p.add_argument("--precision", choices=sorted(PRECISIONS), help="target precision (default: from checkpoint)")
+    p.add_argument(
+        "--runtime", choices=("pytorch", "engine"), help="runtime that will serve it (default: engine for engines)"
+    )
     p.add_argument("--kv-cache-dtype", choices=sorted(KV_CACHE_BYTES), help="default: from checkpoint, else bf16")
     p.add_argument("--context-tokens", type=int, default=TYPICAL_SESSION_TOKENS, help="prompt + output per session")
     p.add_argument("--sessions", type=int, default=GPU_PROFILE.llm_max_batch_size, help="concurrent sessions")
@@ -79,7 +85,12 @@ def register_gpu_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--qformat", choices=sorted({*PYTORCH_QFORMATS, *ENGINE_QFORMATS}), help="default int4_awq")
     p.add_argument("--kv-cache-qformat", choices=KV_CACHE_QFORMATS, default="none", help="pytorch runtime only")
     p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--calib-dataset", default="", help="ModelOpt --dataset (default: its own)")
+    p.add_argument(
+        "--calib-dataset",
+        default="",
+        choices=("", *MODELOPT_CALIB_DATASETS),
+        help="ModelOpt --dataset, streamed from the Hugging Face hub (default: ModelOpt's own)",
+    )
     p.add_argument("--tensor-parallel", type=int, default=1)
     p.add_argument("--max-batch-size", type=int, default=GPU_PROFILE.llm_max_batch_size)
     p.add_argument("--max-input-len", type=int, default=GPU_PROFILE.llm_max_input_tokens)
@@ -93,7 +104,8 @@ def register_gpu_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument(
         "--trtllm-examples",
         type=Path,
-        default=Path(os.environ.get("TRTLLM_EXAMPLES", "/opt/TensorRT-LLM/examples")),
+        default=Path(os.environ.get("TRTLLM_EXAMPLES", str(IMAGE_TRTLLM_EXAMPLES))),
+        help="TensorRT-LLM examples matching the installed wheel (the Triton image ships them in /app/examples)",
     )
     p.add_argument("--render-out", type=Path, help="also render the GPU model repository here")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
@@ -141,6 +153,9 @@ def _default_precision(report: CheckpointReport) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.precision and args.runtime and unsupported_format(args.runtime, args.precision):
+        print(f"  problem: {unsupported_format(args.runtime, args.precision)}")
+        return 1
     if args.dry_run:
         print(f"would read: {args.checkpoint / 'config.json'}")
         if args.gpu_memory_gib is None:
@@ -151,6 +166,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  problem: {problem}")
     precision = args.precision or _default_precision(report)
+    runtime = args.runtime or ("engine" if report.kind == "engine" else "pytorch")
+    unsupported = unsupported_format(runtime, precision)
+    if unsupported:
+        print(f"  problem: {unsupported}")
+        return 1
     kv_dtype = args.kv_cache_dtype or ("fp8" if report.kv_cache_quant_algo.upper() == "FP8" else "bf16")
     if args.gpu_memory_gib is not None:
         memory, gpu_name = args.gpu_memory_gib * GIB, "assumed"
@@ -229,6 +249,11 @@ def _copy_tokenizer(source: Path, target: Path) -> list[Path]:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    qformat = args.qformat or ("int4_awq" if args.runtime == "pytorch" else "int8_wo")
+    unsupported = unsupported_format(args.runtime, qformat)
+    if unsupported:
+        print(f"error: {unsupported}")
+        return 2
     commands, checkpoint, engine_dir = plan_quantize(args)
     overrides = render_overrides(
         float(GPU_PROFILE.kv_cache_free_gpu_memory_fraction),

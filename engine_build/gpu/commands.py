@@ -3,8 +3,10 @@
 Two runtimes:
 - `pytorch` (maintained): NVIDIA Model Optimizer `examples/llm_ptq/hf_ptq.py` exports a quantized Hugging Face
   checkpoint (`hf_quant_config.json`) that `tensorrt_llm.LLM` loads directly.
-- `engine` (legacy, TensorRT-LLM 1.0-1.1 only): `convert_checkpoint.py --use_weight_only` then `trtllm-build`
-  produce a compiled TensorRT engine; both tools were removed from TensorRT-LLM after 1.1.
+- `engine` (legacy, TensorRT-LLM up to 1.2.x): `convert_checkpoint.py --use_weight_only` then `trtllm-build`
+  produce a compiled TensorRT engine; upstream removed both tools on main in mid-2026 (PR #15763, #15918).
+
+Evidence for each choice is cited next to it and in docker/DEPLOY_GPU.md ("Evidence").
 """
 
 from __future__ import annotations
@@ -14,10 +16,46 @@ from pathlib import Path
 
 from engine_build.render import TEMPLATE_DIR
 
-PYTORCH_QFORMATS = ("int4_awq", "int8_wo", "fp8")
+# PyTorch runtime: W4A16 AWQ and FP8 only. `hf_ptq.py --qformat int8_wo` exists only from ModelOpt 0.39.0 (absent
+# at tags 0.33.1-0.37.0; TensorRT-LLM pins `nvidia-modelopt[torch]~=0.37.0` even in its 1.3 candidates, so 1.1's
+# is older), and TensorRT-LLM's quantization recipes (docs features/quantization.md) list no W8A16 for PyTorch.
+PYTORCH_QFORMATS = ("int4_awq", "fp8")
+# Compiled engines: `convert_checkpoint.py --use_weight_only --weight_only_precision int8|int4` (Qwen example).
 ENGINE_QFORMATS = ("int8_wo", "int4_wo")
+RUNTIME_QFORMATS = {"pytorch": PYTORCH_QFORMATS, "engine": ENGINE_QFORMATS}
 ENGINE_WEIGHT_ONLY_PRECISION = {"int8_wo": "int8", "int4_wo": "int4"}
 KV_CACHE_QFORMATS = ("none", "fp8")
+# ModelOpt streams calibration data from the Hugging Face hub by these names only (`SUPPORTED_DATASET_CONFIG` in
+# modelopt/torch/utils/dataset_utils.py, 0.37.0); any other name raises NotImplementedError inside hf_ptq.py.
+# The first five exist in every ModelOpt from 0.29, magpie from 0.33, the last three from 0.35.
+MODELOPT_CALIB_DATASETS = (
+    "cnn_dailymail",
+    "pile",
+    "pg19",
+    "wikipedia",
+    "c4",
+    "magpie",
+    "open_code_reasoning",
+    "open_math_reasoning",
+    "llama-nemotron-post-training-dataset",
+)
+# The Triton TensorRT-LLM image copies TensorRT-LLM's examples, matching its wheel, to /app/examples
+# (tensorrtllm_backend dockerfile/Dockerfile.triton.trt_llm_backend: `WORKDIR /app` + `COPY ... examples examples`).
+IMAGE_TRTLLM_EXAMPLES = Path("/app/examples")
+
+
+def unsupported_format(runtime: str, qformat: str) -> str | None:
+    """Why `qformat` cannot run on `runtime`, or None when the pair is supported (bf16 runs everywhere)."""
+    if qformat == "bf16" or qformat in RUNTIME_QFORMATS[runtime]:
+        return None
+    if runtime == "pytorch" and qformat == "int8_wo":
+        return (
+            "int8_wo (W8A16) is not supported on the PyTorch runtime of TensorRT-LLM 1.1: its ModelOpt has no "
+            "hf_ptq.py --qformat int8_wo (added in 0.39) and TensorRT-LLM lists no W8A16 recipe for that backend; "
+            "use --runtime engine --qformat int8_wo, or int4_awq / fp8 on the PyTorch runtime"
+        )
+    supported = ", ".join(RUNTIME_QFORMATS[runtime])
+    return f"{qformat} is not a format of the {runtime} runtime (supported: {supported})"
 
 
 @dataclass(frozen=True)
@@ -49,10 +87,16 @@ class QuantizeSpec:
     python: str = "python3"
 
     def __post_init__(self) -> None:
-        if self.qformat not in PYTORCH_QFORMATS:
-            raise ValueError(f"--qformat {self.qformat!r} is not a pytorch-runtime format: {PYTORCH_QFORMATS}")
+        problem = unsupported_format("pytorch", self.qformat)
+        if problem or self.qformat == "bf16":
+            raise ValueError(problem or "bf16 needs no quantization: serve the source checkpoint")
         if self.kv_cache_qformat not in KV_CACHE_QFORMATS:
             raise ValueError(f"--kv-cache-qformat must be one of {KV_CACHE_QFORMATS}")
+        if self.calib_dataset and self.calib_dataset not in MODELOPT_CALIB_DATASETS:
+            raise ValueError(
+                f"--calib-dataset {self.calib_dataset!r} is not a dataset ModelOpt knows "
+                f"({', '.join(MODELOPT_CALIB_DATASETS)}); see DEPLOY_GPU.md for offline calibration"
+            )
 
 
 @dataclass(frozen=True)
@@ -68,14 +112,15 @@ class EngineSpec:
     max_input_len: int = 8192
     max_seq_len: int = 10240
     max_num_tokens: int = 8192
-    trtllm_examples: Path = Path("/opt/TensorRT-LLM/examples")
+    trtllm_examples: Path = IMAGE_TRTLLM_EXAMPLES
     python: str = "python3"
     workers: int = 1
     extra_build_flags: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.qformat not in ENGINE_QFORMATS:
-            raise ValueError(f"--qformat {self.qformat!r} is not an engine-runtime format: {ENGINE_QFORMATS}")
+        problem = unsupported_format("engine", self.qformat)
+        if problem or self.qformat == "bf16":
+            raise ValueError(problem or "the engine runtime builds weight-only engines: int8_wo or int4_wo")
         if self.max_input_len >= self.max_seq_len:
             raise ValueError("max_seq_len must exceed max_input_len (it counts prompt plus output)")
 
@@ -103,6 +148,10 @@ def quantize_commands(spec: QuantizeSpec) -> list[Command]:
         str(spec.calib_size),
         "--export_path",
         str(spec.output),
+        # ModelOpt up to 0.35 defaults to "tensorrt_llm" (a TensorRT-LLM checkpoint that `tensorrt_llm.LLM`
+        # cannot load); "hf" became the default in 0.37. Accepted by every hf_ptq.py from 0.29 on.
+        "--export_fmt",
+        "hf",
     ]
     if spec.calib_dataset:
         argv += ["--dataset", spec.calib_dataset]

@@ -15,6 +15,7 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 session_id_var: ContextVar[str | None] = ContextVar("session_id", default=None)
 
 _HANDLER_NAME = "gateway-json"
+STRUCTURED = ("turn", "rating", "release")  # `extra={"turn": {...}}`: one PII-free event object in the JSON line
 SECRET_PARAM = re.compile(r"(?i)\b(\w*key)=[^&\s\"']+")  # api_key=…, site_key=…, key=… in URLs and messages
 
 
@@ -57,6 +58,7 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None),
             "session_id": getattr(record, "session_id", None),
         }
+        entry.update({key: getattr(record, key) for key in STRUCTURED if isinstance(getattr(record, key, None), dict)})
         if record.exc_text:
             entry["exc"] = record.exc_text
         elif record.exc_info:

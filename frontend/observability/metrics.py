@@ -34,6 +34,33 @@ class GatewayMetrics:
         self.errors = Counter("gateway_errors", "Errors sent to clients by code", ["code"], registry=r)
         self.feedback = Counter("gateway_feedback", "Feedback by model variant", ["variant", "kind"], registry=r)
         self.cancelled = Counter("gateway_generations_cancelled", "Generations cancelled (client left)", registry=r)
+        # Canary release: every turn, model call and decision by variant (A/B arm).
+        self.variant_reply_seconds = Histogram(
+            "gateway_variant_reply_seconds",
+            "Message received to reply done, by variant and source (faq/llm/handoff)",
+            ["variant", "source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.variant_time_to_first_token = Histogram(
+            "gateway_variant_time_to_first_token_seconds",
+            "Message received to first reply text, by variant",
+            ["variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.variant_replies = Counter(
+            "gateway_variant_replies", "Model replies by variant and outcome (ok/error)", ["variant", "outcome"],
+            registry=r,
+        )
+        self.variant_error_rate = Gauge(
+            "gateway_release_error_rate", "Error rate in the rollback window (shared in Redis)", ["variant", "role"],
+            registry=r,
+        )
+        self.release_weight = Gauge(
+            "gateway_release_weight", "Candidate's percent of new sessions", ["variant"], registry=r
+        )
+        self.rollbacks = Counter("gateway_release_rollbacks", "Candidate rollbacks", ["variant", "reason"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,3 +22,4 @@ class ChatResponse(BaseModel):
     message_id: str
     finish_reason: str
     source: ReplySource
+    variant: str = ""  # the model variant (A/B arm) that answered

@@ -9,6 +9,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     type: str = "gateway_error"
+    param: str | None = None  # the request field at fault (OpenAI API errors)
     request_id: str | None = None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from frontend.channels.wechat.hub import relay_agent_reply
 from frontend.errors import GatewayError, invalid_request, redis_unavailable
 from frontend.protocol.frames import Frame, error_frame, pong_frame, server_frame
 from frontend.realtime import FrameSender, forward_events
@@ -87,6 +88,7 @@ class AgentConnection:
         elif kind == "reply":
             session_id = _field(data, "session_id")
             message_id = await desk.reply(self.agent, session_id, _field(data, "message"))
+            await relay_agent_reply(self.ws.app, session_id, _field(data, "message"))  # WeChat/WeCom customers
             await self.sender.send(server_frame("sent", session_id=session_id, message_id=message_id))
         elif kind == "release":
             session_id = _field(data, "session_id")

@@ -50,4 +50,5 @@ async def chat(
         message_id=result.message_id,
         finish_reason=result.finish_reason,
         source=result.source,  # type: ignore[arg-type]
+        variant=result.variant,
     )

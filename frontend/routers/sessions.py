@@ -22,6 +22,7 @@ class TurnOut(BaseModel):
 class SessionOut(BaseModel):
     session_id: str
     state: str
+    variant: str = ""  # the variant the session was assigned to (the canary split)
     turns: list[TurnOut]
 
 
@@ -33,6 +34,7 @@ class ReplyOut(BaseModel):
     intent: str
     finish_reason: str
     source: str
+    variant: str = ""  # the variant that produced this reply
 
 
 @router.get("/{session_id}", response_model=SessionOut)
@@ -42,6 +44,7 @@ async def get_session(session_id: str, services: Services, _: Customer) -> Sessi
     return SessionOut(
         session_id=session_id,
         state=info.state,
+        variant=info.variant,
         turns=[TurnOut(role=t.role, content=t.content, message_id=t.message_id, source=t.source) for t in turns],
     )
 
@@ -61,4 +64,5 @@ async def get_reply(session_id: str, message_id: str, services: Services, _: Cus
         intent=reply.intent,
         finish_reason=reply.finish_reason,
         source=reply.source,
+        variant=reply.variant,
     )

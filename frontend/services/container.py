@@ -14,8 +14,11 @@ from frontend.services.faq import FaqStore
 from frontend.services.feedback import FeedbackStore
 from frontend.services.handoff import HandoffQueue
 from frontend.services.rate_limit import RateLimiter
+from frontend.services.release import ReleaseService, RollbackPolicy, Variant
 from frontend.services.sessions import SessionStore
 from frontend.services.triton import TritonChat
+from frontend.services.turn_log import TurnLog
+from frontend.services.variant_router import VariantRouter
 from frontend.settings import GatewaySettings
 
 
@@ -33,6 +36,8 @@ class GatewayServices:
     limiter: RateLimiter
     conversation: Conversation
     desk: AgentDesk
+    release: ReleaseService
+    router: VariantRouter
 
     @classmethod
     def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
@@ -53,7 +58,20 @@ class GatewayServices:
         events = SessionEvents(redis, settings.events_retained, settings.session_ttl_seconds)
         faq = FaqStore(redis)
         handoff = HandoffQueue(redis)
-        conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics)
+        release = ReleaseService(
+            redis,
+            Variant(settings.model_variant, settings.triton_model, settings.triton_grpc_url, "stable"),
+            RollbackPolicy(
+                settings.rollback_error_rate, settings.rollback_min_sample, settings.rollback_window_seconds
+            ),
+            steps=tuple(settings.promotion_steps),
+            step_seconds=settings.promotion_step_seconds,
+        )
+        timeouts = (settings.triton_first_response_timeout_seconds, settings.triton_reply_timeout_seconds)
+        router = VariantRouter(triton, release, metrics, settings.model_variant, timeouts)
+        hash_key = (settings.session_hash_key or settings.admin_api_key).get_secret_value().encode("utf-8")
+        turn_log = TurnLog(redis, hash_key)
+        conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics, router, turn_log)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -63,12 +81,15 @@ class GatewayServices:
             events=events,
             faq=faq,
             handoff=handoff,
-            feedback=FeedbackStore(redis),
+            feedback=FeedbackStore(redis, turn_log),
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
             desk=AgentDesk(sessions, events, handoff),
+            release=release,
+            router=router,
         )
 
     async def close(self) -> None:
+        await self.router.close()
         await self.triton.close()
         await self.redis.aclose()

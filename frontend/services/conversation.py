@@ -28,8 +28,11 @@ from frontend.services.events import SessionEvents
 from frontend.services.faq import FaqStore
 from frontend.services.handoff import HandoffQueue
 from frontend.services.redis_store import REDIS_DOWN
-from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id
+from frontend.services.release import Variant
+from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id, new_session_id
 from frontend.services.triton import ChatCall, TritonChat
+from frontend.services.turn_log import TurnEvent, TurnLog
+from frontend.services.variant_router import VariantRouter
 from frontend.settings import GatewaySettings
 from python_backends.pii import redact
 
@@ -46,6 +49,7 @@ class TurnResult:
     intent: str
     finish_reason: str
     source: str
+    variant: str = ""
 
 
 class Conversation:
@@ -58,6 +62,8 @@ class Conversation:
         faq: FaqStore,
         handoff: HandoffQueue,
         metrics: GatewayMetrics,
+        router: VariantRouter | None = None,
+        turn_log: TurnLog | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -66,10 +72,16 @@ class Conversation:
         self._faq = faq
         self._handoff = handoff
         self._metrics = metrics
+        self._router = router or VariantRouter(triton, None, metrics, settings.model_variant)
+        self._turn_log = turn_log
 
     async def open_session(self, session_id: str | None) -> SessionInfo:
         """Continue `session_id` (unknown or expired -> `unknown_session` error) or start a new session."""
-        info = await self._sessions.require(session_id) if session_id else await self._sessions.create()
+        if session_id:
+            info = await self._sessions.require(session_id)
+        else:  # a new session is on its variant for good: the hash of its id against the candidate's weight
+            new_id = new_session_id()
+            info = await self._sessions.create(new_id, await self._router.assign(new_id))
         session_id_var.set(info.session_id)
         return info
 
@@ -101,49 +113,101 @@ class Conversation:
             if info.state != "bot":
                 if generating is not None:
                     generating.set()
+                await self._turn_event(session_id, channel, info.variant, HUMAN_AGENT, "agent", "", started)
                 return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
+            variant = await self._router.resolve(info.variant)
             entry = await self._faq.match(text)
             self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
             if entry is not None:
-                return await self._answer_from_faq(session_id, entry.answer, entry.intent, channel, started)
+                return await self._answer_from_faq(
+                    session_id, entry.answer, entry.intent, channel, started, variant.name
+                )
             call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
-            return await self._answer_from_llm(session_id, call, channel, started, generating)
+            return await self._answer_from_llm(session_id, call, channel, started, generating, variant)
 
-    def _observe(self, channel: str, source: str, started: float) -> None:
+    def _observe(self, channel: str, source: str, started: float, variant: str) -> None:
         """Recorded before the `done` frame goes out, so a client that saw `done` also sees the metric."""
+        elapsed = time.monotonic() - started
         self._metrics.replies.labels(channel, source).inc()
-        self._metrics.reply_seconds.labels(channel).observe(time.monotonic() - started)
+        self._metrics.reply_seconds.labels(channel).observe(elapsed)
+        self._metrics.variant_reply_seconds.labels(variant, source).observe(elapsed)
+
+    async def _turn_event(
+        self,
+        session_id: str,
+        channel: str,
+        variant: str,
+        intent: str,
+        source: str,
+        finish_reason: str,
+        started: float,
+        first_token: float | None = None,
+        error: str = "",
+        fallback: bool = False,
+    ) -> None:
+        """One PII-free event per turn (JSON log + the A/B report's Redis stream)."""
+        if self._turn_log is None:
+            return
+        await self._turn_log.turn(
+            TurnEvent(
+                session=self._turn_log.hash(session_id),
+                channel=channel,
+                variant=variant,
+                intent=intent,
+                source=source,
+                finish_reason=finish_reason,
+                handoff=source == "handoff",
+                reply_ms=round((time.monotonic() - started) * 1000, 1),
+                first_token_ms=None if first_token is None else round(first_token * 1000, 1),
+                error=error,
+                fallback=fallback,
+            )
+        )
 
     async def _answer_from_faq(
-        self, session_id: str, answer: str, intent: str, channel: str, started: float
+        self, session_id: str, answer: str, intent: str, channel: str, started: float, variant: str
     ) -> TurnResult:
         message_id = new_message_id()
-        await self._sessions.start_reply(session_id, message_id, "faq")
+        await self._sessions.start_reply(session_id, message_id, "faq", variant=variant)
         await self._sessions.update_reply(message_id, text=answer, intent=intent, status="done", finish_reason="stop")
         await self._sessions.append_turn(session_id, StoredTurn("assistant", answer, message_id, "faq", time.time()))
         await self._events.publish(session_id, delta_frame(session_id, message_id, answer, answer, intent))
-        self._observe(channel, "faq", started)
+        self._observe(channel, "faq", started, variant)
+        await self._turn_event(session_id, channel, variant, intent, "faq", "stop", started)
         await self._events.publish(session_id, done_frame(session_id, message_id, answer, intent, "stop", "faq"))
-        return TurnResult(session_id, message_id, answer, intent, "stop", "faq")
+        return TurnResult(session_id, message_id, answer, intent, "stop", "faq", variant)
 
     async def _answer_from_llm(
-        self, session_id: str, call: ChatCall, channel: str, started: float, generating: asyncio.Event | None
+        self,
+        session_id: str,
+        call: ChatCall,
+        channel: str,
+        started: float,
+        generating: asyncio.Event | None,
+        target: Variant,
     ) -> TurnResult:
         message_id = new_message_id()
         call = ChatCall(call.message, call.history, call.max_tokens, call.streaming, request_id=message_id)
-        await self._sessions.start_reply(session_id, message_id, "llm")
+        variant, fallback, first_token = target.name, False, None
+        await self._sessions.start_reply(session_id, message_id, "llm", variant=variant)
         if generating is not None:
             generating.set()
         text, intent, finish_reason = "", "", ""
         try:
-            async with aclosing(self._triton.stream(call)) as chunks:
+            async with aclosing(self._router.stream(target, call)) as chunks:
                 async for chunk in chunks:
+                    if chunk.restart:  # the candidate failed: stable answers this turn, `message` starts over
+                        text, intent, finish_reason, variant, fallback = "", "", "", chunk.variant, True
+                        await self._sessions.update_reply(message_id, text="", variant=variant)
+                        continue
                     intent = chunk.intent or intent
                     if intent == HUMAN_AGENT:
                         break
                     if chunk.delta:
-                        if not text:
-                            self._metrics.time_to_first_token.labels(channel).observe(time.monotonic() - started)
+                        if first_token is None:
+                            first_token = time.monotonic() - started
+                            self._metrics.time_to_first_token.labels(channel).observe(first_token)
+                            self._metrics.variant_time_to_first_token.labels(variant).observe(first_token)
                         text += chunk.delta
                         await self._events.publish(
                             session_id, delta_frame(session_id, message_id, text, chunk.delta, intent)
@@ -157,16 +221,24 @@ class Conversation:
         except Exception as exc:
             error = self._reply_error(message_id, exc)
             published = await asyncio.shield(self._fail(session_id, message_id, text, intent, error))
+            await asyncio.shield(
+                self._turn_event(session_id, channel, variant, intent, "error", "error", started, first_token,
+                                 error.code, fallback)
+            )
             raise ReplyFailed(error, message_id, published) from exc
         if intent == HUMAN_AGENT:
             await self._sessions.update_reply(message_id, status="handoff", intent=intent, finish_reason="handoff")
-            self._observe(channel, "handoff", started)
+            self._observe(channel, "handoff", started, variant)
+            await self._turn_event(session_id, channel, variant, intent, "handoff", "handoff", started, first_token)
             await self.request_handoff(session_id, reason="intent", intent=intent)
-            return TurnResult(session_id, message_id, HANDOFF_QUEUED, intent, "handoff", "handoff")
-        self._observe(channel, "llm", started)
+            return TurnResult(session_id, message_id, HANDOFF_QUEUED, intent, "handoff", "handoff", variant)
+        self._observe(channel, "llm", started, variant)
+        await self._turn_event(
+            session_id, channel, variant, intent, "llm", finish_reason or "stop", started, first_token, "", fallback
+        )
         # Shielded: a customer leaving right now must not lose the `done` frame of a finished reply.
         await asyncio.shield(self._finish(session_id, message_id, text, intent, finish_reason or "stop", "done"))
-        return TurnResult(session_id, message_id, text, intent, finish_reason or "stop", "llm")
+        return TurnResult(session_id, message_id, text, intent, finish_reason or "stop", "llm", variant)
 
     async def _finish(
         self, session_id: str, message_id: str, text: str, intent: str, finish_reason: str, status: str

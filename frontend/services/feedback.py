@@ -12,14 +12,16 @@ from frontend.errors import GatewayError
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.feedback import FeedbackRequest, VariantSummary
 from frontend.services.sessions import SessionStore
+from frontend.services.turn_log import RatingEvent, TurnLog
 
 FEEDBACK_HASH = "feedback:by_message"
 FEEDBACK_STREAM = "feedback:log"
 
 
 class FeedbackStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, turn_log: TurnLog | None = None) -> None:
         self._redis = redis
+        self._turn_log = turn_log
 
     async def record(self, request: FeedbackRequest, variant: str) -> None:
         """One rating per reply (the latest wins); every submission is also appended to a log stream."""
@@ -37,6 +39,9 @@ class FeedbackStore:
             pipe.hset(FEEDBACK_HASH, request.message_id, payload)
             pipe.xadd(FEEDBACK_STREAM, {"entry": payload}, maxlen=100_000, approximate=True)
             await pipe.execute()
+        if self._turn_log is not None:
+            session = self._turn_log.hash(request.session_id)
+            self._turn_log.rating(RatingEvent(session, variant, request.message_id, request.rating, request.thumbs))
 
     async def get(self, message_id: str) -> dict[str, object] | None:
         raw = await self._redis.hget(FEEDBACK_HASH, message_id)

@@ -108,14 +108,16 @@ class SessionStore:
     def _key(session_id: str) -> str:
         return f"sess:{session_id}"
 
-    async def create(self) -> SessionInfo:
-        session_id = new_session_id()
+    async def create(self, session_id: str | None = None, variant: str | None = None) -> SessionInfo:
+        """A new session on `variant` (the canary split picks it; default: this deployment's variant)."""
+        session_id = session_id or new_session_id()
+        variant = variant or self._variant
         key = self._key(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"state": "bot", "agent": "", "variant": self._variant, "created_at": time.time()})
+            pipe.hset(key, mapping={"state": "bot", "agent": "", "variant": variant, "created_at": time.time()})
             pipe.expire(key, self._ttl)
             await pipe.execute()
-        return SessionInfo(session_id, "bot", "", self._variant)
+        return SessionInfo(session_id, "bot", "", variant)
 
     async def get(self, session_id: str) -> SessionInfo | None:
         if not SESSION_ID.match(session_id):
@@ -212,7 +214,7 @@ class SessionStore:
             except REDIS_DOWN:
                 continue
 
-    async def start_reply(self, session_id: str, message_id: str, source: str) -> None:
+    async def start_reply(self, session_id: str, message_id: str, source: str, variant: str | None = None) -> None:
         key = f"reply:{message_id}"
         fields: dict[FieldT, EncodableT] = {
             "session_id": session_id,
@@ -221,7 +223,7 @@ class SessionStore:
             "intent": "",
             "finish_reason": "",
             "source": source,
-            "variant": self._variant,
+            "variant": variant or self._variant,
         }
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)

@@ -42,21 +42,43 @@ CHANNEL_ARGS = [
 
 
 @dataclass(frozen=True)
+class SamplingOverrides:
+    """Caller-chosen decoding settings (the OpenAI API's); None leaves the llm's profile default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+@dataclass(frozen=True)
 class ChatCall:
     message: str
     history: list[dict[str, str]] = field(default_factory=list)
     max_tokens: int = 256
     streaming: bool = True
     request_id: str = ""
+    model: str = ""  # the variant's Triton model; empty: the client's own
+    instructions: str = ""  # a client's own system text; the prompt builder appends it, made inert
+    sampling: SamplingOverrides = field(default_factory=SamplingOverrides)
 
 
 @dataclass(frozen=True)
 class ChatChunk:
-    """One ensemble response: a redacted text delta, the intent, and the finish reason on the last one."""
+    """One ensemble response: a redacted text delta, the intent, and the finish reason on the last one.
+
+    The token counts are the engine's (cumulative; the last response's are the reply's totals), 0 when absent.
+    """
 
     delta: str
     intent: str
     finish_reason: str
+    variant: str = ""  # set by the variant router: the variant that produced this chunk
+    restart: bool = False  # the variant failed; the reply starts over from another variant
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 def _tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
@@ -74,7 +96,24 @@ def build_inputs(call: ChatCall) -> list[grpcclient.InferInput]:
     if call.history:
         payload = json.dumps(call.history, ensure_ascii=False).encode("utf-8")
         inputs.append(_tensor("history", np.array([payload], dtype=np.object_), "BYTES"))
+    if call.instructions:
+        inputs.append(_tensor("instructions", np.array([call.instructions.encode("utf-8")], dtype=np.object_), "BYTES"))
+    sampling = call.sampling
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = getattr(sampling, name)
+        if value is not None:
+            inputs.append(_tensor(name, np.array([value], dtype=np.float32), "FP32"))
+    if sampling.seed is not None:
+        inputs.append(_tensor("seed", np.array([sampling.seed], dtype=np.uint64), "UINT64"))
+    if sampling.stop:
+        stops = np.array([s.encode("utf-8") for s in sampling.stop], dtype=np.object_)
+        inputs.append(_tensor("stop", stops, "BYTES"))
     return inputs
+
+
+def _count(result: Any, name: str) -> int:
+    array = result.as_numpy(name)
+    return int(array.reshape(-1)[0]) if array is not None and array.size else 0
 
 
 def _text(result: Any, name: str) -> str:
@@ -146,7 +185,7 @@ class TritonChat:
 
     def _open(self, call: ChatCall) -> Any:
         request = {
-            "model_name": self._model,
+            "model_name": call.model or self._model,
             "inputs": build_inputs(call),
             "request_id": call.request_id,
             "enable_empty_final_response": True,
@@ -182,6 +221,8 @@ class TritonChat:
                         delta=_text(result, "text_output") if "text_output" in names else "",
                         intent=_text(result, "intent") if "intent" in names else "",
                         finish_reason=_text(result, "finish_reason") if "finish_reason" in names else "",
+                        prompt_tokens=_count(result, "prompt_tokens") if "prompt_tokens" in names else 0,
+                        completion_tokens=_count(result, "completion_tokens") if "completion_tokens" in names else 0,
                     )
                     yield chunk
                 if final:

@@ -26,12 +26,16 @@ class LLMEngine(Protocol):
 
 
 def default_sampling(params: ModelParameters) -> SamplingParams:
-    """Defaults follow Qwen3's advice for non-thinking chat (0.7 / 0.8 / 20) unless the profile overrides them."""
+    """Defaults follow Qwen3's advice for non-thinking chat (0.7 / 0.8 / 20) unless the profile overrides them;
+    repetition control is off unless the profile turns it on."""
     return SamplingParams(
         max_tokens=params.get_int("default_max_tokens", 256),
         temperature=params.get_float("default_temperature", 0.7),
         top_p=params.get_float("default_top_p", 0.8),
         top_k=params.get_int("default_top_k", 20),
+        presence_penalty=params.get_float("default_presence_penalty", 0.0),
+        frequency_penalty=params.get_float("default_frequency_penalty", 0.0),
+        repetition_penalty=params.get_float("default_repetition_penalty", 1.0),
     )
 
 

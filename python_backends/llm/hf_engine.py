@@ -7,6 +7,7 @@ finished or cancelled sequences. New requests therefore join a running batch ins
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -21,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from python_backends.llm.detokenizer import IncrementalDetokenizer
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.prefix_cache import CachedPrefix, PrefixCache
-from python_backends.llm.sampling import choose_token, make_generator
+from python_backends.llm.sampling import apply_penalties, choose_token, make_generator
 from python_backends.llm.stop_strings import StopStringMatcher
 from python_backends.llm.types import (
     FinishReason,
@@ -59,6 +60,28 @@ class _Sequence:
     generated: int = 0
     first_token_time_ns: int = 0
     held_text: list[str] = field(default_factory=list)  # non-streaming requests answer once, at the end
+    token_counts: dict[int, int] = field(default_factory=dict)  # generated tokens, end ids excluded
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self.token_counts.values())
+
+    def output(self, text: str, reason: FinishReason | None = None, error: str | None = None) -> GenerationOutput:
+        """An output carrying this request's token counts (the contract in `types`)."""
+        return GenerationOutput(
+            text, reason, self.first_token_time_ns, error, len(self.prompt_ids), self.completion_tokens
+        )
+
+    @functools.cached_property
+    def prompt_token_set(self) -> frozenset[int]:
+        return frozenset(self.prompt_ids)
+
+    def choose(self, logits: torch.Tensor) -> int:
+        """The next token: repetition penalties (when on), then the request's sampling."""
+        params = self.request.sampling
+        if params.penalized:
+            logits = apply_penalties(logits, params, self.token_counts, self.prompt_token_set)
+        return choose_token(logits, params, self.generator)
 
 
 class ContinuousBatchingEngine:
@@ -162,7 +185,8 @@ class ContinuousBatchingEngine:
                     self._fail_all(f"generation failed: {exc}")
             self._fail_all(None)
         while not self._incoming.empty():
-            self._incoming.get_nowait().handle.emit(GenerationOutput("", FinishReason.CANCELLED))
+            seq = self._incoming.get_nowait()
+            seq.handle.emit(seq.output("", FinishReason.CANCELLED))
 
     def _take_incoming(self) -> list[_Sequence]:
         room = self.config.max_batch_size - len(self._active)
@@ -182,7 +206,7 @@ class ContinuousBatchingEngine:
         live = []
         for seq in taken:
             if seq.handle.cancelled:
-                seq.handle.emit(GenerationOutput("", FinishReason.CANCELLED))
+                seq.handle.emit(seq.output("", FinishReason.CANCELLED))
             else:
                 live.append(seq)
         return live
@@ -227,7 +251,7 @@ class ContinuousBatchingEngine:
         for row, seq in enumerate(seqs):
             seq.next_position = len(seq.prompt_ids)
             self._active.append(seq)
-            self._accept(seq, choose_token(logits[row], seq.request.sampling, seq.generator))
+            self._accept(seq, seq.choose(logits[row]))
         self._drop_finished()
 
     def _find_prefixes(self, seqs: list[_Sequence]) -> list[CachedPrefix | None]:
@@ -275,7 +299,7 @@ class ContinuousBatchingEngine:
         logits = out.logits[:, -1, :]
         for row, seq in enumerate(self._active):
             seq.next_position += 1
-            self._accept(seq, choose_token(logits[row], seq.request.sampling, seq.generator))
+            self._accept(seq, seq.choose(logits[row]))
         self._drop_finished()
 
     def _accept(self, seq: _Sequence, token: int) -> None:
@@ -287,6 +311,7 @@ class ContinuousBatchingEngine:
         if token in self.eos_ids:
             self._finish(seq, self._drain(seq), FinishReason.STOP)
             return
+        seq.token_counts[token] = seq.token_counts.get(token, 0) + 1
         text = seq.stopper.feed(seq.detokenizer.push(token))
         if seq.stopper.stopped:
             self._finish(seq, text, FinishReason.STOP)
@@ -295,7 +320,7 @@ class ContinuousBatchingEngine:
             self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
         elif text:
             if seq.request.streaming:
-                seq.handle.emit(GenerationOutput(text, None, seq.first_token_time_ns))
+                seq.handle.emit(seq.output(text))
             else:
                 seq.held_text.append(text)
 
@@ -309,7 +334,7 @@ class ContinuousBatchingEngine:
         if not seq.request.streaming:
             text = "".join(seq.held_text) + text
         logger.info("request %s %s after %d tokens", seq.request.request_id or "-", reason.value, seq.generated)
-        seq.handle.emit(GenerationOutput(text, reason, seq.first_token_time_ns, error))
+        seq.handle.emit(seq.output(text, reason, error))
 
     def _drop_finished(self) -> None:
         keep = [i for i, s in enumerate(self._active) if not s.handle.done.is_set()]

@@ -14,6 +14,9 @@ SAMPLING_INPUTS: dict[str, str] = {
     "sampling_param_top_p": "top_p",
     "sampling_param_top_k": "top_k",
     "sampling_param_seed": "seed",
+    "sampling_param_presence_penalty": "presence_penalty",
+    "sampling_param_frequency_penalty": "frequency_penalty",
+    "sampling_param_repetition_penalty": "repetition_penalty",
 }
 
 

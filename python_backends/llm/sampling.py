@@ -1,6 +1,8 @@
-"""Next-token choice for one row of logits: greedy, or temperature / top-k / top-p sampling."""
+"""Next-token choice for one row of logits: repetition penalties, then greedy or temperature / top-k / top-p."""
 
 from __future__ import annotations
+
+from collections.abc import Collection, Mapping
 
 import torch
 
@@ -33,3 +35,28 @@ def choose_token(logits: torch.Tensor, params: SamplingParams, generator: torch.
         probs = probs / probs.sum()
     choice = torch.multinomial(probs, 1, generator=generator)
     return int(top_indices[choice].item())
+
+
+def apply_penalties(
+    logits: torch.Tensor, params: SamplingParams, generated: Mapping[int, int], prompt_ids: Collection[int]
+) -> torch.Tensor:
+    """Penalise repeats in a 1-D logits row (a new tensor; the input is left alone).
+
+    `generated` counts each token the request produced so far. Presence and frequency penalties (OpenAI, vLLM)
+    look at generated tokens only; the repetition penalty (transformers, vLLM) at prompt and generated tokens.
+    """
+    if not params.penalized:
+        return logits
+    scores = logits.float().clone()
+    if params.repetition_penalty != 1.0:
+        seen = torch.tensor(sorted(set(prompt_ids).union(generated)), dtype=torch.long)
+        if seen.numel():
+            values = scores[seen]
+            scores[seen] = torch.where(
+                values > 0, values / params.repetition_penalty, values * params.repetition_penalty
+            )
+    if generated and (params.presence_penalty or params.frequency_penalty):
+        ids = torch.tensor(list(generated), dtype=torch.long)
+        counts = torch.tensor(list(generated.values()), dtype=torch.float32)
+        scores[ids] -= params.frequency_penalty * counts + params.presence_penalty
+    return scores

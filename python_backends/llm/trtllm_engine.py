@@ -116,7 +116,9 @@ def sampling_kwargs(sampling: SamplingParams, max_tokens: int, end_ids: tuple[in
     """Our SamplingParams as `tensorrt_llm.SamplingParams` keyword arguments.
 
     Both Qwen3 end ids stop generation. Greedy is `top_k=1` (TensorRT-LLM wants temperature > 0 or unset). A
-    request without a seed gets a random one: the runtime's default seed is 0 for every request.
+    request without a seed gets a random one: the runtime's default seed is 0 for every request. Repetition
+    penalties map one to one (`presence_penalty`, `frequency_penalty`, `repetition_penalty`) and are only sent
+    when on, so the runtime's own neutral defaults stay in force otherwise.
     """
     kwargs: dict[str, Any] = {
         "max_tokens": max_tokens,
@@ -134,7 +136,19 @@ def sampling_kwargs(sampling: SamplingParams, max_tokens: int, end_ids: tuple[in
         kwargs["temperature"] = sampling.temperature
         kwargs["top_p"] = sampling.top_p
         kwargs["top_k"] = sampling.top_k or None  # our 0 means "off"; TensorRT-LLM's None means all logits
+    if sampling.presence_penalty:
+        kwargs["presence_penalty"] = sampling.presence_penalty
+    if sampling.frequency_penalty:
+        kwargs["frequency_penalty"] = sampling.frequency_penalty
+    if sampling.repetition_penalty != 1.0:
+        kwargs["repetition_penalty"] = sampling.repetition_penalty
     return kwargs
+
+
+def completion_token_count(token_ids: Any, end_ids: tuple[int, ...]) -> int:
+    """Generated tokens per the `types` contract: a trailing end id (if the runtime reports it) is not counted."""
+    ids = list(token_ids or ())
+    return len(ids) - 1 if ids and ids[-1] in end_ids else len(ids)
 
 
 class CumulativeText:
@@ -158,10 +172,20 @@ class CumulativeText:
 class _Generation:
     """One request in flight: its handle, TensorRT-LLM's result object, and the text state. Loop thread only."""
 
-    def __init__(self, request: GenerationRequest, handle: RequestHandle, params: Any) -> None:
+    def __init__(
+        self,
+        request: GenerationRequest,
+        handle: RequestHandle,
+        params: Any,
+        prompt_tokens: int = 0,
+        end_ids: tuple[int, ...] = QWEN3_END_IDS,
+    ) -> None:
         self.request = request
         self.handle = handle
         self.params = params
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = 0
+        self.end_ids = end_ids
         self.result: Any = None
         self.task: asyncio.Task[None] | None = None
         self.text = CumulativeText()
@@ -178,6 +202,11 @@ class _Generation:
         completion = output.outputs[0]
         if not self.first_token_time_ns and completion.token_ids:
             self.first_token_time_ns = time.time_ns()
+        prompt_ids = getattr(output, "prompt_token_ids", None)
+        if prompt_ids:  # the runtime's own count wins over ours from submit
+            self.prompt_tokens = len(prompt_ids)
+        # cumulative token_ids; an aborted result may report none, so never count down
+        self.completion_tokens = max(self.completion_tokens, completion_token_count(completion.token_ids, self.end_ids))
         final = bool(output.finished) or completion.finish_reason is not None
         text = self.stopper.feed(self.text.advance(completion.text, final))
         if self.stopper.stopped:
@@ -192,7 +221,7 @@ class _Generation:
                 self.finish(tail, FinishReason.ERROR, f"generation ended: {reason}")
         elif text:
             if self.request.streaming:
-                self.handle.emit(GenerationOutput(text, None, self.first_token_time_ns))
+                self.handle.emit(self.output(text))
             else:
                 self.held.append(text)
 
@@ -201,7 +230,12 @@ class _Generation:
             return
         if not self.request.streaming:
             text = "".join(self.held) + text
-        self.handle.emit(GenerationOutput(text, reason, self.first_token_time_ns, error))
+        self.handle.emit(self.output(text, reason, error))
+
+    def output(self, text: str, reason: FinishReason | None = None, error: str | None = None) -> GenerationOutput:
+        return GenerationOutput(
+            text, reason, self.first_token_time_ns, error, self.prompt_tokens, self.completion_tokens
+        )
 
     def abort(self) -> None:
         if self.result is not None and not getattr(self.result, "finished", False):
@@ -252,6 +286,7 @@ class TrtLlmEngine:
         if not request.prompt:
             raise InvalidRequestError("text_input is empty")
         max_tokens = request.sampling.max_tokens
+        prompt_tokens = 0
         if self.tokenizer is not None:
             prompt_tokens = len(self.tokenizer.encode(request.prompt, add_special_tokens=False))
             if prompt_tokens > self.config.max_input_tokens:
@@ -261,7 +296,8 @@ class TrtLlmEngine:
             max_tokens = min(max_tokens, self.config.max_seq_len - prompt_tokens)
         params = self._sampling_params(request.sampling, max_tokens)
         handle = RequestHandle(sink, cancel_check)
-        self._loop.call_soon_threadsafe(self._start, _Generation(request, handle, params))
+        generation = _Generation(request, handle, params, prompt_tokens, self.config.end_ids)
+        self._loop.call_soon_threadsafe(self._start, generation)
         return handle
 
     def shutdown(self, timeout: float = 10.0) -> None:

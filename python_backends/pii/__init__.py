@@ -1,4 +1,6 @@
-"""PII filter for Chinese customer-service text: resident IDs, phones, bank cards, emails, passports, plates.
+"""PII filter for Chinese customer-service text: resident IDs, phones, bank cards, emails, passports, plates,
+street addresses and personal names in context, also as customers type them (any separators, full-width and
+spoken digits).
 
 `redact(text)` replaces values with typed placeholders; `StreamingRedactor` does the same for a stream without
 ever releasing part of a value; order numbers, tracking numbers, prices and hotlines pass unchanged.

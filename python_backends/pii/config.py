@@ -29,12 +29,69 @@ class TypeRules:
 
 
 @dataclass(frozen=True, slots=True)
+class NameRules:
+    """Where a personal name is looked for and what counts as one (`names:` in the rules file)."""
+
+    surnames: frozenset[str]
+    compound_surnames: tuple[str, ...]
+    context_before: tuple[str, ...]
+    weak_context_before: tuple[str, ...]
+    titles: tuple[str, ...]
+    title_lead_in: frozenset[str]
+    not_in_given_name: frozenset[str]
+    not_names: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> NameRules:
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where} must be a mapping")
+        return cls(
+            surnames=frozenset(_chars(raw.get("surnames"), f"{where}.surnames")),
+            compound_surnames=_string_list(raw.get("compound_surnames", []), f"{where}.compound_surnames"),
+            context_before=_string_list(raw.get("context_before"), f"{where}.context_before"),
+            weak_context_before=_string_list(raw.get("weak_context_before", []), f"{where}.weak_context_before"),
+            titles=_string_list(raw.get("titles", []), f"{where}.titles"),
+            title_lead_in=frozenset(_chars(raw.get("title_lead_in", ""), f"{where}.title_lead_in")),
+            not_in_given_name=frozenset(_chars(raw.get("not_in_given_name", ""), f"{where}.not_in_given_name")),
+            not_names=_string_list(raw.get("not_names", []), f"{where}.not_names"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRules:
+    """What ends a road or estate name and where that name starts (`addresses:` in the rules file)."""
+
+    suffixes: tuple[str, ...]
+    admin_units: frozenset[str]
+    admin_words: tuple[str, ...]
+    name_stops: frozenset[str]
+    max_name_chars: int
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> AddressRules:
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where} must be a mapping")
+        max_name = raw.get("max_name_chars", 8)
+        if not isinstance(max_name, int) or not 1 <= max_name <= 12:
+            raise ValueError(f"{where}.max_name_chars must be an integer from 1 to 12")
+        return cls(
+            suffixes=_string_list(raw.get("suffixes"), f"{where}.suffixes"),
+            admin_units=frozenset(_chars(raw.get("admin_units", ""), f"{where}.admin_units")),
+            admin_words=_string_list(raw.get("admin_words", []), f"{where}.admin_words"),
+            name_stops=frozenset(_chars(raw.get("name_stops", ""), f"{where}.name_stops")),
+            max_name_chars=max_name,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PiiRules:
     """Everything in `data/pii_rules.yaml`, validated once."""
 
     types: dict[PiiType, TypeRules]
     business_context: tuple[str, ...]
     context_filler: str
+    names: NameRules
+    addresses: AddressRules
 
     @classmethod
     def from_yaml(cls, path: Path) -> PiiRules:
@@ -51,7 +108,13 @@ class PiiRules:
         if not isinstance(filler, str):
             raise ValueError(f"{path}: context_filler must be a regex string")
         re.compile(filler)
-        return cls(types=types, business_context=business, context_filler=filler)
+        return cls(
+            types=types,
+            business_context=business,
+            context_filler=filler,
+            names=NameRules.parse(raw.get("names"), f"{path}: names"),
+            addresses=AddressRules.parse(raw.get("addresses"), f"{path}: addresses"),
+        )
 
 
 def _parse_type(name: str, entry: Any, path: Path) -> TypeRules:
@@ -63,6 +126,13 @@ def _parse_type(name: str, entry: Any, path: Path) -> TypeRules:
         keep_tail=re.compile(str(entry.get("mask_keep_tail", "(?!)$"))),
         context=_string_list(entry.get("context", []), f"{path}: types.{name}.context"),
     )
+
+
+def _chars(value: Any, where: str) -> str:
+    """A string of characters; whitespace (YAML folding) is dropped."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where} must be a non-empty string of characters")
+    return "".join(value.split())
 
 
 def _string_list(value: Any, where: str) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
-"""Precision and recall per PII type on the labelled corpus; `python -m python_backends.pii.evaluate`.
+"""Precision and recall per PII type on a labelled corpus; `python -m python_backends.pii.evaluate [--corpus ...]`.
 
-The corpus (`data/corpus.jsonl`) holds one message per line: `text`, the `pii` values it contains in order
-(`type`, `value`), and for hard negatives (order numbers, prices, hotlines, checksum failures...) an empty list.
+A corpus (`data/*.jsonl`, see `data/README.md`) holds one message per line: `text`, the `pii` values it contains
+in order (`type`, `value`), and for hard negatives (order numbers, prices, hotlines, checksum failures...) an
+empty list. Each corpus gets its own report in `perf/reports/`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,24 @@ from python_backends.pii.pii_types import PiiSpan, PiiType
 from python_backends.pii.redactor import Redactor
 
 CORPUS_PATH = Path(__file__).resolve().parent / "data" / "corpus.jsonl"
-REPORT_PATH = Path(__file__).resolve().parents[2] / "perf" / "reports" / "pii_accuracy.md"
+REALISTIC_PATH = CORPUS_PATH.with_name("corpus_realistic.jsonl")
+BLIND_PATH = CORPUS_PATH.with_name("corpus_blind.jsonl")
+REPORTS = Path(__file__).resolve().parents[2] / "perf" / "reports"
+REPORT_PATH = REPORTS / "pii_accuracy.md"
+_ABOUT = {
+    "corpus.jsonl": (
+        "The first corpus, plain formats, written alongside the first recognizers: it shows that the designed "
+        "cases hold; it is not an estimate of accuracy on live traffic."
+    ),
+    "corpus_realistic.jsonl": (
+        "Issue 17 tuning split: numbers as customers type them, addresses, names in context, number-heavy "
+        "negatives. Written and committed before the recognizers were changed, then used to tune them."
+    ),
+    "corpus_blind.jsonl": (
+        "Issue 17 blind split: written with the tuning split, before any tuning; evaluated once after tuning "
+        "was finished and not tuned on afterwards."
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +102,7 @@ class TypeScore:
 class Evaluation:
     scores: dict[PiiType, TypeScore]
     total: TypeScore
+    leaks_by_type: dict[PiiType, int]
     leaked: list[tuple[str, PiiSpan]]  # labelled values no redaction covers at all
     altered_negatives: list[str]  # ids of hard negatives whose text changed
     messages: int
@@ -114,7 +133,8 @@ def evaluate(entries: list[CorpusEntry], redactor: Redactor) -> Evaluation:
     scores = {t: TypeScore(tp[t], fp[t], fn[t]) for t in PiiType}
     total = TypeScore(sum(tp.values()), sum(fp.values()), sum(fn.values()))
     negatives = sum(entry.is_negative for entry in entries)
-    return Evaluation(scores, total, leaked, altered, len(entries), negatives)
+    leaks_by_type = Counter(span.type for _, span in leaked)
+    return Evaluation(scores, total, {t: leaks_by_type[t] for t in PiiType}, leaked, altered, len(entries), negatives)
 
 
 def render_report(result: Evaluation, corpus: Path) -> str:
@@ -123,20 +143,22 @@ def render_report(result: Evaluation, corpus: Path) -> str:
         "",
         f"Corpus `{corpus.name}`: {result.messages} messages, {result.negatives} of them hard negatives "
         "(order/tracking numbers, prices, dates, hotlines, model numbers, checksum failures, 11-digit "
-        "non-mobiles, digits glued to letters). Exact-span matching: type, start and end must all agree.",
+        "non-mobiles, digits glued to letters). Exact-span matching: type, start and end must all agree. "
+        "A leak is a labelled value that no redacted span covers (a span cut differently but covering the "
+        "value counts as FP + FN, not as a leak).",
         "",
-        "The corpus was written alongside the recognizers, so these figures show that the designed cases hold; "
-        "they are not an estimate of accuracy on live traffic.",
+        _ABOUT.get(corpus.name, ""),
         "",
-        "| type | labelled | TP | FP | FN | precision | recall |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| type | labelled | TP | FP | FN | precision | recall | leaks |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rows = [*((t.value, s) for t, s in result.scores.items()), ("**all**", result.total)]
-    for name, score in rows:
+    rows = [(t.value, s, result.leaks_by_type[t]) for t, s in result.scores.items()]
+    rows.append(("**all**", result.total, len(result.leaked)))
+    for name, score, leaks in rows:
         labelled = score.true_positives + score.false_negatives
         lines.append(
             f"| {name} | {labelled} | {score.true_positives} | {score.false_positives} | "
-            f"{score.false_negatives} | {score.precision:.3f} | {score.recall:.3f} |"
+            f"{score.false_negatives} | {score.precision:.3f} | {score.recall:.3f} | {leaks} |"
         )
     lines += [
         "",
@@ -145,15 +167,25 @@ def render_report(result: Evaluation, corpus: Path) -> str:
     ]
     lines += [f"  - leak in {entry_id}: {span.type.value} {span.value!r}" for entry_id, span in result.leaked]
     lines += [f"  - altered: {entry_id}" for entry_id in result.altered_negatives]
-    lines += ["", "Regenerate with `python -m python_backends.pii.evaluate`.", ""]
+    lines += ["", f"Regenerate with `python -m python_backends.pii.evaluate --corpus {_relative(corpus)}`.", ""]
     return "\n".join(lines)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPORTS.parents[1]))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus", type=Path, default=CORPUS_PATH)
-    parser.add_argument("--report", type=Path, default=REPORT_PATH)
+    parser.add_argument("--report", type=Path, default=None, help="default: perf/reports/pii_accuracy[_split].md")
     args = parser.parse_args(argv)
+    if args.report is None:
+        split = args.corpus.stem.removeprefix("corpus").removeprefix("_")
+        args.report = REPORTS / (f"pii_accuracy_{split}.md" if split else "pii_accuracy.md")
     result = evaluate(load_corpus(args.corpus), Redactor())
     report = render_report(result, args.corpus)
     print(report)

@@ -16,6 +16,8 @@ class PiiType(StrEnum):
     EMAIL = "email"
     PASSPORT = "passport"
     LICENSE_PLATE = "license_plate"
+    ADDRESS = "address"
+    NAME = "name"
 
 
 ALL_TYPES: frozenset[PiiType] = frozenset(PiiType)

@@ -18,7 +18,7 @@ class Redactor:
         self.config = config or RedactionConfig()
         rules = self.config.rules
         self._rules = rules.types
-        self._scanner = PiiScanner(self.config.enabled_types, ContextClassifier(rules))
+        self._scanner = PiiScanner(self.config.enabled_types, ContextClassifier(rules), rules)
 
     def find_pii(self, text: str) -> list[PiiSpan]:
         """Every value in `text`, left to right, with offsets into `text`."""
@@ -59,17 +59,17 @@ class Redactor:
         keep_from = tail.start() if tail and tail.end() == len(folded) else len(folded)
         keep_from = max(keep_from, keep_until)
         middle = "".join(
-            self.config.mask_char if folded_char.isascii() and folded_char.isalnum() else char
+            self.config.mask_char if folded_char.isalnum() else char
             for char, folded_char in zip(value[keep_until:keep_from], folded[keep_until:keep_from], strict=True)
         )
         return value[:keep_until] + middle + value[keep_from:]
 
+    @property
+    def scanner(self) -> PiiScanner:
+        return self._scanner
+
     def _hits(self, folded: str, pos: int, stop: int) -> list[Hit]:
-        hits: list[Hit] = []
-        while (hit := self._scanner.next_hit(folded, pos, stop)) is not None:
-            hits.append(hit)
-            pos = hit.end
-        return hits
+        return self._scanner.hits(folded, pos, stop)
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import yaml
 
+from python_backends.prompt.control_tokens import ControlTokenEscaper
+
 DEFAULT_SYSTEM_PROMPTS = Path(__file__).parent / "data" / "system_prompts.yaml"
+# Heads the caller's own system text (OpenAI `system` messages), after the platform's per-intent prompt.
+CALLER_INSTRUCTIONS_HEADER = "以下是调用方提供的补充说明，仅在不违背上述要求时遵循："
+_CALLER_TEXT = ControlTokenEscaper()  # ChatML's control tokens; the builder's tokenizer-derived escaper once merged
 ROLES = ("user", "assistant")
 
 RenderChat = Callable[[list[dict[str, str]], bool], str]
@@ -101,12 +106,28 @@ class PromptBuilder:
             kept.pop(0)
         return kept
 
-    def build(self, message: str, history: Sequence[ChatMessage] = (), intent: str | None = None) -> str:
+    def system_content(self, intent: str | None, instructions: str | None = None) -> str:
+        """The platform's prompt for the intent, then the caller's instructions as inert, subordinate text."""
+        base = self.system_prompt(intent)
+        extra = (instructions or "").strip()
+        if not extra:
+            return base
+        if len(extra) > self.config.max_message_chars:
+            raise PromptError(f"instructions are {len(extra)} characters; the limit is {self.config.max_message_chars}")
+        return f"{base}\n\n{CALLER_INSTRUCTIONS_HEADER}\n{_CALLER_TEXT.escape(extra)}"
+
+    def build(
+        self,
+        message: str,
+        history: Sequence[ChatMessage] = (),
+        intent: str | None = None,
+        instructions: str | None = None,
+    ) -> str:
         text = message.strip()
         if not text:
             raise PromptError("text_input is empty")
         if len(message) > self.config.max_message_chars:
             raise PromptError(f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}")
-        messages = [ChatMessage("system", self.system_prompt(intent)), *self.trim_history(history)]
+        messages = [ChatMessage("system", self.system_content(intent, instructions)), *self.trim_history(history)]
         messages.append(ChatMessage("user", text))
         return self._render([m.as_dict() for m in messages], self.config.enable_thinking)

@@ -129,6 +129,38 @@ def test_ensemble_takes_history(client: PipelineClient) -> None:
     assert ask(client, "还有别的吗", streaming=False, history=history).text() != plain
 
 
+def test_ensemble_streams_the_llms_token_counts(client: PipelineClient) -> None:
+    """prompt_tokens is the same on every response; completion_tokens grows to the total, which matches the
+    non-streaming reply's and the length limit when the reply was cut by it."""
+    streamed = ask(client, "我要退款，订单还没发货", streaming=True, max_tokens=8)
+    single = ask(client, "我要退款，订单还没发货", streaming=False, max_tokens=8)
+    prompts = {r["prompt_tokens"] for r in streamed.responses}
+    counts = [r["completion_tokens"] for r in streamed.responses]
+    assert len(prompts) == 1 and prompts.pop() > 20
+    assert counts == sorted(counts) and counts[-1] == 8 and streamed.last["finish_reason"] == "length"
+    assert (single.last["prompt_tokens"], single.last["completion_tokens"]) == (streamed.last["prompt_tokens"], 8)
+
+
+def test_ensemble_takes_caller_instructions_and_sampling_inputs(client: PipelineClient) -> None:
+    """instructions lengthen the prompt; a stop string cuts the greedy answer; penalties and seed are accepted."""
+    plain = ask(client, "快递到哪了", streaming=False, max_tokens=12)
+    instructed = ask(client, "快递到哪了", streaming=False, max_tokens=12, instructions="请用英文回答。")
+    assert instructed.last["prompt_tokens"] > plain.last["prompt_tokens"]
+    text = plain.text()
+    stop = text[3:5]
+    cut = ask(client, "快递到哪了", streaming=False, max_tokens=12, stop=[stop])
+    assert cut.text() == text[: text.index(stop)]
+    extras = {
+        "presence_penalty": 1.0,
+        "frequency_penalty": 0.5,
+        "temperature": 0.8,
+        "top_p": 0.9,
+        "seed": np.array([5], dtype=np.uint64),
+    }
+    first, second = (ask(client, "快递到哪了", streaming=False, max_tokens=12, **extras).text() for _ in range(2))
+    assert first == second
+
+
 def test_ensemble_over_http_generate_and_generate_stream(triton_http_url: str) -> None:
     """curl-style HTTP: /generate answers once; /generate_stream sends server-sent events."""
     body = {"text_input": "你好", "streaming": False, "max_tokens": 6}

@@ -66,6 +66,27 @@ class InferenceRequest:
         return self.sender
 
 
+class _Metric:
+    def __init__(self, family: MetricFamily, labels: dict[str, str]) -> None:
+        self.family, self.labels = family, labels
+
+    def increment(self, value: float) -> None:
+        key = tuple(sorted(self.labels.items()))
+        self.family.values[key] = self.family.values.get(key, 0) + value
+
+
+class MetricFamily:
+    COUNTER = "counter"
+    FAMILIES: dict[str, MetricFamily] = {}
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.values: dict[tuple[tuple[str, str], ...], float] = {}
+        MetricFamily.FAMILIES[name] = self
+
+    def Metric(self, labels: dict[str, str]) -> _Metric:  # noqa: N802 - Triton's spelling
+        return _Metric(self, labels)
+
+
 def _array(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value

@@ -271,3 +271,44 @@ def test_auto_picks_llamacpp_for_a_gguf_folder_and_hf_for_a_plain_hf_folder(
     assert engine_kind(ModelParameters({"engine": "hf", "checkpoint_dir": str(gguf_folder)})) == "hf"
     with pytest.raises(FileNotFoundError, match="one .gguf file and its tokenizer files"):
         resolve_checkpoint(str(tmp_path))
+def test_token_counts_follow_the_contract(engine: LLMEngine, tokenizer: Any) -> None:
+    """prompt_tokens is the prompt's tokenization on every output; completion_tokens grows to the generated total,
+    which equals the final text's token count (no end-of-turn token counted)."""
+    text = chat(tokenizer, "你好，请问怎么退货？")
+    expected_prompt = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    outputs = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=6, temperature=0)))
+    assert {o.prompt_tokens for o in outputs} == {expected_prompt}
+    counts = [o.completion_tokens for o in outputs]
+    assert counts == sorted(counts) and 1 <= counts[-1] <= 6
+    if outputs[-1].finish_reason is FinishReason.LENGTH:
+        assert counts[-1] == 6
+
+
+def test_token_counts_stop_at_the_stop_string_and_at_a_cancel(engine: LLMEngine, tokenizer: Any) -> None:
+    """A stop string ends the count at the token that completed it; a cancelled request keeps what it generated."""
+    text = chat(tokenizer, "你好，请问怎么退货？")
+    full = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=16, temperature=0)))
+    reply = text_of(full)
+    stop = reply[len(reply) // 2 :][:2]
+    cut = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=16, temperature=0, stop=(stop,))))
+    assert cut[-1].finish_reason is FinishReason.STOP and text_of(cut) == reply[: reply.index(stop)]
+    assert 1 <= cut[-1].completion_tokens < full[-1].completion_tokens
+    handle = engine.submit(GenerationRequest(text, SamplingParams(max_tokens=400, temperature=0)))
+    stream = handle.outputs(timeout=60)
+    seen = next(stream).completion_tokens
+    handle.cancel()
+    final = list(stream)[-1]
+    assert final.finish_reason is FinishReason.CANCELLED and seen <= final.completion_tokens < 400
+
+
+def test_repetition_penalties_reach_the_engine(engine: LLMEngine, tokenizer: Any) -> None:
+    """Penalties are applied, not just accepted: a negative frequency penalty (which rewards repeats) turns the tiny
+    model's repeat-free greedy answer into one that repeats its tokens."""
+    text = chat(tokenizer, "重复")
+    plain = text_of(generate(engine, GenerationRequest(text, SamplingParams(max_tokens=24, temperature=0))))
+    plain_ids = tokenizer(plain, add_special_tokens=False)["input_ids"]
+    assert len(set(plain_ids)) == len(plain_ids)  # precondition: no repeats without penalties
+    rewarded = SamplingParams(max_tokens=24, temperature=0, frequency_penalty=-2.0, presence_penalty=-2.0)
+    repeated = text_of(generate(engine, GenerationRequest(text, rewarded)))
+    repeated_ids = tokenizer(repeated, add_special_tokens=False)["input_ids"]
+    assert len(set(repeated_ids)) < len(repeated_ids)

@@ -40,7 +40,7 @@ class MemorySessions:
     async def touch(self, session_id: str) -> None:
         pass
 
-    async def start_reply(self, session_id: str, message_id: str, source: str) -> None:
+    async def start_reply(self, session_id: str, message_id: str, source: str, variant: str | None = None) -> None:
         self.replies[message_id] = {"status": "streaming"}
 
     async def update_reply(self, message_id: str, **fields: str) -> None:

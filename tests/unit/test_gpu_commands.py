@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from engine_build.cli import build_parser
-from engine_build.gpu.commands import EngineSpec, QuantizeSpec, engine_commands, quantize_commands
+from engine_build.gpu.commands import (
+    MODELOPT_CALIB_DATASETS,
+    EngineSpec,
+    QuantizeSpec,
+    engine_commands,
+    quantize_commands,
+)
 
 
 def flags(argv: tuple[str, ...]) -> dict[str, str | None]:
@@ -26,9 +32,13 @@ def flags(argv: tuple[str, ...]) -> dict[str, str | None]:
     return out
 
 
-@pytest.mark.parametrize("qformat", ["int4_awq", "int8_wo", "fp8"])
+@pytest.mark.parametrize("qformat", ["int4_awq", "fp8"])
 def test_modelopt_ptq_command(qformat: str) -> None:
-    """hf_ptq.py from the BF16 source, with the format, KV cache format, calibration size and export path."""
+    """hf_ptq.py from the BF16 source, with the format, KV cache format, calibration size, export path and format.
+
+    `--export_fmt hf` is explicit: ModelOpt up to 0.35 defaults to the TensorRT-LLM checkpoint format, which
+    `tensorrt_llm.LLM` cannot load (hf_ptq.py at tags 0.33.1 and 0.35.1: `default="tensorrt_llm"`).
+    """
     (command,) = quantize_commands(
         QuantizeSpec(Path("/models/Qwen3-14B"), Path(f"/models/q-{qformat}"), qformat, "fp8", 256)
     )
@@ -39,6 +49,7 @@ def test_modelopt_ptq_command(qformat: str) -> None:
         "--kv_cache_qformat": "fp8",
         "--calib_size": "256",
         "--export_path": f"/models/q-{qformat}",
+        "--export_fmt": "hf",
     }
     assert Path(f"/models/q-{qformat}/hf_quant_config.json") in command.writes
 
@@ -53,17 +64,35 @@ def test_modelopt_optional_flags() -> None:
 
 
 def test_pytorch_runtime_refuses_legacy_formats() -> None:
-    with pytest.raises(ValueError, match="not a pytorch-runtime format"):
+    with pytest.raises(ValueError, match="not a format of the pytorch runtime"):
         QuantizeSpec(Path("/s"), Path("/o"), "int4_wo")
-    with pytest.raises(ValueError, match="not an engine-runtime format"):
+    with pytest.raises(ValueError, match="not a format of the engine runtime"):
         EngineSpec(Path("/s"), Path("/o"), "int4_awq")
+
+
+def test_pytorch_runtime_refuses_int8_weight_only() -> None:
+    """W8A16 is not quantizable for TensorRT-LLM 1.1's PyTorch runtime; the message names the engine path."""
+    refused = r"int8_wo \(W8A16\) is not supported on the PyTorch runtime.*--runtime engine"
+    with pytest.raises(ValueError, match=refused):
+        QuantizeSpec(Path("/s"), Path("/o"), "int8_wo")
+    EngineSpec(Path("/s"), Path("/o"), "int8_wo")  # the compiled-engine path keeps INT8 weight-only
+
+
+def test_calibration_dataset_must_be_one_modelopt_knows() -> None:
+    """ModelOpt streams calibration data by name only; a path or unknown name fails inside hf_ptq.py, so refuse it."""
+    (command,) = quantize_commands(QuantizeSpec(Path("/s"), Path("/o"), calib_dataset="pile"))
+    assert flags(command.argv)["--dataset"] == "pile"
+    assert "cnn_dailymail" in MODELOPT_CALIB_DATASETS
+    with pytest.raises(ValueError, match="not a dataset ModelOpt knows"):
+        QuantizeSpec(Path("/s"), Path("/o"), calib_dataset="/data/my_chats.jsonl")
 
 
 @pytest.mark.parametrize(("qformat", "precision"), [("int8_wo", "int8"), ("int4_wo", "int4")])
 def test_legacy_engine_commands(qformat: str, precision: str) -> None:
     """convert_checkpoint.py weight-only, then trtllm-build with paged KV, packed input, paged context FMHA."""
     convert, build = engine_commands(EngineSpec(Path("/models/Qwen3-14B"), Path("/models/e"), qformat))
-    assert convert.argv[1] == "/opt/TensorRT-LLM/examples/models/core/qwen/convert_checkpoint.py"
+    # The Triton TensorRT-LLM image carries the examples of its own TensorRT-LLM in /app/examples.
+    assert convert.argv[1] == "/app/examples/models/core/qwen/convert_checkpoint.py"
     assert flags(convert.argv) == {
         "--model_dir": "/models/Qwen3-14B",
         "--output_dir": "/models/e/tllm_checkpoint",
@@ -151,6 +180,47 @@ def test_engine_dry_run_renders_with_the_engine_dir(capsys: pytest.CaptureFixtur
     assert "--checkpoint /models/Qwen3-14B" in render and "--set engine_dir=/models/e/engine" in render
 
 
+def test_quantize_refuses_int8_wo_on_the_pytorch_runtime(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Exit code 2 and a sentence naming the supported alternatives, before anything is planned or written."""
+    out = tmp_path / "q"
+    code, text = run_cli(["quantize", "--source", "/s", "--out", str(out), "--qformat", "int8_wo"], capsys)
+    assert code == 2 and not out.exists()
+    assert "error: int8_wo (W8A16) is not supported on the PyTorch runtime" in text and "would run" not in text
+    code, text = run_cli(
+        ["quantize", "--runtime", "engine", "--qformat", "int8_wo", "--source", "/s", "--out", str(out), "--dry-run"],
+        capsys,
+    )
+    assert code == 0 and "--weight_only_precision int8" in text
+
+
+def test_quantize_rejects_an_unknown_calibration_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["quantize", "--source", "/s", "--out", "/o", "--calib-dataset", "my_chats"])
+    assert "invalid choice: 'my_chats'" in capsys.readouterr().err
+
+
+def test_check_refuses_an_unsupported_runtime_and_precision(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`check` says a PyTorch-runtime int8_wo plan will not work; the same precision passes for an engine."""
+    code, text = run_cli(
+        ["check", "--checkpoint", str(tmp_path), "--precision", "int8_wo", "--runtime", "pytorch", "--dry-run"], capsys
+    )
+    assert code == 1 and "problem: int8_wo (W8A16) is not supported on the PyTorch runtime" in text
+    source = tmp_path / "Qwen3-14B"
+    source.mkdir()
+    (source / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
+    (source / "model.safetensors").write_bytes(b"")
+    (source / "tokenizer.json").write_text("{}")
+    code, text = run_cli(
+        ["check", "--checkpoint", str(source), "--precision", "int8_wo", "--gpu-memory-gib", "79.6"], capsys
+    )
+    assert code == 1 and "not supported on the PyTorch runtime" in text  # the default runtime is pytorch
+    code, text = run_cli(
+        ["check", "--checkpoint", str(source), "--precision", "int8_wo", "--runtime", "engine", "--gpu-memory-gib=80"],
+        capsys,
+    )
+    assert code == 0 and "int8_wo weights" in text
+
+
 def test_check_dry_run_names_the_gpu_query(capsys: pytest.CaptureFixture[str]) -> None:
     code, text = run_cli(["check", "--checkpoint", "/models/q", "--dry-run"], capsys)
     assert code == 0
@@ -197,6 +267,9 @@ def test_gpu_smoke_script_is_valid_bash() -> None:
     text = script.read_text(encoding="utf-8")
     assert "python3 -m engine_build quantize" in text and "render --profile gpu" in text
     assert 'async_stream_infer("customer_service"' in text
+    # The runtime/precision pair is checked before an hour of quantization, and the image's packages stay put.
+    assert '--precision "$QFORMAT" --runtime "$RUNTIME"' in text
+    assert "bash docker/triton/image_constraints.sh" in text and "pip freeze" not in text
 
 
 def test_engine_render_never_promises_more_than_the_engine_was_built_for(tmp_path: Path) -> None:
@@ -206,3 +279,12 @@ def test_engine_render_never_promises_more_than_the_engine_was_built_for(tmp_pat
     values = render_overrides(0.85, 64, tmp_path / "engine", max_input_len=4096, max_seq_len=6144)
     assert values["llm_max_input_tokens"] == "4096" and values["llm_max_tokens_limit"] == "2048"
     assert "llm_max_input_tokens" not in render_overrides(0.85, 64, None, 4096, 6144)
+
+
+def test_guide_uses_the_image_examples_and_a_pinned_model_optimizer() -> None:
+    """No TensorRT-LLM clone (the image has /app/examples); Model Optimizer is cloned at the installed version's tag."""
+    guide = (Path(__file__).resolve().parents[2] / "docker" / "DEPLOY_GPU.md").read_text(encoding="utf-8")
+    assert "github.com/NVIDIA/TensorRT-LLM" not in guide and "/app/examples" in guide
+    clone = next(line for line in guide.splitlines() if line.startswith("git clone"))
+    assert '--branch "$(pip show nvidia-modelopt' in clone
+    assert "--export_fmt hf" in guide and "--qformat int8_wo | fp8" not in guide

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
@@ -99,6 +100,28 @@ def test_llm_streams_each_output_and_flags_only_the_last_final(rendered: Path, m
     assert engine.requests[0].sampling.max_tokens == 7 and engine.requests[0].streaming
 
 
+def test_llm_sends_token_counts_and_feeds_the_token_counters(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every response carries prompt/completion token counts; the final one's totals go to Triton's counters."""
+    pb.MetricFamily.FAMILIES.clear()
+    outputs = [
+        GenerationOutput("你", prompt_tokens=9, completion_tokens=1),
+        GenerationOutput("好", FinishReason.STOP, 5, None, 9, 2),
+    ]
+    model, engine = llm_model(rendered, monkeypatch, outputs)
+    request = pb.InferenceRequest(
+        text_input="prompt", sampling_param_presence_penalty=np.array([0.5], dtype=np.float32)
+    )
+    model.execute([request, pb.InferenceRequest(text_input="again")])
+    sent = request.sender.sent
+    assert [int(r.outputs["prompt_tokens"][0]) for r, _ in sent] == [9, 9]
+    assert [int(r.outputs["completion_tokens"][0]) for r, _ in sent] == [1, 2]
+    assert engine.requests[0].sampling.presence_penalty == 0.5
+    assert engine.requests[0].sampling.repetition_penalty == pytest.approx(1.1)  # the CPU profile's default
+    families, engine = pb.MetricFamily.FAMILIES, (("engine", "hf"),)
+    assert families["llm_prompt_tokens_total"].values[engine] == 18  # two requests, each counted once
+    assert families["llm_completion_tokens_total"].values[engine] == 4
+
+
 def test_llm_refuses_a_bad_request_with_a_final_error(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty prompt gets one error response flagged FINAL; the next request in the batch is still served."""
     model, engine = llm_model(rendered, monkeypatch, [GenerationOutput("ok", FinishReason.STOP)])
@@ -144,6 +167,14 @@ def test_pii_filter_redacts_one_shot_and_per_stream(rendered: Path) -> None:
     )
     assert first.text("text_output") == "电话"
     assert second.text("text_output") == "[手机号]" and second.text("intent") == "x"
+    (counted,) = model.execute(
+        [
+            pb.InferenceRequest(
+                text_input="好", stream_id="t", chunk_index=0, prompt_tokens=np.int32(7), completion_tokens=np.int32(3)
+            )
+        ]
+    )
+    assert (int(counted.outputs["prompt_tokens"][0]), int(counted.outputs["completion_tokens"][0])) == (7, 3)
 
 
 def test_intent_adapter_isolates_a_bad_request(rendered: Path) -> None:

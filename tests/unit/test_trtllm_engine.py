@@ -27,6 +27,7 @@ from python_backends.llm.trtllm_engine import (
     CumulativeText,
     TrtLlmEngine,
     TrtLlmEngineConfig,
+    completion_token_count,
     load_llm,
     sampling_kwargs,
 )
@@ -57,6 +58,9 @@ class FakeSamplingParams:
     top_p: float | None = None
     seed: int | None = None
     temperature: float | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     detokenize: bool = True
     add_special_tokens: bool = True
     skip_special_tokens: bool = True
@@ -79,6 +83,7 @@ class Completion:
 class Output:
     outputs: list[Completion]
     finished: bool
+    prompt_token_ids: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3])
 
 
 Step = tuple[str, str | None]  # cumulative text, finish reason (None while running)
@@ -388,3 +393,42 @@ def _wait_for(condition: Any, deadline_s: float = TIMEOUT) -> bool:
             return True
         done.wait(0.01)
     return bool(condition())
+
+
+# ---- token counts and repetition control ---------------------------------------------------------------------
+def test_token_counts_come_from_the_runtime_per_the_contract(engine: TrtLlmEngine) -> None:
+    """prompt_tokens is RequestOutput.prompt_token_ids' length on every output; completion_tokens is the cumulative
+    token_ids' length, growing to the total on the final output."""
+    script(engine.llm, FakeResult([("a", None), ("ab", None), ("abc", "stop")]))
+    outputs = collect(engine.submit(request()))
+    assert [o.prompt_tokens for o in outputs] == [3, 3, 3]
+    assert [o.completion_tokens for o in outputs] == [1, 2, 3]
+
+
+def test_cancelled_request_keeps_the_count_it_reached(engine: TrtLlmEngine) -> None:
+    """An aborted result reports no token ids; the count never goes back down."""
+    result = FakeResult([("a", None), ("ab", None), ("abc", None)], block_after=2)
+    script(engine.llm, result)
+    handle = engine.submit(request())
+    outputs = handle.outputs(timeout=TIMEOUT)
+    assert [next(outputs).completion_tokens for _ in range(2)] == [1, 2]
+    handle.cancel()
+    final = list(outputs)[-1]
+    assert final.finish_reason is FinishReason.CANCELLED and final.completion_tokens == 2
+
+
+def test_end_ids_are_not_counted_as_completion_tokens() -> None:
+    """Whether or not the runtime reports the end-of-turn token, the count is the same as the CPU engine's."""
+    assert completion_token_count([5, 6, IM_END_ID], (IM_END_ID, ENDOFTEXT_ID)) == 2
+    assert completion_token_count([5, 6], (IM_END_ID, ENDOFTEXT_ID)) == 2
+    assert completion_token_count(None, (IM_END_ID,)) == 0
+
+
+def test_repetition_penalties_map_to_tensorrt_llm_fields(engine: TrtLlmEngine) -> None:
+    """presence/frequency/repetition penalties reach tensorrt_llm.SamplingParams under its own field names."""
+    script(engine.llm, FakeResult([("ok", "stop")]))
+    collect(engine.submit(request(presence_penalty=0.5, frequency_penalty=-0.25, repetition_penalty=1.1)))
+    params = engine.llm.calls[0][1]
+    assert (params.presence_penalty, params.frequency_penalty, params.repetition_penalty) == (0.5, -0.25, 1.1)
+    off = sampling_kwargs(SamplingParams(), 10, (IM_END_ID,))
+    assert not {"presence_penalty", "frequency_penalty", "repetition_penalty"} & set(off)

@@ -1,7 +1,8 @@
 """Triton adapter for the `llm` model (decoupled): submits to the engine, streams its outputs back.
 
 Every request ends with TRITONSERVER_RESPONSE_COMPLETE_FINAL, on the error path too; a client that goes away
-(`is_cancelled`, polled by a watcher thread) stops its generation within a poll interval.
+(`is_cancelled`, polled by a watcher thread) stops its generation within a poll interval. Every response carries
+the token counts; the final one's feed Triton's `llm_prompt_tokens_total` / `llm_completion_tokens_total`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class TritonPythonModel:
         self.max_tokens_limit = params.get_int("max_tokens_limit", 2048)
         self.engine = build_engine(params)
         self.watcher = CancellationWatcher(interval=params.get_float("cancel_poll_seconds", 0.5))
+        self.engine_name = params.get_str("engine", "hf") or "hf"
+        self.prompt_tokens = triton_io.Counter("llm_prompt_tokens_total", "Prompt tokens the llm consumed", "engine")
+        self.completion_tokens = triton_io.Counter("llm_completion_tokens_total", "Tokens the llm generated", "engine")
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
@@ -63,6 +67,9 @@ class TritonPythonModel:
         counter = iter(range(1 << 31))
 
         def send(output: GenerationOutput) -> None:
+            if output.finished:
+                self.prompt_tokens.increment(self.engine_name, output.prompt_tokens)
+                self.completion_tokens.increment(self.engine_name, output.completion_tokens)
             if output.error:
                 sender.send(triton_io.error_response(output.error), flags=triton_io.FINAL_FLAG)
                 return
@@ -73,6 +80,8 @@ class TritonPythonModel:
                 stream_id=stream_id,
                 chunk_index=next(counter),
                 request_metadata=metadata,
+                prompt_tokens=output.prompt_tokens,
+                completion_tokens=output.completion_tokens,
             )
             sender.send(response, flags=triton_io.FINAL_FLAG if output.finished else 0)
 

@@ -38,6 +38,9 @@ class TritonPythonModel:
                         text_output=safe,
                         finish_reason=finish_reason,
                         intent=triton_io.read_text(request, "intent") or "",
+                        # the llm's token counts ride through unchanged (0 when called without them)
+                        prompt_tokens=triton_io.read_scalar(request, "prompt_tokens") or 0,
+                        completion_tokens=triton_io.read_scalar(request, "completion_tokens") or 0,
                     )
                 )
             except triton_io.InvalidInputError as exc:

@@ -49,7 +49,9 @@ class TritonPythonModel:
             try:
                 message = triton_io.read_text(request, "message") or ""
                 history = parse_history(triton_io.read_text(request, "history"), self.builder.config.max_history_chars)
-                prompt = self.builder.build(message, history, triton_io.read_text(request, "intent"))
+                intent = triton_io.read_text(request, "intent")
+                instructions = triton_io.read_text(request, "instructions")  # a client's system text, untrusted
+                prompt = self.builder.build(message, history, intent, instructions)
                 responses.append(self.encoder.response(prompt=prompt))
             except (triton_io.InvalidInputError, PromptError) as exc:
                 responses.append(triton_io.error_response(str(exc)))

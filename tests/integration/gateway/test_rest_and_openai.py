@@ -47,7 +47,7 @@ async def test_openai_sdk_non_streaming(gateway: str) -> None:
     completion = await client.chat.completions.create(
         model="customer_service",
         messages=[
-            {"role": "system", "content": "ignored: the ensemble has its own system prompts"},
+            {"role": "system", "content": "回答要简短。"},
             {"role": "user", "content": "你好"},
             {"role": "assistant", "content": "您好，请问有什么可以帮您？"},
             {"role": "user", "content": "我想退货"},

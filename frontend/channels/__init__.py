@@ -1,0 +1,1 @@
+"""Messaging channels outside the web page (WeChat Official Accounts, WeCom) over the same conversation pipeline."""
