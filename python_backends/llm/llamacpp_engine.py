@@ -85,7 +85,8 @@ class _Sequence:
     seq_id: int = -1
     prefilled: int = 0  # prompt tokens already in the KV cache
     last_token: int = -1
-    generated: int = 0
+    generated: int = 0  # sampled tokens, an ending end-of-turn token included
+    completion_tokens: int = 0  # the token-count contract's count: end-of-turn tokens excluded
     first_token_time_ns: int = 0
     utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
     held_text: list[str] = field(default_factory=list)
@@ -93,6 +94,12 @@ class _Sequence:
     @property
     def decoding(self) -> bool:
         return self.prefilled == len(self.prompt_ids)
+
+    def output(self, text: str, reason: FinishReason | None = None, error: str | None = None) -> GenerationOutput:
+        """An output carrying this request's token counts (the contract in `types`)."""
+        return GenerationOutput(
+            text, reason, self.first_token_time_ns, error, len(self.prompt_ids), self.completion_tokens
+        )
 
 
 class LlamaCppEngine:
@@ -197,7 +204,8 @@ class LlamaCppEngine:
                 self._fail_all(f"generation failed: {exc}")
         self._fail_all(None)
         while not self._incoming.empty():
-            self._incoming.get_nowait().handle.emit(GenerationOutput("", FinishReason.CANCELLED))
+            seq = self._incoming.get_nowait()
+            seq.handle.emit(seq.output("", FinishReason.CANCELLED))
 
     def _take_incoming(self) -> list[_Sequence]:
         taken: list[_Sequence] = []
@@ -209,10 +217,10 @@ class LlamaCppEngine:
                 break
             taken.append(seq)
             if seq.handle.cancelled:
-                seq.handle.emit(GenerationOutput("", FinishReason.CANCELLED))
+                seq.handle.emit(seq.output("", FinishReason.CANCELLED))
                 continue
             seq.seq_id = self._free_seq_ids.pop()
-            seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab)
+            seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, self.max_positions)
             self._active.append(seq)
         return taken
 
@@ -259,6 +267,7 @@ class LlamaCppEngine:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(seq, self._drain(seq), FinishReason.STOP)
             return
+        seq.completion_tokens += 1
         text = seq.stopper.feed(seq.utf8.decode(self._token_bytes(token)))
         if seq.stopper.stopped:
             self._finish(seq, text, FinishReason.STOP)
@@ -267,7 +276,7 @@ class LlamaCppEngine:
             self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
         elif text:
             if seq.request.streaming:
-                seq.handle.emit(GenerationOutput(text, None, seq.first_token_time_ns))
+                seq.handle.emit(seq.output(text))
             else:
                 seq.held_text.append(text)
 
@@ -293,7 +302,7 @@ class LlamaCppEngine:
         if not seq.request.streaming:
             text = "".join(seq.held_text) + text
         logger.info("request %s %s after %d tokens", seq.request.request_id or "-", reason.value, seq.generated)
-        seq.handle.emit(GenerationOutput(text, reason, seq.first_token_time_ns, error))
+        seq.handle.emit(seq.output(text, reason, error))
 
     def _release_finished(self) -> None:
         keep = []
@@ -327,10 +336,26 @@ def _put(batch: Any, n: int, token: int, position: int, seq_id: int, logits: boo
     return n + 1
 
 
-def _sampler_chain(sampling: SamplingParams, n_vocab: int) -> Any:
-    """llama.cpp's sampler order (as in its `common` sampling): penalties, top-k, top-p, temperature, draw."""
+def _sampler_chain(sampling: SamplingParams, n_vocab: int, prompt_ids: list[int], window: int) -> Any:
+    """llama.cpp's sampler order (as in its `common` sampling): penalties, top-k, top-p, temperature, draw.
+
+    Penalties keep `types.SamplingParams`' semantics: the repetition penalty sees prompt and generated tokens (its
+    sampler is fed the prompt first), presence/frequency only generated ones (a second sampler, fed nothing).
+    """
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = llama_cpp.llama_sampler_chain_add
+    if sampling.repetition_penalty != 1.0:
+        repeat = llama_cpp.llama_sampler_init_penalties(n_vocab, window, sampling.repetition_penalty, 0.0, 0.0)
+        for token in prompt_ids:
+            llama_cpp.llama_sampler_accept(repeat, token)
+        add(chain, repeat)
+    if sampling.presence_penalty or sampling.frequency_penalty:
+        add(
+            chain,
+            llama_cpp.llama_sampler_init_penalties(
+                n_vocab, window, 1.0, sampling.frequency_penalty, sampling.presence_penalty
+            ),
+        )
     if sampling.greedy:
         add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
