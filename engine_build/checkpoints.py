@@ -1,7 +1,8 @@
 """Checkpoints prepared offline (no model hub here): a tiny seeded Qwen3 for tests, SmolLM2 for `make run`.
 
 Each builder writes a complete Hugging Face folder (config, safetensors weights, tokenizer, generation
-config) and is skipped when its folder is already complete, so `make setup` stays fast on a second run.
+config) plus `model.gguf` for the llama.cpp engine, and is skipped when its folder is already complete, so
+`make setup` stays fast on a second run.
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
 COMPLETE_MARKER = ".complete"
 
 
+GGUF_NAME = "model.gguf"
+
+
 @dataclass(frozen=True)
 class PreparedCheckpoint:
+    """A Hugging Face folder (`build`) plus the GGUF file the llama.cpp engine loads (`add_gguf`)."""
+
     name: str
     description: str
     build: Callable[[Path], None]
+    add_gguf: Callable[[Path], None]
 
 
 def build_qwen3_tiny(out_dir: Path) -> None:
@@ -84,6 +91,20 @@ def smollm2_gguf_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def convert_qwen3_tiny(folder: Path) -> None:
+    """float32, like the HF weights, so both CPU engines compute with the same numbers."""
+    from engine_build.gguf import convert_to_gguf
+
+    convert_to_gguf(folder, folder / GGUF_NAME, "f32")
+
+
+def copy_smollm2_gguf(folder: Path) -> None:
+    """The packaged Q4_1 file as it is: the same weights llama.cpp users run."""
+    partial = folder / (GGUF_NAME + ".partial")
+    shutil.copyfile(smollm2_gguf_path(), partial)
+    partial.rename(folder / GGUF_NAME)
+
+
 def build_smollm2(out_dir: Path) -> None:
     """Real SmolLM2-135M-Instruct weights: dequantize the packaged GGUF once into a safetensors folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,22 +136,32 @@ def build_smollm2(out_dir: Path) -> None:
 PREPARED: dict[str, PreparedCheckpoint] = {
     c.name: c
     for c in (
-        PreparedCheckpoint("qwen3-tiny", "Qwen3 arch, random weights, real tokenizer (tests)", build_qwen3_tiny),
-        PreparedCheckpoint("smollm2-135m-instruct", "real SmolLM2-135M-Instruct weights (CPU default)", build_smollm2),
+        PreparedCheckpoint(
+            "qwen3-tiny", "Qwen3 arch, random weights, real tokenizer (tests)", build_qwen3_tiny, convert_qwen3_tiny
+        ),
+        PreparedCheckpoint(
+            "smollm2-135m-instruct",
+            "real SmolLM2-135M-Instruct weights (CPU default)",
+            build_smollm2,
+            copy_smollm2_gguf,
+        ),
     )
 }
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
-    """A prepared checkpoint's name, or any local Hugging Face checkpoint folder."""
+    """A prepared checkpoint's name, a local Hugging Face checkpoint folder (a `.gguf` in it selects llama.cpp), or
+    a folder holding one GGUF file and the model's tokenizer files (the prompt builder renders with them)."""
     if name_or_path in PREPARED:
         return CHECKPOINTS_DIR / name_or_path
     path = Path(name_or_path).expanduser().resolve()
-    if not (path / "config.json").is_file():
+    hf_folder = (path / "config.json").is_file()
+    gguf_folder = (path / "tokenizer_config.json").is_file() and any(path.glob("*.gguf"))
+    if not (hf_folder or gguf_folder):
         known = ", ".join(PREPARED)
         raise FileNotFoundError(
-            f"LLM_CHECKPOINT={name_or_path!r} is neither a prepared checkpoint ({known}) "
-            "nor a folder with a Hugging Face config.json"
+            f"LLM_CHECKPOINT={name_or_path!r} is neither a prepared checkpoint ({known}), "
+            "nor a folder with a Hugging Face config.json, nor a folder with one .gguf file and its tokenizer files"
         )
     return path
 
@@ -141,12 +172,15 @@ def prepare(name: str, force: bool = False) -> Path:
         raise KeyError(f"unknown checkpoint {name!r}; choose one of: {', '.join(PREPARED)}")
     out_dir = CHECKPOINTS_DIR / name
     if (out_dir / COMPLETE_MARKER).is_file() and not force:
+        if not (out_dir / GGUF_NAME).is_file():  # folders prepared before the llama.cpp engine get their GGUF
+            PREPARED[name].add_gguf(out_dir)
         logger.info("checkpoint %s already prepared at %s", name, out_dir)
         return out_dir
     CHECKPOINTS_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CHECKPOINTS_DIR, prefix=f".{name}-") as tmp:
         staging = Path(tmp) / name
         PREPARED[name].build(staging)
+        PREPARED[name].add_gguf(staging)
         (staging / COMPLETE_MARKER).touch()
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -11,14 +11,15 @@ class RepositoryProfile:
     """Every value a `config.pbtxt` template needs; empty strings leave a model parameter unset."""
 
     checkpoint_dir: str = ""
-    llm_engine: str = "hf"
+    llm_engine: str = "auto"  # CPU: llamacpp when the checkpoint folder has a .gguf (prepared ones do), else hf
     llm_instance_kind: str = "KIND_CPU"
     llm_max_batch_size: int = 32
     llm_max_input_tokens: int = 4096
     llm_max_tokens_limit: int = 2048
     llm_num_threads: int = 0
     llm_dtype: str = "float32"
-    llm_prefix_cache_entries: int = 16  # CPU engine: shared system-prompt prefixes kept for reuse (0 = off)
+    llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
+    llm_context_tokens: int = 16384  # llamacpp engine: KV cache tokens shared by all concurrent sequences
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.8

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from python_backends.llm.handle import RequestHandle
 
@@ -63,3 +64,33 @@ class CancellationWatcher:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.poll_once()
+
+
+class GuardedSender:
+    """A response sender whose `is_cancelled` never runs concurrently with, or after, the final send.
+
+    Triton frees a request's response factory once its final response is sent; `is_cancelled()` on the freed
+    factory crashed the whole server (segfault in `TRITONBACKEND_ResponseFactoryIsCancelled`) when the watcher
+    polled while the engine thread sent the last token. One lock per request orders the two; after the final
+    send the request simply reads as finished.
+    """
+
+    def __init__(self, sender: Any, final_flag: int) -> None:
+        self._sender = sender
+        self._final_flag = final_flag
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send(self, response: Any, flags: int = 0) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the final response of this request was already sent")
+            try:
+                self._sender.send(response, flags=flags)
+            finally:
+                if flags & self._final_flag:
+                    self._closed = True
+
+    def is_cancelled(self) -> bool:
+        with self._lock:
+            return self._closed or bool(self._sender.is_cancelled())

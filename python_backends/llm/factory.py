@@ -1,12 +1,20 @@
-"""Pick the engine named in the `llm` model's config: `hf` (CPU, transformers) or `trtllm` (GPU)."""
+"""Pick the engine named in the `llm` model's config.
+
+`llamacpp` (CPU default: GGUF on llama.cpp), `hf` (CPU reference: transformers, for plain HF folders), `trtllm`
+(GPU: tensorrt_llm.LLM), or `auto`: llamacpp when the checkpoint folder holds a `.gguf` file, else hf.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any, Protocol
 
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.types import GenerationRequest, SamplingParams
 from python_backends.model_params import ModelParameters
+
+logger = logging.getLogger(__name__)
 
 
 class LLMEngine(Protocol):
@@ -31,8 +39,31 @@ def default_sampling(params: ModelParameters) -> SamplingParams:
     )
 
 
+def engine_kind(params: ModelParameters) -> str:
+    """The engine to build; `auto` resolves by what the checkpoint folder holds."""
+    engine = params.get_str("engine", "auto") or "auto"
+    if engine != "auto":
+        return engine
+    checkpoint = Path(params.require_str("checkpoint_dir"))
+    has_gguf = checkpoint.suffix == ".gguf" or any(checkpoint.glob("*.gguf"))
+    return "llamacpp" if has_gguf else "hf"
+
+
 def build_engine(params: ModelParameters) -> Any:
-    engine = params.get_str("engine", "hf")
+    engine = engine_kind(params)
+    logger.info("llm engine: %s", engine)
+    if engine == "llamacpp":
+        from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig, find_gguf
+
+        return LlamaCppEngine(
+            LlamaCppEngineConfig(
+                model_path=str(find_gguf(params.require_str("checkpoint_dir"))),
+                max_batch_size=params.get_int("max_batch_size", 16),
+                max_input_tokens=params.get_int("max_input_tokens", 4096),
+                context_tokens=params.get_int("context_tokens", 0),
+                num_threads=params.get_int("num_threads", 0),
+            )
+        )
     if engine == "hf":
         from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
 
@@ -51,4 +82,4 @@ def build_engine(params: ModelParameters) -> Any:
         from python_backends.llm.trtllm_engine import TrtLlmEngine, TrtLlmEngineConfig
 
         return TrtLlmEngine(TrtLlmEngineConfig.from_params(params))
-    raise ValueError(f"unknown llm engine {engine!r}; expected 'hf' or 'trtllm'")
+    raise ValueError(f"unknown llm engine {engine!r}; expected 'auto', 'llamacpp', 'hf' or 'trtllm'")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from python_backends.llm.cancellation import CancellationWatcher
+import threading
+
+import pytest
+
+from python_backends.llm.cancellation import CancellationWatcher, GuardedSender
 from python_backends.llm.handle import RequestHandle
 from python_backends.llm.types import FinishReason, GenerationOutput
 
@@ -45,3 +49,46 @@ def test_a_sink_that_fails_cancels_its_request_only() -> None:
     handle = RequestHandle(sink)
     handle.emit(GenerationOutput("x"))
     assert handle.cancelled
+
+
+class FactoryLikeSender:
+    """Records calls; `is_cancelled` after the final send is what crashed Triton (freed response factory)."""
+
+    def __init__(self) -> None:
+        self.final_sent = False
+        self.in_send = threading.Event()
+        self.release = threading.Event()
+        self.checks_after_final = 0
+
+    def send(self, response: object, flags: int = 0) -> None:
+        self.in_send.set()
+        self.release.wait(10)
+        self.final_sent = bool(flags & FINAL)
+
+    def is_cancelled(self) -> bool:
+        if self.final_sent:
+            self.checks_after_final += 1
+        return False
+
+
+FINAL = 1
+
+
+def test_a_cancel_check_never_reaches_a_sender_whose_final_response_is_out() -> None:
+    """A poll during the final send waits for it, then reads the request as finished without asking the sender."""
+    raw = FactoryLikeSender()
+    sender = GuardedSender(raw, FINAL)
+    sending = threading.Thread(target=sender.send, args=("last", FINAL))
+    sending.start()
+    assert raw.in_send.wait(10)
+    verdict: list[bool] = []
+    poll = threading.Thread(target=lambda: verdict.append(sender.is_cancelled()))
+    poll.start()
+    poll.join(0.2)
+    assert poll.is_alive()  # blocked behind the final send
+    raw.release.set()
+    sending.join(10)
+    poll.join(10)
+    assert verdict == [True] and raw.checks_after_final == 0
+    with pytest.raises(RuntimeError, match="already sent"):
+        sender.send("late", 0)

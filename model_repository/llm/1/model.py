@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 from python_backends import triton_io
-from python_backends.llm.cancellation import CancellationWatcher
-from python_backends.llm.factory import build_engine, default_sampling
+from python_backends.llm.cancellation import CancellationWatcher, GuardedSender
+from python_backends.llm.factory import build_engine, default_sampling, engine_kind
 from python_backends.llm.request_parsing import SAMPLING_INPUTS, build_generation_request
 from python_backends.llm.types import GenerationOutput, InvalidRequestError
 from python_backends.model_params import ModelParameters
@@ -35,13 +35,13 @@ class TritonPythonModel:
         self.max_tokens_limit = params.get_int("max_tokens_limit", 2048)
         self.engine = build_engine(params)
         self.watcher = CancellationWatcher(interval=params.get_float("cancel_poll_seconds", 0.5))
-        self.engine_name = params.get_str("engine", "hf") or "hf"
+        self.engine_name = engine_kind(params)
         self.prompt_tokens = triton_io.Counter("llm_prompt_tokens_total", "Prompt tokens the llm consumed", "engine")
         self.completion_tokens = triton_io.Counter("llm_completion_tokens_total", "Tokens the llm generated", "engine")
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
-            sender = request.get_response_sender()
+            sender = GuardedSender(request.get_response_sender(), triton_io.FINAL_FLAG)
             stream_id = uuid.uuid4().hex
             try:
                 scalars = {name: triton_io.read_scalar(request, name) for name in [*SAMPLING_INPUTS, "streaming"]}

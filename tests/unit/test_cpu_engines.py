@@ -1,14 +1,21 @@
-"""The CPU engine batches concurrent requests continuously and keeps each request's answer its own."""
+"""Both CPU engines (llama.cpp and transformers) batch concurrent requests continuously and keep each request's
+answer its own; the contract tests run against each, the rest are specific to one."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 
+from engine_build.checkpoints import GGUF_NAME, resolve_checkpoint
+from python_backends.llm.factory import LLMEngine, engine_kind
 from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
+from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig, find_gguf
 from python_backends.llm.types import (
     FinishReason,
     GenerationOutput,
@@ -16,26 +23,35 @@ from python_backends.llm.types import (
     InvalidRequestError,
     SamplingParams,
 )
+from python_backends.model_params import ModelParameters
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0)
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_checkpoint: Path) -> Iterator[ContinuousBatchingEngine]:
-    eng = ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tiny_checkpoint), max_batch_size=8))
+@pytest.fixture(scope="module", params=["llamacpp", "hf"])
+def engine(request: pytest.FixtureRequest, tiny_checkpoint: Path) -> Iterator[LLMEngine]:
+    if request.param == "llamacpp":
+        eng: LLMEngine = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=8))
+    else:
+        eng = ContinuousBatchingEngine(HFEngineConfig(checkpoint_dir=str(tiny_checkpoint), max_batch_size=8))
     yield eng
     eng.shutdown()
 
 
-def prompt(engine: ContinuousBatchingEngine, text: str) -> str:
+@pytest.fixture(scope="module")
+def tokenizer(tiny_checkpoint: Path) -> Any:
+    return AutoTokenizer.from_pretrained(tiny_checkpoint)
+
+
+def chat(tokenizer: Any, text: str) -> str:
     return str(
-        engine.tokenizer.apply_chat_template(
+        tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True, enable_thinking=False
         )
     )
 
 
-def generate(engine: ContinuousBatchingEngine, request: GenerationRequest) -> list[GenerationOutput]:
+def generate(engine: LLMEngine, request: GenerationRequest) -> list[GenerationOutput]:
     return list(engine.submit(request).outputs(timeout=60))
 
 
@@ -43,14 +59,14 @@ def text_of(outputs: list[GenerationOutput]) -> str:
     return "".join(o.text for o in outputs)
 
 
-def test_concurrent_requests_get_the_same_answers_as_alone(engine: ContinuousBatchingEngine) -> None:
+def test_concurrent_requests_get_the_same_answers_as_alone(engine: LLMEngine, tokenizer: Any) -> None:
     """12 concurrent greedy requests (more than the batch size of 8) each get exactly their solo answer."""
     questions = [f"订单{i}什么时候发货？" + "请" * i for i in range(12)]
-    alone = [text_of(generate(engine, GenerationRequest(prompt(engine, q), GREEDY))) for q in questions]
+    alone = [text_of(generate(engine, GenerationRequest(chat(tokenizer, q), GREEDY))) for q in questions]
     together: list[str] = [""] * len(questions)
 
     def worker(i: int) -> None:
-        together[i] = text_of(generate(engine, GenerationRequest(prompt(engine, questions[i]), GREEDY)))
+        together[i] = text_of(generate(engine, GenerationRequest(chat(tokenizer, questions[i]), GREEDY)))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(questions))]
     for t in threads:
@@ -61,72 +77,72 @@ def test_concurrent_requests_get_the_same_answers_as_alone(engine: ContinuousBat
     assert len(set(alone)) > 1
 
 
-def test_a_new_request_joins_a_running_batch(engine: ContinuousBatchingEngine) -> None:
+def test_a_new_request_joins_a_running_batch(engine: LLMEngine, tokenizer: Any) -> None:
     """A short request submitted while a long one streams finishes before the long one does."""
     long_handle = engine.submit(
-        GenerationRequest(prompt(engine, "long"), SamplingParams(max_tokens=400, temperature=0))
+        GenerationRequest(chat(tokenizer, "long"), SamplingParams(max_tokens=400, temperature=0))
     )
     long_outputs = long_handle.outputs(timeout=60)
     next(long_outputs)  # the long request is now decoding
-    short = generate(engine, GenerationRequest(prompt(engine, "short"), SamplingParams(max_tokens=3, temperature=0)))
+    short = generate(engine, GenerationRequest(chat(tokenizer, "short"), SamplingParams(max_tokens=3, temperature=0)))
     assert short[-1].finished
     assert not long_handle.done.is_set()
     long_handle.cancel()
     assert list(long_outputs)[-1].finish_reason is FinishReason.CANCELLED
 
 
-def test_streaming_sends_deltas_and_one_final_output(engine: ContinuousBatchingEngine) -> None:
+def test_streaming_sends_deltas_and_one_final_output(engine: LLMEngine, tokenizer: Any) -> None:
     """Streaming yields several deltas; only the last carries a finish reason and the first-token time."""
-    outputs = generate(engine, GenerationRequest(prompt(engine, "你好"), GREEDY))
+    outputs = generate(engine, GenerationRequest(chat(tokenizer, "你好"), GREEDY))
     assert len(outputs) > 1
     assert all(o.finish_reason is None for o in outputs[:-1])
     assert outputs[-1].finish_reason is FinishReason.LENGTH
     assert outputs[-1].first_token_time_ns > 0
 
 
-def test_non_streaming_sends_one_output_with_the_whole_text(engine: ContinuousBatchingEngine) -> None:
+def test_non_streaming_sends_one_output_with_the_whole_text(engine: LLMEngine, tokenizer: Any) -> None:
     """streaming=False gives exactly one output equal to the streamed text."""
-    streamed = text_of(generate(engine, GenerationRequest(prompt(engine, "退款"), GREEDY)))
-    single = generate(engine, GenerationRequest(prompt(engine, "退款"), GREEDY, streaming=False))
+    streamed = text_of(generate(engine, GenerationRequest(chat(tokenizer, "退款"), GREEDY)))
+    single = generate(engine, GenerationRequest(chat(tokenizer, "退款"), GREEDY, streaming=False))
     assert len(single) == 1
     assert single[0].text == streamed
 
 
-def test_stop_string_ends_generation_before_it(engine: ContinuousBatchingEngine) -> None:
+def test_stop_string_ends_generation_before_it(engine: LLMEngine, tokenizer: Any) -> None:
     """A stop string taken from the greedy answer cuts the answer right before it, finish_reason stop."""
     full = text_of(
-        generate(engine, GenerationRequest(prompt(engine, "stop"), SamplingParams(max_tokens=20, temperature=0)))
+        generate(engine, GenerationRequest(chat(tokenizer, "stop"), SamplingParams(max_tokens=20, temperature=0)))
     )
     stop = full[len(full) // 2 : len(full) // 2 + 2]
     assert stop.strip()
     params = SamplingParams(max_tokens=20, temperature=0, stop=(stop,))
-    outputs = generate(engine, GenerationRequest(prompt(engine, "stop"), params))
+    outputs = generate(engine, GenerationRequest(chat(tokenizer, "stop"), params))
     assert text_of(outputs) == full[: full.index(stop)]
     assert outputs[-1].finish_reason is FinishReason.STOP
 
 
-def test_max_tokens_bounds_the_answer(engine: ContinuousBatchingEngine) -> None:
+def test_max_tokens_bounds_the_answer(engine: LLMEngine, tokenizer: Any) -> None:
     """max_tokens 1 gives at most one token's text and finish_reason length."""
-    outputs = generate(engine, GenerationRequest(prompt(engine, "hi"), SamplingParams(max_tokens=1, temperature=0)))
+    outputs = generate(engine, GenerationRequest(chat(tokenizer, "hi"), SamplingParams(max_tokens=1, temperature=0)))
     assert outputs[-1].finish_reason is FinishReason.LENGTH
-    assert len(engine.tokenizer(text_of(outputs), add_special_tokens=False)["input_ids"]) <= 1
+    assert len(tokenizer(text_of(outputs), add_special_tokens=False)["input_ids"]) <= 1
 
 
-def test_seeded_sampling_is_reproducible_inside_a_batch(engine: ContinuousBatchingEngine) -> None:
+def test_seeded_sampling_is_reproducible_inside_a_batch(engine: LLMEngine, tokenizer: Any) -> None:
     """The same seed gives the same sampled text, alone or next to other requests."""
     params = SamplingParams(max_tokens=10, temperature=1.0, top_p=0.95, top_k=50, seed=1234)
-    alone = text_of(generate(engine, GenerationRequest(prompt(engine, "seed"), params)))
-    other = engine.submit(GenerationRequest(prompt(engine, "noise"), SamplingParams(max_tokens=30, temperature=1.0)))
-    again = text_of(generate(engine, GenerationRequest(prompt(engine, "seed"), params)))
+    alone = text_of(generate(engine, GenerationRequest(chat(tokenizer, "seed"), params)))
+    other = engine.submit(GenerationRequest(chat(tokenizer, "noise"), SamplingParams(max_tokens=30, temperature=1.0)))
+    again = text_of(generate(engine, GenerationRequest(chat(tokenizer, "seed"), params)))
     list(other.outputs(timeout=60))
     assert again == alone
 
 
-def test_cancel_check_stops_generation(engine: ContinuousBatchingEngine) -> None:
+def test_cancel_check_stops_generation(engine: LLMEngine, tokenizer: Any) -> None:
     """A client that went away (cancel_check true) ends its request with finish_reason cancelled."""
     gone = threading.Event()
     handle = engine.submit(
-        GenerationRequest(prompt(engine, "bye"), SamplingParams(max_tokens=500, temperature=0)),
+        GenerationRequest(chat(tokenizer, "bye"), SamplingParams(max_tokens=500, temperature=0)),
         cancel_check=gone.is_set,
     )
     outputs = handle.outputs(timeout=60)
@@ -156,9 +172,9 @@ def test_missing_checkpoint_is_reported_clearly(tmp_path: Path) -> None:
 SYSTEM = "你是一家电商平台的智能客服。请用简体中文、礼貌简洁地回答顾客的问题，不确定的信息不要编造。" * 2
 
 
-def system_prompt(engine: ContinuousBatchingEngine, text: str) -> str:
+def system_chat(tokenizer: Any, text: str) -> str:
     return str(
-        engine.tokenizer.apply_chat_template(
+        tokenizer.apply_chat_template(
             [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
             tokenize=False,
             add_generation_prompt=True,
@@ -176,9 +192,9 @@ def test_shared_system_prompt_is_prefilled_once_and_answers_do_not_change(tiny_c
             HFEngineConfig(checkpoint_dir=str(tiny_checkpoint), prefix_cache_entries=entries)
         )
         try:
-            handles = [eng.submit(GenerationRequest(system_prompt(eng, q), GREEDY)) for q in questions]
+            handles = [eng.submit(GenerationRequest(system_chat(eng.tokenizer, q), GREEDY)) for q in questions]
             answers[entries] = [text_of(list(h.outputs(timeout=60))) for h in handles]
-            later = text_of(generate(eng, GenerationRequest(system_prompt(eng, questions[0]), GREEDY)))
+            later = text_of(generate(eng, GenerationRequest(system_chat(eng.tokenizer, questions[0]), GREEDY)))
             assert later == answers[entries][0]
             if entries:
                 # the first prompt(s) of a burst create the entry; the rest and the later one reuse it
@@ -202,18 +218,64 @@ def test_a_failing_step_ends_its_requests_with_an_error_and_the_engine_keeps_ser
             real_merge(*args)  # type: ignore[arg-type]
 
         eng._merge = merge_failing_once  # type: ignore[method-assign]
-        failed = list(eng.submit(GenerationRequest(prompt(eng, "a"), GREEDY)).outputs(timeout=30))
+        failed = list(eng.submit(GenerationRequest(chat(eng.tokenizer, "a"), GREEDY)).outputs(timeout=30))
         assert len(failed) == 1 and failed[0].finish_reason is FinishReason.ERROR and "boom" in (failed[0].error or "")
-        assert generate(eng, GenerationRequest(prompt(eng, "b"), GREEDY))[-1].finish_reason is FinishReason.LENGTH
+        after = generate(eng, GenerationRequest(chat(eng.tokenizer, "b"), GREEDY))
+        assert after[-1].finish_reason is FinishReason.LENGTH
     finally:
         eng.shutdown()
 
 
-def test_token_counts_follow_the_contract(engine: ContinuousBatchingEngine) -> None:
+def test_the_llamacpp_engine_refuses_long_prompts_and_names_a_missing_gguf(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Over max_input_tokens or empty: refused at submit; a folder without a .gguf names the fix."""
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_input_tokens=16))
+    try:
+        with pytest.raises(InvalidRequestError, match="at most 16"):
+            eng.submit(GenerationRequest("很长的问题" * 50, GREEDY))
+        with pytest.raises(InvalidRequestError, match="empty"):
+            eng.submit(GenerationRequest("", GREEDY))
+    finally:
+        eng.shutdown()
+    with pytest.raises(FileNotFoundError, match="no .gguf file"):
+        find_gguf(tmp_path)
+
+
+def test_the_llamacpp_engine_tokenizes_like_the_checkpoint_tokenizer(tiny_checkpoint: Path, tokenizer: Any) -> None:
+    """llama.cpp's tokenizer gives the HF tokenizer's ids for a chat prompt, so budgets computed upstream hold."""
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=1))
+    try:
+        text = chat(tokenizer, "我的订单 12345 还没发货，能帮我查一下吗？Hello 😀")
+        assert eng.tokenize(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
+    finally:
+        eng.shutdown()
+
+
+def test_auto_picks_llamacpp_for_a_gguf_folder_and_hf_for_a_plain_hf_folder(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """LLM_CHECKPOINT may name a folder with one .gguf and its tokenizer files; `auto` serves it on llama.cpp."""
+    gguf_folder = tmp_path / "my-qwen3-gguf"
+    gguf_folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copyfile(tiny_checkpoint / name, gguf_folder / name)
+    (gguf_folder / "Qwen3-Q4_K_M.gguf").symlink_to(tiny_checkpoint / GGUF_NAME)
+    hf_folder = tmp_path / "my-hf"
+    hf_folder.mkdir()
+    (hf_folder / "config.json").write_text("{}")
+
+    assert resolve_checkpoint(str(gguf_folder)) == gguf_folder.resolve()
+    assert engine_kind(ModelParameters({"engine": "auto", "checkpoint_dir": str(gguf_folder)})) == "llamacpp"
+    assert engine_kind(ModelParameters({"engine": "auto", "checkpoint_dir": str(hf_folder)})) == "hf"
+    assert engine_kind(ModelParameters({"engine": "hf", "checkpoint_dir": str(gguf_folder)})) == "hf"
+    with pytest.raises(FileNotFoundError, match="one .gguf file and its tokenizer files"):
+        resolve_checkpoint(str(tmp_path))
+def test_token_counts_follow_the_contract(engine: LLMEngine, tokenizer: Any) -> None:
     """prompt_tokens is the prompt's tokenization on every output; completion_tokens grows to the generated total,
     which equals the final text's token count (no end-of-turn token counted)."""
-    text = prompt(engine, "你好，请问怎么退货？")
-    expected_prompt = len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+    text = chat(tokenizer, "你好，请问怎么退货？")
+    expected_prompt = len(tokenizer(text, add_special_tokens=False)["input_ids"])
     outputs = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=6, temperature=0)))
     assert {o.prompt_tokens for o in outputs} == {expected_prompt}
     counts = [o.completion_tokens for o in outputs]
@@ -222,9 +284,9 @@ def test_token_counts_follow_the_contract(engine: ContinuousBatchingEngine) -> N
         assert counts[-1] == 6
 
 
-def test_token_counts_stop_at_the_stop_string_and_at_a_cancel(engine: ContinuousBatchingEngine) -> None:
+def test_token_counts_stop_at_the_stop_string_and_at_a_cancel(engine: LLMEngine, tokenizer: Any) -> None:
     """A stop string ends the count at the token that completed it; a cancelled request keeps what it generated."""
-    text = prompt(engine, "你好，请问怎么退货？")
+    text = chat(tokenizer, "你好，请问怎么退货？")
     full = generate(engine, GenerationRequest(text, SamplingParams(max_tokens=16, temperature=0)))
     reply = text_of(full)
     stop = reply[len(reply) // 2 :][:2]
@@ -239,14 +301,14 @@ def test_token_counts_stop_at_the_stop_string_and_at_a_cancel(engine: Continuous
     assert final.finish_reason is FinishReason.CANCELLED and seen <= final.completion_tokens < 400
 
 
-def test_repetition_penalties_reach_the_engine(engine: ContinuousBatchingEngine) -> None:
+def test_repetition_penalties_reach_the_engine(engine: LLMEngine, tokenizer: Any) -> None:
     """Penalties are applied, not just accepted: a negative frequency penalty (which rewards repeats) turns the tiny
     model's repeat-free greedy answer into one that repeats its tokens."""
-    text = prompt(engine, "重复")
+    text = chat(tokenizer, "重复")
     plain = text_of(generate(engine, GenerationRequest(text, SamplingParams(max_tokens=24, temperature=0))))
-    plain_ids = engine.tokenizer(plain, add_special_tokens=False)["input_ids"]
+    plain_ids = tokenizer(plain, add_special_tokens=False)["input_ids"]
     assert len(set(plain_ids)) == len(plain_ids)  # precondition: no repeats without penalties
     rewarded = SamplingParams(max_tokens=24, temperature=0, frequency_penalty=-2.0, presence_penalty=-2.0)
     repeated = text_of(generate(engine, GenerationRequest(text, rewarded)))
-    repeated_ids = engine.tokenizer(repeated, add_special_tokens=False)["input_ids"]
+    repeated_ids = tokenizer(repeated, add_special_tokens=False)["input_ids"]
     assert len(set(repeated_ids)) < len(repeated_ids)

