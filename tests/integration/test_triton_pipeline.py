@@ -219,13 +219,22 @@ def read_success_count(metrics_url: str, model: str = "customer_service") -> flo
     return float(match.group(1)) if match else 0.0
 
 
+def success_count_reaching(metrics_url: str, at_least: float, model: str = "customer_service") -> float:
+    """The count once it reaches `at_least` (or after 15 s): Triton books a request's statistics only after its
+    final response went out, so the client can see the answer a moment before the metric moves."""
+    deadline = time.monotonic() + 15
+    while (count := read_success_count(metrics_url, model)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
+
+
 def test_intent_llm_fallback_asks_the_llm_through_bls(client: PipelineClient, triton_server: Any) -> None:
     """With the fallback on, an unsure message makes one BLS call to `llm`; a rule decision makes none."""
     url = f"http://127.0.0.1:{triton_server.ports.metrics}/metrics"
     before = read_success_count(url, "llm")
     plain = client.infer("intent_classifier", {"text_input": "随便问问"})
     unsure = client.infer("intent_classifier_llm", {"text_input": "随便问问"})
-    assert read_success_count(url, "llm") == before + 1
+    assert success_count_reaching(url, before + 1, "llm") == before + 1
     # The tiny test checkpoint babbles, so its reply rarely names exactly one label: then the model label stands.
     assert unsure["intent_source"] == "llm" or (unsure["intent"], unsure["intent_source"]) == (
         plain["intent"],
@@ -242,7 +251,7 @@ def test_metrics_count_successful_ensemble_requests(client: PipelineClient, trit
     before = read_success_count(url)
     ask(client, "谢谢", max_tokens=2)
     ask(client, "再见", max_tokens=2)
-    assert read_success_count(url) >= before + 2
+    assert success_count_reaching(url, before + 2) >= before + 2
 
 
 BAD_INPUTS = [
