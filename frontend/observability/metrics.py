@@ -34,6 +34,15 @@ class GatewayMetrics:
         self.errors = Counter("gateway_errors", "Errors sent to clients by code", ["code"], registry=r)
         self.feedback = Counter("gateway_feedback", "Feedback by model variant", ["variant", "kind"], registry=r)
         self.cancelled = Counter("gateway_generations_cancelled", "Generations cancelled (client left)", registry=r)
+        self.busy = Counter("gateway_busy", "LLM turns refused with `busy` (generation bound)", ["channel"], registry=r)
+        self.inflight_generations = Gauge("gateway_inflight_generations", "LLM generations running", registry=r)
+        self.interrupted = Counter(
+            "gateway_replies_interrupted", "Replies ended as interrupted after their owner's lease lapsed", registry=r
+        )
+        self.refused_sockets = Counter(
+            "gateway_sockets_refused", "Customer sockets refused by the per-IP cap", registry=r
+        )
+        self.followed_sessions = Gauge("gateway_fanout_sessions", "Sessions this replica's fan-out follows", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

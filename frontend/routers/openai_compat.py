@@ -14,6 +14,7 @@ from contextlib import aclosing
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from frontend.deps import ApiClient, Services
 from frontend.errors import GatewayError, invalid_request
@@ -72,15 +73,20 @@ async def chat_completions(
     model = settings.triton_model
     metrics = services.metrics
     started = time.monotonic()
+    slot = services.conversation.take_slot("openai")  # past the generation bound: 503 `busy` with Retry-After
+    release = slot.release if slot is not None else _nothing
     chunks = services.triton.stream(call)
 
     if not body.stream:
         text, intent, finish = "", "", ""
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                text += chunk.delta
-                intent = chunk.intent or intent
-                finish = chunk.finish_reason or finish
+        try:
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    text += chunk.delta
+                    intent = chunk.intent or intent
+                    finish = chunk.finish_reason or finish
+        finally:
+            release()
         metrics.replies.labels("openai", "llm").inc()
         metrics.reply_seconds.labels("openai").observe(time.monotonic() - started)
         return ChatCompletionResponse(
@@ -91,7 +97,11 @@ async def chat_completions(
             intent=intent or None,
         )
 
-    first = await anext(chunks)  # errors before the first byte become proper HTTP errors
+    try:
+        first = await anext(chunks)  # errors before the first byte become proper HTTP errors
+    except BaseException:
+        release()
+        raise
 
     def sse(chunk: ChatCompletionChunk) -> str:
         return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
@@ -108,6 +118,13 @@ async def chat_completions(
         )
 
     async def stream() -> AsyncIterator[str]:
+        try:
+            async for text in events():
+                yield text
+        finally:
+            release()
+
+    async def events() -> AsyncIterator[str]:
         first_text = True
         async with aclosing(chunks):
             try:
@@ -130,4 +147,14 @@ async def chat_completions(
         metrics.reply_seconds.labels("openai").observe(time.monotonic() - started)
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    # The background task also frees the slot when the client left before the stream began.
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        background=BackgroundTask(release),
+    )
+
+
+def _nothing() -> None:
+    return None

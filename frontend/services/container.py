@@ -8,12 +8,16 @@ from redis.asyncio import Redis
 
 from frontend.observability.metrics import GatewayMetrics
 from frontend.services.agent_desk import AgentDesk
+from frontend.services.capacity import GenerationSlots, SocketsPerIp
 from frontend.services.conversation import Conversation
 from frontend.services.events import SessionEvents
+from frontend.services.fanout import EventFanout
 from frontend.services.faq import FaqStore
 from frontend.services.feedback import FeedbackStore
 from frontend.services.handoff import HandoffQueue
+from frontend.services.leases import ReplyLeases
 from frontend.services.rate_limit import RateLimiter
+from frontend.services.redis_store import connect_redis
 from frontend.services.sessions import SessionStore
 from frontend.services.triton import TritonChat
 from frontend.settings import GatewaySettings
@@ -33,6 +37,11 @@ class GatewayServices:
     limiter: RateLimiter
     conversation: Conversation
     desk: AgentDesk
+    fanout: EventFanout
+    slots: GenerationSlots
+    leases: ReplyLeases
+    sockets_per_ip: SocketsPerIp
+    session_starts: RateLimiter  # new sessions per IP per minute
 
     @classmethod
     def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
@@ -53,7 +62,13 @@ class GatewayServices:
         events = SessionEvents(redis, settings.events_retained, settings.session_ttl_seconds)
         faq = FaqStore(redis)
         handoff = HandoffQueue(redis)
-        conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics)
+        slots = GenerationSlots(settings.max_inflight_generations, settings.busy_retry_after_seconds, metrics)
+        leases = ReplyLeases(redis, sessions, events, metrics, settings.owner_lease_seconds)
+        conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics, slots, leases)
+        # The fan-out's blocking readers get their own few connections (plus two for wake-ups).
+        readers = connect_redis(settings.redis_url, settings.fanout_readers + 2, settings.redis_pool_timeout_seconds)
+        fanout = EventFanout(readers, events, settings.fanout_readers)
+        metrics.followed_sessions.set_function(lambda: fanout.followed_sessions)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -67,8 +82,20 @@ class GatewayServices:
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
             desk=AgentDesk(sessions, events, handoff),
+            fanout=fanout,
+            slots=slots,
+            leases=leases,
+            sockets_per_ip=SocketsPerIp(settings.max_sockets_per_ip),
+            session_starts=RateLimiter(redis, 60),
         )
 
+    def start(self) -> None:
+        """Background tasks of the replica: the fan-out readers and the lease keeper."""
+        self.fanout.start()
+        self.leases.start()
+
     async def close(self) -> None:
+        await self.leases.close()
+        await self.fanout.close()
         await self.triton.close()
         await self.redis.aclose()
