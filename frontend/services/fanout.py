@@ -69,20 +69,26 @@ class _Reader:
         self.queue_limit = queue_limit
         self.sessions: dict[str, _Followed] = {}
         self._wake_cursor = "0-0"
+        self._wake_pending = False
         self._wake_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
+        """End the reader's current block so its next read includes the sessions added since (coalesced: a
+        session added while a wake-up is on its way gets another one)."""
+        self._wake_pending = True
         if self._wake_task is None or self._wake_task.done():
-            self._wake_task = asyncio.create_task(self._send_wake())
+            self._wake_task = asyncio.create_task(self._send_wakes())
 
-    async def _send_wake(self) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self.wake_key, {"w": "1"}, maxlen=1, approximate=False)
-                pipe.expire(self.wake_key, 600)
-                await pipe.execute()
-        except Exception as exc:  # the reader's block ends on its own within block_ms
-            logger.warning("fan-out wake-up failed: %r", exc)
+    async def _send_wakes(self) -> None:
+        while self._wake_pending:
+            self._wake_pending = False
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xadd(self.wake_key, {"w": "1"}, maxlen=1, approximate=False)
+                    pipe.expire(self.wake_key, 600)
+                    await pipe.execute()
+            except Exception as exc:  # the reader's block ends on its own within block_ms
+                logger.warning("fan-out wake-up failed: %r", exc)
 
     async def run(self, events: SessionEvents) -> None:
         delay = 0.2
