@@ -41,7 +41,7 @@ from frontend.realtime import FrameSender, forward_events
 from frontend.security import client_ip, matches_any, origin_allowed
 from frontend.services.container import GatewayServices
 from frontend.services.feedback import submit_feedback
-from frontend.services.redis_store import REDIS_FAILED
+from frontend.services.redis_store import REDIS_FAILED, describe
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])
@@ -84,7 +84,7 @@ class CustomerConnection:
         except GatewayError as exc:
             await self.send_error(exc)
         except REDIS_FAILED as exc:  # down, or refusing (OOM): an error frame, never a dropped socket
-            logger.warning("Redis unavailable: %r", exc)
+            logger.warning("Redis unavailable: %s", describe(exc))
             await self.send_error(redis_unavailable())
 
     async def send_error(self, exc: GatewayError, message_id: str | None = None) -> None:
@@ -186,7 +186,7 @@ class CustomerConnection:
         except GatewayError as exc:
             await self.send_error(exc)
         except REDIS_FAILED as exc:
-            logger.warning("Redis unavailable during a turn: %r", exc)
+            logger.warning("Redis unavailable during a turn: %s", describe(exc))
             await self.send_error(redis_unavailable())
         except Exception:
             logger.exception("turn failed")

@@ -29,7 +29,7 @@ from frontend.services.events import SessionEvents
 from frontend.services.faq import FaqStore
 from frontend.services.handoff import HandoffQueue
 from frontend.services.leases import ReplyLeases
-from frontend.services.redis_store import REDIS_FAILED
+from frontend.services.redis_store import REDIS_FAILED, describe
 from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id
 from frontend.services.triton import ChatCall, TritonChat
 from frontend.settings import GatewaySettings
@@ -108,7 +108,8 @@ class Conversation:
                 if entry is None and self._slots is not None:
                     slot = self._slots.take(channel)
             try:
-                history = await self._sessions.history(session_id)
+                llm_turn = info.state == "bot" and entry is None
+                history = await self._sessions.history(session_id) if llm_turn else []  # only the LLM reads it
                 user_id = new_message_id()
                 user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
                 await self._sessions.append_turn(session_id, user_turn)
@@ -144,8 +145,9 @@ class Conversation:
         self, session_id: str, answer: str, intent: str, channel: str, started: float
     ) -> TurnResult:
         message_id = new_message_id()
-        await self._sessions.start_reply(session_id, message_id, "faq")
-        await self._sessions.update_reply(message_id, text=answer, intent=intent, status="done", finish_reason="stop")
+        await self._sessions.start_reply(
+            session_id, message_id, "faq", text=answer, intent=intent, status="done", finish_reason="stop"
+        )
         await self._sessions.append_turn(session_id, StoredTurn("assistant", answer, message_id, "faq", time.time()))
         await self._events.publish(session_id, stored_delta(session_id, message_id, 0, answer, intent))
         self._observe(channel, "faq", started)
@@ -236,7 +238,7 @@ class Conversation:
         if isinstance(exc, GatewayError):
             return exc
         if isinstance(exc, REDIS_FAILED):
-            logger.warning("Redis unavailable during reply %s: %r", message_id, exc)
+            logger.warning("Redis unavailable during reply %s: %s", message_id, describe(exc))
             return redis_unavailable()
         logger.exception("reply %s failed", message_id)
         return internal_error()

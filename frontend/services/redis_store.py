@@ -38,6 +38,11 @@ def connect_redis(url: str, max_connections: int = 64, pool_timeout: float = 5.0
     return Redis.from_pool(pool)
 
 
+def describe(exc: BaseException) -> str:
+    """Type and message for a log line (redis-py's own repr leaves the message out)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 @asynccontextmanager
 async def redis_guard() -> AsyncIterator[None]:
     """Turn a Redis outage inside the block into the `redis_unavailable` GatewayError."""

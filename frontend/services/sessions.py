@@ -231,7 +231,8 @@ class SessionStore:
             except REDIS_DOWN:
                 continue
 
-    async def start_reply(self, session_id: str, message_id: str, source: str) -> None:
+    async def start_reply(self, session_id: str, message_id: str, source: str, **known: str) -> None:
+        """Store a new reply as `streaming`; `known` fields (an FAQ answer is done at once) in the same write."""
         key = f"reply:{message_id}"
         fields: dict[FieldT, EncodableT] = {
             "session_id": session_id,
@@ -242,6 +243,7 @@ class SessionStore:
             "source": source,
             "variant": self._variant,
         }
+        fields.update(known.items())
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self._ttl)
