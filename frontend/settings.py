@@ -72,7 +72,7 @@ class GatewaySettings(BaseSettings):
     # Scale and overload (issue 9): bounded Redis pool, fan-out readers, in-flight generation bound, owner leases
     # of streaming replies, reply storage rate, trusted proxies and per-IP caps on sockets and new sessions.
     redis_max_connections: int = Field(default=64, ge=4, description="pooled Redis connections per replica")
-    redis_pool_timeout_seconds: float = Field(default=5.0, gt=0, description="wait for a free pooled connection")
+    redis_pool_timeout_seconds: float = Field(default=15.0, gt=0, description="wait for a free pooled connection")
     fanout_readers: int = Field(default=4, ge=1, le=32, description="blocking XREAD connections per replica")
     max_inflight_generations: int = Field(default=8, ge=1, description="LLM replies at once per replica; then busy")
     busy_retry_after_seconds: int = Field(default=3, ge=1, description="`retry_after` of a `busy` answer")

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     samples_file = work / "turns.jsonl"
     samples_file.unlink(missing_ok=True)
+    shutil.rmtree(work / "redis", ignore_errors=True)  # a fresh Redis: memory is this run's alone
     redis_server = RedisServer(free_port(), work / "redis").start()
     triton = start_triton(args.checkpoint, work)
     api_key = "load-" + secrets.token_hex(16)

@@ -19,7 +19,7 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 REDIS_FAILED = (RedisError, ConnectionError, OSError)
 
 
-def connect_redis(url: str, max_connections: int = 64, pool_timeout: float = 5.0) -> Redis:
+def connect_redis(url: str, max_connections: int = 64, pool_timeout: float = 15.0) -> Redis:
     """Short timeouts and a few quick retries: while Redis restarts, callers get an error in about a second.
 
     The pool is bounded and blocking: past `max_connections` a command waits up to `pool_timeout` for a free
