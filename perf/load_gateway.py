@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             "-u", str(args.users + (0 if args.idle else args.api_users)), "-r", str(args.spawn_rate),
             "-t", f"{args.duration}s", "--host", gateway.url, "--only-summary", "--stop-timeout", "30",
             "--csv", str(work / "locust"),
+            *(["WebSocketCustomer"] if args.idle else []),  # the soak: customers only
         ]
         result = subprocess.run(command, env=locust_env, cwd=ROOT, capture_output=True, text=True)
         (work / "locust.log").write_text(result.stdout + result.stderr)
@@ -176,6 +177,10 @@ def write_report(
     started: float, work: Path,
 ) -> None:
     REPORTS.mkdir(parents=True, exist_ok=True)
+    if rows:  # the data behind the timeline plots
+        with (REPORTS / f"{name}_samples.csv").open("w") as out:
+            out.write(",".join(rows[0]) + "\n")
+            out.writelines(",".join(f"{v:.3f}" for v in r.values()) + "\n" for r in rows)
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for turn in turns:
         by_kind[turn["kind"]].append(turn)
