@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from frontend.errors import GatewayError, internal_error, redis_unavailable
 from frontend.middleware import RequestContextMiddleware
@@ -91,8 +92,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = GatewayServices.build(settings, metrics, connect_redis(settings.redis_url))
+        redis = connect_redis(settings.redis_url, settings.redis_max_connections, settings.redis_pool_timeout_seconds)
+        services = GatewayServices.build(settings, metrics, redis)
         app.state.services = services
+        services.start()
         try:
             await services.handoff.ensure_group()
             await services.faq.seed_once(settings.faq_seed_file)
@@ -121,6 +124,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    if settings.trusted_proxies:  # outermost: every limit sees the client as the trusted proxies name it
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     for router in (
         page.router,
         health.router,

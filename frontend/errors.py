@@ -78,3 +78,18 @@ def triton_timeout() -> GatewayError:
 
 def session_busy() -> GatewayError:
     return GatewayError("session_busy", "上一条消息仍在处理中，请稍后再试。", 409)
+
+
+def busy(retry_after: int) -> GatewayError:
+    """This replica runs as many generations as it may: answered at once, never queued (FAQ answers still flow)."""
+    return GatewayError("busy", "当前咨询人数较多，请稍后再试。", 503, retry_after=retry_after)
+
+
+def interrupted() -> GatewayError:
+    """The replica writing this reply died; the partial text is kept and the customer may ask again."""
+    return GatewayError("interrupted", "回复因服务切换而中断，请重新提问。", 503, retry_after=1)
+
+
+def too_many_connections(retry_after: int) -> GatewayError:
+    message = "来自您网络的连接过多，请关闭其他窗口后重试。"
+    return GatewayError("too_many_connections", message, 429, retry_after=retry_after)

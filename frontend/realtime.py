@@ -11,7 +11,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from frontend.errors import GatewayError
 from frontend.protocol.frames import Frame, error_frame
-from frontend.services.events import SessionEvents
+from frontend.services.events import ReplyAssembler
+from frontend.services.fanout import EventFanout
 from frontend.services.redis_store import REDIS_DOWN
 
 logger = logging.getLogger(__name__)
@@ -38,39 +39,33 @@ class FrameSender:
             return True
 
 
-def _reraise_swallowed_cancel() -> None:
-    """A cancel that lands inside redis-py's blocking read can be swallowed (returned as an empty read or a
-    Redis TimeoutError); the task still counts the request, so honour it instead of reading again."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 async def forward_events(
-    events: SessionEvents, session_id: str, after: str, sender: FrameSender, keep: FrameFilter
+    fanout: EventFanout, session_id: str, after: str, sender: FrameSender, keep: FrameFilter
 ) -> None:
     """Send the session's frames after event `after` until cancelled; survives a Redis restart.
 
+    Frames come from the replica's fan-out (no Redis connection of its own); only a backlog is read here.
     Any other failure ends forwarding with an `internal_error` frame (and a log line), never silently.
     """
+    subscription = fanout.subscribe(session_id, after)
+    assembler = ReplyAssembler(fanout.events)
     delay = 0.2
-    while True:
-        _reraise_swallowed_cancel()
-        try:
-            batch = await events.read(session_id, after, block_ms=2000)
-            delay = 0.2
-        except REDIS_DOWN:
-            _reraise_swallowed_cancel()
-            await asyncio.sleep(delay)  # back off while Redis is down; the next read resumes after `after`
-            delay = min(delay * 2, 2.0)
-            continue
-        except Exception:
-            _reraise_swallowed_cancel()
-            logger.exception("forwarding the events of session %s stopped", session_id)
-            await sender.send(error_frame(FORWARDING_STOPPED, session_id))
-            return
-        for event_id, frame in batch:
-            after = event_id
-            out = keep(frame)
-            if out is not None and not await sender.send(out):
+    try:
+        while True:
+            try:
+                batch = await fanout.next_batch(subscription)
+                delay = 0.2
+            except REDIS_DOWN:
+                await asyncio.sleep(delay)  # back off while Redis is down; the backlog read resumes at the cursor
+                delay = min(delay * 2, 2.0)
+                continue
+            except Exception:
+                logger.exception("forwarding the events of session %s stopped", session_id)
+                await sender.send(error_frame(FORWARDING_STOPPED, session_id))
                 return
+            for event_id, frame in batch:
+                out = keep(await assembler.complete(session_id, event_id, frame))
+                if out is not None and not await sender.send(out):
+                    return
+    finally:
+        fanout.unsubscribe(subscription)

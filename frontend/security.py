@@ -42,7 +42,8 @@ def require_key(conn: HTTPConnection, keys: Iterable[str]) -> str:
 
 
 def client_ip(conn: HTTPConnection) -> str:
-    """The peer address (uvicorn rewrites it from X-Forwarded-For when the proxy is trusted)."""
+    """The client address: the peer, or, when the peer is in `GATEWAY_TRUSTED_PROXIES`, the nearest untrusted
+    address in X-Forwarded-For (rewritten by the app's proxy-headers middleware; uvicorn's own is off)."""
     return conn.client.host if conn.client else "unknown"
 
 

@@ -5,6 +5,7 @@ Every key is a `SecretStr`, so the settings' repr and validation errors never pr
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -115,6 +116,29 @@ class GatewaySettings(BaseSettings):
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wechat_passive_wait_seconds: float = Field(default=4.0, ge=0, lt=5, description="a callback's wait for the reply")
     wechat_passive_tries: int = Field(default=3, ge=1, le=3, description="WeChat tries that may wait (~14 s at 3)")
+    # Scale and overload (issue 9): bounded Redis pool, fan-out readers, in-flight generation bound, owner leases
+    # of streaming replies, reply storage rate, trusted proxies and per-IP caps on sockets and new sessions.
+    redis_max_connections: int = Field(default=64, ge=4, description="pooled Redis connections per replica")
+    redis_pool_timeout_seconds: float = Field(default=15.0, gt=0, description="wait for a free pooled connection")
+    fanout_readers: int = Field(default=4, ge=1, le=32, description="blocking XREAD connections per replica")
+    max_inflight_generations: int = Field(default=8, ge=1, description="LLM replies at once per replica; then busy")
+    busy_retry_after_seconds: int = Field(default=3, ge=1, description="`retry_after` of a `busy` answer")
+    owner_lease_seconds: float = Field(default=10.0, ge=1.0, description="a streaming reply's owner renews within")
+    reply_store_interval_seconds: float = Field(default=1.0, ge=0.0, description="stored reply text write period")
+    trusted_proxies: CommaList = Field(default_factory=list, description="IPs/CIDRs whose X-Forwarded-For counts")
+    max_sockets_per_ip: int = Field(default=20, ge=1, description="concurrent customer sockets per IP per replica")
+    new_sessions_per_ip_per_minute: int = Field(default=30, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        items = _split_commas(value)
+        for item in items if isinstance(items, list) else []:
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ValueError("GATEWAY_TRUSTED_PROXIES takes IP addresses or CIDR networks") from None
+        return items
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

@@ -117,7 +117,7 @@ class GatewayServer:
         return [
             sys.executable, "-m", "uvicorn", "frontend.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-            "--ws-max-size", str(self.ws_max_size), "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+            "--ws-max-size", str(self.ws_max_size), "--no-proxy-headers",  # GATEWAY_TRUSTED_PROXIES decides
             "--timeout-graceful-shutdown", "5",
         ]
 
@@ -199,6 +199,7 @@ def main() -> int:
             "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "GATEWAY_TRITON_GRPC_URL": f"127.0.0.1:{grpc_port}",
             "GATEWAY_MODEL_VARIANT": os.environ.get("GATEWAY_MODEL_VARIANT", f"cpu-{checkpoint}"),
+            "GATEWAY_TRUSTED_PROXIES": os.environ.get("GATEWAY_TRUSTED_PROXIES", "127.0.0.1"),
             **keys,
         }
         if os.environ.get("CANARY_CHECKPOINT"):

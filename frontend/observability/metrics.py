@@ -61,6 +61,15 @@ class GatewayMetrics:
             "gateway_release_weight", "Candidate's percent of new sessions", ["variant"], registry=r
         )
         self.rollbacks = Counter("gateway_release_rollbacks", "Candidate rollbacks", ["variant", "reason"], registry=r)
+        self.busy = Counter("gateway_busy", "LLM turns refused with `busy` (generation bound)", ["channel"], registry=r)
+        self.inflight_generations = Gauge("gateway_inflight_generations", "LLM generations running", registry=r)
+        self.interrupted = Counter(
+            "gateway_replies_interrupted", "Replies ended as interrupted after their owner's lease lapsed", registry=r
+        )
+        self.refused_sockets = Counter(
+            "gateway_sockets_refused", "Customer sockets refused by the per-IP cap", registry=r
+        )
+        self.followed_sessions = Gauge("gateway_fanout_sessions", "Sessions this replica's fan-out follows", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -117,6 +117,15 @@ def delta_frame(session_id: str, message_id: str, message: str, delta: str, inte
     )
 
 
+def stored_delta(session_id: str, message_id: str, offset: int, delta: str, intent: str) -> Frame:
+    """A delta as the session's stream keeps it: only the new text and where it starts (`offset`, characters);
+    the gateway fills in `message` (the whole text so far) when it forwards the frame, so Redis holds a reply
+    once, not once per delta."""
+    frame = delta_frame(session_id, message_id, "", delta, intent)
+    frame["offset"] = offset
+    return frame
+
+
 def done_frame(
     session_id: str, message_id: str, message: str, intent: str, finish_reason: str, source: str
 ) -> Frame:

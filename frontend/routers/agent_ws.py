@@ -101,7 +101,7 @@ class AgentConnection:
     def follow(self, session_id: str, after: str) -> None:
         if session_id not in self.held:
             self.held[session_id] = asyncio.create_task(
-                forward_events(self.services.events, session_id, after, self.sender, self.keep)
+                forward_events(self.services.fanout, session_id, after, self.sender, self.keep)
             )
 
     @staticmethod

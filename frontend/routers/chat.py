@@ -39,6 +39,8 @@ async def chat(
     await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
     # Per API key (a hash, never the key): a caller rotating session ids still shares one budget.
     await services.limiter.check("key", client, settings.rate_limit_per_user)
+    if body.session_id is None:
+        await services.session_starts.check("session-ip", client_ip(request), settings.new_sessions_per_ip_per_minute)
     info = await services.conversation.open_session(body.session_id)
     result = await services.conversation.customer_message(
         info.session_id, message, origin="rest", channel="rest", max_tokens=body.max_tokens

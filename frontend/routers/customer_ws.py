@@ -23,6 +23,7 @@ from frontend.errors import (
     internal_error,
     invalid_request,
     redis_unavailable,
+    too_many_connections,
     unauthorized,
 )
 from frontend.observability.logging import session_id_var
@@ -40,7 +41,7 @@ from frontend.realtime import FrameSender, forward_events
 from frontend.security import client_ip, matches_any, origin_allowed
 from frontend.services.container import GatewayServices
 from frontend.services.feedback import submit_feedback
-from frontend.services.redis_store import REDIS_DOWN
+from frontend.services.redis_store import REDIS_FAILED, describe
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])
@@ -82,8 +83,8 @@ class CustomerConnection:
             await self.handle(parse_client_frame(text, self.settings.max_message_chars))
         except GatewayError as exc:
             await self.send_error(exc)
-        except REDIS_DOWN as exc:
-            logger.warning("Redis unavailable: %r", exc)
+        except REDIS_FAILED as exc:  # down, or refusing (OOM): an error frame, never a dropped socket
+            logger.warning("Redis unavailable: %s", describe(exc))
             await self.send_error(redis_unavailable())
 
     async def send_error(self, exc: GatewayError, message_id: str | None = None) -> None:
@@ -129,6 +130,9 @@ class CustomerConnection:
 
         The new id is checked first: an unknown one leaves the current binding (and its forwarder) as it was.
         """
+        if session_id is None:
+            limit = self.settings.new_sessions_per_ip_per_minute
+            await self.services.session_starts.check("session-ip", self.ip, limit)
         info = await self.services.conversation.open_session(session_id)
         switching = self.session_id is not None and info.session_id != self.session_id
         if switching and self.turns:
@@ -145,7 +149,7 @@ class CustomerConnection:
         session_id_var.set(info.session_id)
         if self.forwarder is None or self.forwarder.done():  # (re)start; a resume revives a stopped forwarder
             self.forwarder = asyncio.create_task(
-                forward_events(self.services.events, info.session_id, after, self.sender, self.keep)
+                forward_events(self.services.fanout, info.session_id, after, self.sender, self.keep)
             )
         if explicit:
             await self.sender.send(resumed_frame(info.session_id, info.state))
@@ -157,7 +161,7 @@ class CustomerConnection:
             return
         try:
             expired = await self.services.sessions.get(self.session_id) is None
-        except REDIS_DOWN:
+        except REDIS_FAILED:
             return
         if expired:
             await self.stop_forwarder()
@@ -181,8 +185,8 @@ class CustomerConnection:
                 await self.send_error(exc, exc.message_id)
         except GatewayError as exc:
             await self.send_error(exc)
-        except REDIS_DOWN as exc:
-            logger.warning("Redis unavailable during a turn: %r", exc)
+        except REDIS_FAILED as exc:
+            logger.warning("Redis unavailable during a turn: %s", describe(exc))
             await self.send_error(redis_unavailable())
         except Exception:
             logger.exception("turn failed")
@@ -223,6 +227,10 @@ async def customer_socket(websocket: WebSocket) -> None:
         services.metrics.errors.labels(unauthorized().code).inc()
         await websocket.close(code=1008, reason="site key required")
         return
+    ip = client_ip(websocket)
+    if not services.sockets_per_ip.open(ip):
+        await refuse(websocket, services, too_many_connections(retry_after=30))
+        return
     await websocket.accept()
     gauge = services.metrics.open_websockets.labels("customer")
     gauge.inc()
@@ -230,3 +238,13 @@ async def customer_socket(websocket: WebSocket) -> None:
         await CustomerConnection(websocket, services).run()
     finally:
         gauge.dec()
+        services.sockets_per_ip.close(ip)
+
+
+async def refuse(websocket: WebSocket, services: GatewayServices, error: GatewayError) -> None:
+    """Accept only to say why (an error frame with `retry_after`), then close with 1013 (try again later)."""
+    services.metrics.refused_sockets.inc()
+    services.metrics.errors.labels(error.code).inc()
+    await websocket.accept()
+    await FrameSender(websocket).send(error_frame(error))
+    await websocket.close(code=1013, reason=error.code)

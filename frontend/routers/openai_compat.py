@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from frontend.deps import ApiClient, Services
 from frontend.protocol.errors import ErrorResponse
@@ -39,7 +41,31 @@ async def chat_completions(
     # Per API key (a hash, never the key): `user` is the caller's to choose, so it cannot buy more requests.
     await services.limiter.check("key", client, settings.rate_limit_per_user)
     call = serving.to_call(body)
+    slot = services.conversation.take_slot("openai")  # past the generation bound: 503 `busy` with Retry-After
+    release = slot.release if slot is not None else _nothing
     if not body.stream:
-        return await serving.complete(body, call)
-    events = await serving.stream(body, call)  # errors before the first byte become proper HTTP errors
-    return EventSourceResponse(events, sep="\n", headers={"Cache-Control": "no-cache"})
+        try:
+            return await serving.complete(body, call)
+        finally:
+            release()
+    try:
+        events = await serving.stream(body, call)  # errors before the first byte become proper HTTP errors
+    except BaseException:
+        release()
+        raise
+    # The background task also frees the slot when the client left before the stream began.
+    return EventSourceResponse(
+        _releasing(events, release), sep="\n", headers={"Cache-Control": "no-cache"}, background=BackgroundTask(release)
+    )
+
+
+async def _releasing(events: AsyncIterator[str], release: Callable[[], None]) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        release()
+
+
+def _nothing() -> None:
+    return None

@@ -8,12 +8,16 @@ from redis.asyncio import Redis
 
 from frontend.observability.metrics import GatewayMetrics
 from frontend.services.agent_desk import AgentDesk
+from frontend.services.capacity import GenerationSlots, SocketsPerIp
 from frontend.services.conversation import Conversation
 from frontend.services.events import SessionEvents
+from frontend.services.fanout import EventFanout
 from frontend.services.faq import FaqStore
 from frontend.services.feedback import FeedbackStore
 from frontend.services.handoff import HandoffQueue
+from frontend.services.leases import ReplyLeases
 from frontend.services.rate_limit import RateLimiter
+from frontend.services.redis_store import connect_redis
 from frontend.services.release import ReleaseService, RollbackPolicy, Variant
 from frontend.services.sessions import SessionStore
 from frontend.services.triton import TritonChat
@@ -38,6 +42,11 @@ class GatewayServices:
     desk: AgentDesk
     release: ReleaseService
     router: VariantRouter
+    fanout: EventFanout
+    slots: GenerationSlots
+    leases: ReplyLeases
+    sockets_per_ip: SocketsPerIp
+    session_starts: RateLimiter  # new sessions per IP per minute
 
     @classmethod
     def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
@@ -71,7 +80,15 @@ class GatewayServices:
         router = VariantRouter(triton, release, metrics, settings.model_variant, timeouts)
         hash_key = (settings.session_hash_key or settings.admin_api_key).get_secret_value().encode("utf-8")
         turn_log = TurnLog(redis, hash_key)
-        conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics, router, turn_log)
+        slots = GenerationSlots(settings.max_inflight_generations, settings.busy_retry_after_seconds, metrics)
+        leases = ReplyLeases(redis, sessions, events, metrics, settings.owner_lease_seconds)
+        conversation = Conversation(
+            settings, sessions, events, triton, faq, handoff, metrics, router, turn_log, slots, leases
+        )
+        # The fan-out's blocking readers get their own few connections (plus two for wake-ups).
+        readers = connect_redis(settings.redis_url, settings.fanout_readers + 2, settings.redis_pool_timeout_seconds)
+        fanout = EventFanout(readers, events, settings.fanout_readers)
+        metrics.followed_sessions.set_function(lambda: fanout.followed_sessions)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -87,9 +104,21 @@ class GatewayServices:
             desk=AgentDesk(sessions, events, handoff),
             release=release,
             router=router,
+            fanout=fanout,
+            slots=slots,
+            leases=leases,
+            sockets_per_ip=SocketsPerIp(settings.max_sockets_per_ip),
+            session_starts=RateLimiter(redis, 60),
         )
+
+    def start(self) -> None:
+        """Background tasks of the replica: the fan-out readers and the lease keeper."""
+        self.fanout.start()
+        self.leases.start()
 
     async def close(self) -> None:
         await self.router.close()
+        await self.leases.close()
+        await self.fanout.close()
         await self.triton.close()
         await self.redis.aclose()

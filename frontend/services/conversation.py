@@ -18,16 +18,18 @@ from frontend.observability.logging import session_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import (
     HANDOFF_QUEUED,
-    delta_frame,
     done_frame,
     error_frame,
     handoff_frame,
+    stored_delta,
     user_frame,
 )
+from frontend.services.capacity import GenerationSlots, Slot
 from frontend.services.events import SessionEvents
 from frontend.services.faq import FaqStore
 from frontend.services.handoff import HandoffQueue
-from frontend.services.redis_store import REDIS_DOWN
+from frontend.services.leases import ReplyLeases
+from frontend.services.redis_store import REDIS_FAILED, describe
 from frontend.services.release import Variant
 from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id, new_session_id
 from frontend.services.triton import ChatCall, TritonChat
@@ -64,8 +66,12 @@ class Conversation:
         metrics: GatewayMetrics,
         router: VariantRouter | None = None,
         turn_log: TurnLog | None = None,
+        slots: GenerationSlots | None = None,
+        leases: ReplyLeases | None = None,
     ) -> None:
         self._settings = settings
+        self._slots = slots
+        self._leases = leases
         self._sessions = sessions
         self._events = events
         self._triton = triton
@@ -97,33 +103,54 @@ class Conversation:
         max_tokens: int | None = None,
         generating: asyncio.Event | None = None,
     ) -> TurnResult:
-        """`generating` is set once the message is stored and the reply has started (safe to cancel from then)."""
+        """`generating` is set once the message is stored and the reply has started (safe to cancel from then).
+
+        An LLM turn past the replica's generation bound raises `busy` before anything is stored, so the customer
+        can simply send the message again.
+        """
         started = time.monotonic()
         stored_text = redact(text) if self._settings.store_redacted else text
-        hold = self._settings.triton_reply_timeout_seconds + self._settings.triton_retry_seconds + 30
+        hold = self._leases.lease_seconds if self._leases is not None else self._reply_lock_hold()
         async with self._sessions.turn_lock(session_id, self._settings.turn_lock_wait_seconds, hold):
             info = await self._sessions.require(session_id)
-            history = await self._sessions.history(session_id)
-            user_id = new_message_id()
-            user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
-            await self._sessions.append_turn(session_id, user_turn)
-            await self._events.publish(session_id, user_frame(session_id, user_id, stored_text, origin))
-            await self._sessions.touch(session_id)
-            logger.info("message %s on %s (%d chars)", user_id, channel, len(text))
-            if info.state != "bot":
-                if generating is not None:
-                    generating.set()
-                await self._turn_event(session_id, channel, info.variant, HUMAN_AGENT, "agent", "", started)
-                return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
-            variant = await self._router.resolve(info.variant)
-            entry = await self._faq.match(text)
-            self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
-            if entry is not None:
-                return await self._answer_from_faq(
-                    session_id, entry.answer, entry.intent, channel, started, variant.name
-                )
-            call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
-            return await self._answer_from_llm(session_id, call, channel, started, generating, variant)
+            entry, slot = None, None
+            if info.state == "bot":
+                entry = await self._faq.match(text)
+                self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
+                if entry is None and self._slots is not None:
+                    slot = self._slots.take(channel)
+            try:
+                llm_turn = info.state == "bot" and entry is None
+                history = await self._sessions.history(session_id) if llm_turn else []  # only the LLM reads it
+                user_id = new_message_id()
+                user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
+                await self._sessions.append_turn(session_id, user_turn)
+                await self._events.publish(session_id, user_frame(session_id, user_id, stored_text, origin))
+                await self._sessions.touch(session_id)
+                logger.info("message %s on %s (%d chars)", user_id, channel, len(text))
+                if info.state != "bot":
+                    if generating is not None:
+                        generating.set()
+                    await self._turn_event(session_id, channel, info.variant, HUMAN_AGENT, "agent", "", started)
+                    return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
+                variant = await self._router.resolve(info.variant)
+                if entry is not None:
+                    return await self._answer_from_faq(
+                        session_id, entry.answer, entry.intent, channel, started, variant.name
+                    )
+                call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
+                return await self._answer_from_llm(session_id, call, channel, started, generating, variant)
+            finally:
+                if slot is not None:
+                    slot.release()
+
+    def _reply_lock_hold(self) -> float:
+        """Without owner leases (no renewal) the turn lock must outlast the longest reply."""
+        return self._settings.triton_reply_timeout_seconds + self._settings.triton_retry_seconds + 30
+
+    def take_slot(self, channel: str) -> Slot | None:
+        """A generation slot for a stateless LLM call (`/v1`); `busy` when the replica is at its bound."""
+        return self._slots.take(channel) if self._slots is not None else None
 
     def _observe(self, channel: str, source: str, started: float, variant: str) -> None:
         """Recorded before the `done` frame goes out, so a client that saw `done` also sees the metric."""
@@ -168,10 +195,12 @@ class Conversation:
         self, session_id: str, answer: str, intent: str, channel: str, started: float, variant: str
     ) -> TurnResult:
         message_id = new_message_id()
-        await self._sessions.start_reply(session_id, message_id, "faq", variant=variant)
-        await self._sessions.update_reply(message_id, text=answer, intent=intent, status="done", finish_reason="stop")
+        await self._sessions.start_reply(
+            session_id, message_id, "faq", text=answer, intent=intent, status="done", finish_reason="stop",
+            variant=variant,
+        )
         await self._sessions.append_turn(session_id, StoredTurn("assistant", answer, message_id, "faq", time.time()))
-        await self._events.publish(session_id, delta_frame(session_id, message_id, answer, answer, intent))
+        await self._events.publish(session_id, stored_delta(session_id, message_id, 0, answer, intent))
         self._observe(channel, "faq", started, variant)
         await self._turn_event(session_id, channel, variant, intent, "faq", "stop", started)
         await self._events.publish(session_id, done_frame(session_id, message_id, answer, intent, "stop", "faq"))
@@ -188,11 +217,30 @@ class Conversation:
     ) -> TurnResult:
         message_id = new_message_id()
         call = ChatCall(call.message, call.history, call.max_tokens, call.streaming, request_id=message_id)
+        await self._sessions.start_reply(session_id, message_id, "llm", variant=target.name)
+        if self._leases is None:
+            return await self._generate(session_id, message_id, call, channel, started, generating, target)
+        await self._leases.hold(message_id)
+        try:
+            return await self._generate(session_id, message_id, call, channel, started, generating, target)
+        finally:  # after the reply's last frame, so a replica dying at any point leaves a lease behind
+            await asyncio.shield(self._drop_lease(message_id))
+
+    async def _generate(
+        self,
+        session_id: str,
+        message_id: str,
+        call: ChatCall,
+        channel: str,
+        started: float,
+        generating: asyncio.Event | None,
+        target: Variant,
+    ) -> TurnResult:
         variant, fallback, first_token = target.name, False, None
-        await self._sessions.start_reply(session_id, message_id, "llm", variant=variant)
         if generating is not None:
             generating.set()
         text, intent, finish_reason = "", "", ""
+        stored_at = time.monotonic()
         try:
             async with aclosing(self._router.stream(target, call)) as chunks:
                 async for chunk in chunks:
@@ -208,11 +256,13 @@ class Conversation:
                             first_token = time.monotonic() - started
                             self._metrics.time_to_first_token.labels(channel).observe(first_token)
                             self._metrics.variant_time_to_first_token.labels(variant).observe(first_token)
-                        text += chunk.delta
+                        offset, text = len(text), text + chunk.delta
                         await self._events.publish(
-                            session_id, delta_frame(session_id, message_id, text, chunk.delta, intent)
+                            session_id, stored_delta(session_id, message_id, offset, chunk.delta, intent)
                         )
-                        await self._sessions.update_reply(message_id, text=text, intent=intent)
+                        if time.monotonic() - stored_at >= self._settings.reply_store_interval_seconds:
+                            stored_at = time.monotonic()  # the whole text at a bounded rate, and once at the end
+                            await self._sessions.update_reply(message_id, text=text, intent=intent)
                     finish_reason = chunk.finish_reason or finish_reason
         except asyncio.CancelledError:
             self._metrics.cancelled.inc()
@@ -250,12 +300,19 @@ class Conversation:
             await self._sessions.append_turn(session_id, StoredTurn("assistant", text, message_id, "llm", time.time()))
         await self._events.publish(session_id, done_frame(session_id, message_id, text, intent, finish_reason, "llm"))
 
+    async def _drop_lease(self, message_id: str) -> None:
+        assert self._leases is not None
+        try:
+            await self._leases.drop(message_id)
+        except REDIS_FAILED as exc:  # the sweep finds the reply finished and only removes the lease
+            logger.warning("could not drop the lease of reply %s: %r", message_id, exc)
+
     @staticmethod
     def _reply_error(message_id: str, exc: Exception) -> GatewayError:
         if isinstance(exc, GatewayError):
             return exc
-        if isinstance(exc, REDIS_DOWN):
-            logger.warning("Redis unavailable during reply %s: %r", message_id, exc)
+        if isinstance(exc, REDIS_FAILED):
+            logger.warning("Redis unavailable during reply %s: %s", message_id, describe(exc))
             return redis_unavailable()
         logger.exception("reply %s failed", message_id)
         return internal_error()
@@ -268,7 +325,7 @@ class Conversation:
         try:
             await self._sessions.update_reply(message_id, status="error", text=text, intent=intent)
             await self._events.publish(session_id, error_frame(error, session_id, message_id))
-        except REDIS_DOWN:
+        except REDIS_FAILED:
             return False
         return True
 

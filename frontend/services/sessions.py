@@ -3,8 +3,10 @@
 Keys (all expire `session_ttl_seconds` after the last activity):
   sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at
   sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns)
-  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave
-  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source
+  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave (a lease: its
+                           holder renews it, so it lapses soon after a replica dies)
+  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source;
+                           `text` is written at a bounded rate while streaming and once at the end
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from frontend.services.history import Turn, trim_history
 from frontend.services.redis_store import REDIS_DOWN
 
 SessionState = Literal["bot", "queued", "agent"]
-ReplyStatus = Literal["streaming", "done", "cancelled", "error", "handoff"]
+ReplyStatus = Literal["streaming", "done", "cancelled", "error", "handoff", "interrupted"]
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_RENEW_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
 _CLAIM = """
@@ -103,6 +109,7 @@ class SessionStore:
         self._budget = token_budget
         self._variant = variant
         self._pending_releases: set[asyncio.Task[None]] = set()
+        self._held_locks: dict[str, str] = {}  # turn locks this replica holds: renewed with the owner lease
 
     @staticmethod
     def _key(session_id: str) -> str:
@@ -189,10 +196,22 @@ class SessionStore:
                 raise session_busy()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+        self._held_locks[key] = token
         try:
             yield
         finally:
+            self._held_locks.pop(key, None)
             await asyncio.shield(self._release(key, token, time.monotonic() + hold_seconds))
+
+    async def renew_locks(self, hold_ms: int) -> None:
+        """Extend every turn lock this replica holds, so a lock outlives a long reply but not a dead replica."""
+        held = list(self._held_locks.items())
+        if not held:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, token in held:
+                pipe.eval(_RENEW_LOCK, 1, key, token, hold_ms)
+            await pipe.execute()
 
     async def _release(self, key: str, token: str, deadline: float) -> None:
         """Release the turn lock; while Redis is down keep trying in the background until it is back."""
@@ -214,7 +233,10 @@ class SessionStore:
             except REDIS_DOWN:
                 continue
 
-    async def start_reply(self, session_id: str, message_id: str, source: str, variant: str | None = None) -> None:
+    async def start_reply(
+        self, session_id: str, message_id: str, source: str, variant: str | None = None, **known: str
+    ) -> None:
+        """Store a new reply as `streaming`; `known` fields (an FAQ answer is done at once) in the same write."""
         key = f"reply:{message_id}"
         fields: dict[FieldT, EncodableT] = {
             "session_id": session_id,
@@ -225,6 +247,7 @@ class SessionStore:
             "source": source,
             "variant": variant or self._variant,
         }
+        fields.update(known.items())
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self._ttl)

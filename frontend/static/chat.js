@@ -13,6 +13,8 @@
     retries: 0,
     bubbles: new Map(),
     pending: [],
+    lastMessage: null,  // the customer's last message, sent once more after a `busy` answer
+    busyRetried: false,
   };
 
   function setStatus(kind, text) {
@@ -139,7 +141,9 @@
           const bubble = failed.querySelector(".bubble");
           if (!bubble.textContent) bubble.textContent = "（回复失败）";
         }
-        if (frame.code === "unknown_session") {
+        if (frame.code === "busy" && state.lastMessage && !state.busyRetried) {
+          retryWhenFree(frame);
+        } else if (frame.code === "unknown_session") {
           forgetSession();
           addLine("system", "会话已过期，已为您开始新的会话。");
         } else {
@@ -150,6 +154,19 @@
       default:
         break;
     }
+  }
+
+  // The gateway is at its generation bound: say so, and send the same message once more after `retry_after`.
+  function retryWhenFree(frame) {
+    state.busyRetried = true;
+    const wait = Math.max(1, Number(frame.retry_after) || 3);
+    const payload = state.lastMessage;
+    setNotice(frame.message + "（" + wait + " 秒后自动重试）");
+    setTimeout(() => {
+      setNotice("");
+      if (state.sessionId) payload.session_id = state.sessionId;
+      send(payload);
+    }, wait * 1000);
   }
 
   function forgetSession() {
@@ -200,6 +217,8 @@
     $("input").value = "";
     const payload = { message: text };
     if (state.sessionId) payload.session_id = state.sessionId;
+    state.lastMessage = payload;
+    state.busyRetried = false;
     send(payload);
   });
   $("input").addEventListener("keydown", (e) => {

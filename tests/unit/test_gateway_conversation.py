@@ -40,8 +40,10 @@ class MemorySessions:
     async def touch(self, session_id: str) -> None:
         pass
 
-    async def start_reply(self, session_id: str, message_id: str, source: str, variant: str | None = None) -> None:
-        self.replies[message_id] = {"status": "streaming"}
+    async def start_reply(
+        self, session_id: str, message_id: str, source: str, variant: str | None = None, **known: str
+    ) -> None:
+        self.replies[message_id] = {"status": "streaming", **known}
 
     async def update_reply(self, message_id: str, **fields: str) -> None:
         self.replies[message_id].update(fields)

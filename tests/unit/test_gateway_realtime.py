@@ -10,6 +10,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from frontend.protocol.frames import Frame
 from frontend.realtime import FrameSender, forward_events
+from frontend.services.fanout import Subscription
 
 
 class DroppedSocket:
@@ -28,10 +29,21 @@ class RecordingSender:
         return True
 
 
-class BrokenEvents:
-    """XREAD refuses the id (what Redis answers to `after="abc"`)."""
+class BrokenFanout:
+    """The backlog read is refused (what Redis answers to a malformed id)."""
 
-    async def read(self, session_id: str, after: str, block_ms: int) -> list[tuple[str, Frame]]:
+    events: Any = None
+
+    def __init__(self) -> None:
+        self.unsubscribed = False
+
+    def subscribe(self, session_id: str, after: str) -> Subscription:
+        return Subscription(session_id, after, (0, 0))
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.unsubscribed = True
+
+    async def next_batch(self, subscription: Subscription) -> list[tuple[str, Frame]]:
         raise ResponseError("Invalid stream ID specified as stream command argument")
 
 
@@ -44,9 +56,10 @@ async def test_send_to_a_dropped_socket_returns_false() -> None:
 async def test_forwarder_reports_an_unexpected_error_instead_of_dying_silently() -> None:
     """A Redis error that is not an outage ends forwarding with an `internal_error` frame for that session."""
     sender = RecordingSender()
+    fanout = BrokenFanout()
     keep: Any = lambda frame: frame  # noqa: E731
-    await forward_events(BrokenEvents(), "s" * 32, "0-0", sender, keep)  # type: ignore[arg-type]
+    await forward_events(fanout, "s" * 32, "0-0", sender, keep)  # type: ignore[arg-type]
     assert len(sender.frames) == 1
     frame = sender.frames[0]
     assert (frame["type"], frame["code"], frame["session_id"]) == ("error", "internal_error", "s" * 32)
-    assert frame["message"]
+    assert frame["message"] and fanout.unsubscribed

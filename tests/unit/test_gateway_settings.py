@@ -52,3 +52,17 @@ def test_keys_never_show_in_repr_or_validation_errors(monkeypatch: pytest.Monkey
     with pytest.raises(ValidationError) as info:
         GatewaySettings()  # type: ignore[call-arg]
     assert "tooshort-key" not in str(info.value) and "k" * 20 not in str(info.value)
+
+
+def test_trusted_proxies_take_addresses_and_networks_and_refuse_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GATEWAY_TRUSTED_PROXIES is a comma list of IPs/CIDRs (empty: X-Forwarded-For is never honoured); a bad
+    entry stops the gateway with an error that does not echo it."""
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    assert GatewaySettings().trusted_proxies == []  # type: ignore[call-arg]
+    monkeypatch.setenv("GATEWAY_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")
+    assert GatewaySettings().trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "::1"]  # type: ignore[call-arg]
+    monkeypatch.setenv("GATEWAY_TRUSTED_PROXIES", "127.0.0.1,proxy.internal-secret")
+    with pytest.raises(ValidationError) as error:
+        GatewaySettings()  # type: ignore[call-arg]
+    assert "proxy.internal-secret" not in str(error.value) and "TRUSTED_PROXIES" in str(error.value)

@@ -42,6 +42,7 @@ def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[
         "GATEWAY_RATE_LIMIT_PER_IP": "10000",
         "GATEWAY_RATE_LIMIT_PER_USER": "10000",
         "GATEWAY_LOG_JSON": "true",
+        "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",  # the tests stand in for a proxy with X-Forwarded-For
     }
     env.update({f"GATEWAY_{k.upper()}": v for k, v in overrides.items()})
     return env
