@@ -75,10 +75,10 @@ class ChatChunk:
     delta: str
     intent: str
     finish_reason: str
-    variant: str = ""  # set by the variant router: the variant that produced this chunk
-    restart: bool = False  # the variant failed; the reply starts over from another variant
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    variant: str = ""  # set by the variant router: the variant that produced this chunk
+    restart: bool = False  # the variant failed; the reply starts over from another variant
 
 
 def _tensor(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
