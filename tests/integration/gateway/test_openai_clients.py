@@ -29,7 +29,7 @@ def client(gateway: str) -> openai.OpenAI:
 
 def llm_token_counters(triton_server: TritonServer) -> tuple[float, float]:
     text = httpx.get(f"http://127.0.0.1:{triton_server.ports.metrics}/metrics", timeout=10).text
-    labels = {"engine": "hf"}
+    labels = {"engine": "llamacpp"}  # the test checkpoint has a GGUF, so `auto` serves it on llama.cpp
     return metric_value(text, "llm_prompt_tokens_total", **labels), metric_value(
         text, "llm_completion_tokens_total", **labels
     )
