@@ -1,4 +1,4 @@
-"""Pick the engine named in the `llm` model's config: `hf` (CPU, transformers) or `trtllm` (GPU)."""
+"""Pick the engine named in the `llm` model's config: `hf` (CPU, transformers), `trtllm` (GPU) or `echo` (tests)."""
 
 from __future__ import annotations
 
@@ -47,4 +47,8 @@ def build_engine(params: ModelParameters) -> Any:
         from python_backends.llm.trtllm_engine import TrtLlmEngine, TrtLlmEngineConfig
 
         return TrtLlmEngine(TrtLlmEngineConfig.from_params(params))
-    raise ValueError(f"unknown llm engine {engine!r}; expected 'hf' or 'trtllm'")
+    if engine == "echo":  # tests only: answers with the prompt as the model reads it
+        from python_backends.llm.echo_engine import EchoEngine, EchoEngineConfig
+
+        return EchoEngine(EchoEngineConfig(checkpoint_dir=params.require_str("checkpoint_dir")))
+    raise ValueError(f"unknown llm engine {engine!r}; expected 'hf', 'trtllm' or 'echo'")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from python_backends.prompt.control_tokens import ControlTokenEscaper
+
 DEFAULT_SYSTEM_PROMPTS = Path(__file__).parent / "data" / "system_prompts.yaml"
 ROLES = ("user", "assistant")
 
@@ -76,12 +78,23 @@ def load_system_prompts(path: Path) -> dict[str, str]:
 
 
 class PromptBuilder:
-    """Builds one prompt; `render` applies the model's chat template, `count_tokens` measures history."""
+    """Builds one prompt; `render` applies the model's chat template, `count_tokens` measures history.
 
-    def __init__(self, config: PromptConfig, render: RenderChat, count_tokens: CountTokens) -> None:
+    Customer text (message and history) passes through `escape_user_text` first, so control-token text in it
+    stays plain text; pass the escaper built from the checkpoint's tokenizer (`ControlTokenEscaper.from_tokenizer`).
+    """
+
+    def __init__(
+        self,
+        config: PromptConfig,
+        render: RenderChat,
+        count_tokens: CountTokens,
+        escaper: ControlTokenEscaper | None = None,
+    ) -> None:
         self.config = config
         self._render = render
         self._count_tokens = count_tokens
+        self.escaper = escaper or ControlTokenEscaper()
         self.system_prompts = load_system_prompts(config.system_prompts_file)
 
     def system_prompt(self, intent: str | None) -> str:
@@ -101,12 +114,17 @@ class PromptBuilder:
             kept.pop(0)
         return kept
 
+    def escape_user_text(self, text: str) -> str:
+        """Control-token text in caller-supplied content made inert (use it for any extra caller text too)."""
+        return self.escaper.escape(text)
+
     def build(self, message: str, history: Sequence[ChatMessage] = (), intent: str | None = None) -> str:
         text = message.strip()
         if not text:
             raise PromptError("text_input is empty")
         if len(message) > self.config.max_message_chars:
             raise PromptError(f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}")
-        messages = [ChatMessage("system", self.system_prompt(intent)), *self.trim_history(history)]
-        messages.append(ChatMessage("user", text))
+        kept = self.trim_history([ChatMessage(m.role, self.escape_user_text(m.content)) for m in history])
+        messages = [ChatMessage("system", self.system_prompt(intent)), *kept]
+        messages.append(ChatMessage("user", self.escape_user_text(text)))
         return self._render([m.as_dict() for m in messages], self.config.enable_thinking)

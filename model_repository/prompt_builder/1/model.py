@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from python_backends import triton_io
 from python_backends.model_params import ModelParameters
-from python_backends.prompt import PromptBuilder, PromptConfig, PromptError, parse_history
+from python_backends.prompt import ControlTokenEscaper, PromptBuilder, PromptConfig, PromptError, parse_history
 from python_backends.prompt.builder import DEFAULT_SYSTEM_PROMPTS
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class TritonPythonModel:
         def count_tokens(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-        self.builder = PromptBuilder(config, render, count_tokens)
+        self.builder = PromptBuilder(config, render, count_tokens, ControlTokenEscaper.from_tokenizer(tokenizer))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
