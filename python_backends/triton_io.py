@@ -91,6 +91,44 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("python_backends").setLevel(level)
 
 
+def is_cancelled(request: Any) -> bool:
+    """The caller of this request went away (for an ensemble step: the ensemble request was cancelled)."""
+    return bool(request.is_cancelled())
+
+
+def send_final(sender: Any, response: Any = None) -> None:
+    """End a decoupled request; if sending `response` fails, still send the bare final flag so it never hangs."""
+    try:
+        sender.send(response, flags=FINAL_FLAG) if response is not None else sender.send(flags=FINAL_FLAG)
+    except Exception:
+        if response is None:
+            raise
+        logging.getLogger(__name__).warning("final response could not be sent; ending the request bare", exc_info=True)
+        sender.send(flags=FINAL_FLAG)
+
+
+def call_decoupled(model_name: str, texts: Mapping[str, str]) -> list[str]:
+    """A BLS call of a decoupled model with string inputs; returns the error messages of its responses."""
+    inputs = [pb_utils.Tensor(k, np.array([v.encode("utf-8")], dtype=np.object_)) for k, v in texts.items()]
+    request = pb_utils.InferenceRequest(model_name=model_name, requested_output_names=[], inputs=inputs)
+    return [r.error().message() for r in request.exec(decoupled=True) if r.has_error()]
+
+
+class Counter:
+    """A Prometheus counter on Triton's own `/metrics` endpoint (Python backend custom metrics), one per label."""
+
+    def __init__(self, name: str, description: str, label: str) -> None:
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self._label = label
+        self._metrics: dict[str, Any] = {}
+
+    def increment(self, value: str) -> None:
+        metric = self._metrics.get(value)
+        if metric is None:
+            metric = self._metrics[value] = self._family.Metric(labels={self._label: value})
+        metric.increment(1)
+
+
 def is_decoupled(model_config: Mapping[str, Any]) -> bool:
     return bool(pb_utils.using_decoupled_model_transaction_policy(model_config))
 

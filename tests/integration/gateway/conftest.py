@@ -38,7 +38,7 @@ def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[
         "GATEWAY_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_MODEL_VARIANT": VARIANT,
         "GATEWAY_DEFAULT_MAX_TOKENS": "8",
-        "GATEWAY_MAX_TOKENS_LIMIT": "256",
+        "GATEWAY_MAX_TOKENS_LIMIT": "2048",
         "GATEWAY_RATE_LIMIT_PER_IP": "10000",
         "GATEWAY_RATE_LIMIT_PER_USER": "10000",
         "GATEWAY_LOG_JSON": "true",
