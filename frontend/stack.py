@@ -68,9 +68,23 @@ class RedisServer:
     def command(self) -> list[str]:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
-            "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "yes",
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.appendfsync,
+            "--save",
+            "",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            "--protected-mode",
+            "yes",
         ]
 
     def ping(self) -> bool:
@@ -113,10 +127,23 @@ class GatewayServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "uvicorn", "frontend.app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-            "--ws-max-size", str(self.ws_max_size), "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
-            "--timeout-graceful-shutdown", "5",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "frontend.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--ws-max-size",
+            str(self.ws_max_size),
+            "--proxy-headers",
+            "--forwarded-allow-ips",
+            "127.0.0.1",
+            "--timeout-graceful-shutdown",
+            "5",
         ]
 
     def healthy(self) -> bool:
@@ -145,8 +172,10 @@ class GatewayServer:
 
 def dev_keys(environ: dict[str, str]) -> dict[str, str]:
     """Keys missing from the environment, generated for this run only."""
-    wanted = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_API_KEY", "GATEWAY_AGENT_API_KEY")
-    return {name: "dev-" + secrets.token_urlsafe(24) for name in wanted if not environ.get(name)}
+    wanted = {"GATEWAY_API_KEYS": "", "GATEWAY_ADMIN_API_KEY": "", "GATEWAY_AGENT_KEYS": "agent:"}
+    return {
+        name: prefix + "dev-" + secrets.token_urlsafe(24) for name, prefix in wanted.items() if not environ.get(name)
+    }
 
 
 def start_triton(checkpoint: str) -> TritonServer:

@@ -52,7 +52,7 @@ class GatewayServices:
         )
         events = SessionEvents(redis, settings.events_retained, settings.session_ttl_seconds)
         faq = FaqStore(redis)
-        handoff = HandoffQueue(redis)
+        handoff = HandoffQueue(redis, settings.handoff_queue_max_entries, settings.handoff_reclaim_seconds)
         conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics)
         return cls(
             settings=settings,
@@ -66,7 +66,7 @@ class GatewayServices:
             feedback=FeedbackStore(redis),
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
-            desk=AgentDesk(sessions, events, handoff),
+            desk=AgentDesk(sessions, events, handoff, settings.store_redacted),
         )
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from frontend.observability.logging import session_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import (
     HANDOFF_QUEUED,
+    HANDOFF_WAITING,
     delta_frame,
     done_frame,
     error_frame,
@@ -101,6 +102,11 @@ class Conversation:
             if info.state != "bot":
                 if generating is not None:
                     generating.set()
+                if info.state == "queued":  # never silence: say they are still waiting
+                    await self._events.publish(
+                        session_id, handoff_frame(session_id, "queued", HUMAN_AGENT, notice=HANDOFF_WAITING)
+                    )
+                    return TurnResult(session_id, user_id, HANDOFF_WAITING, HUMAN_AGENT, "handoff", "handoff")
                 return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
             entry = await self._faq.match(text)
             self._metrics.faq_lookups.labels("hit" if entry else "miss").inc()
@@ -203,12 +209,11 @@ class Conversation:
     async def request_handoff(self, session_id: str, reason: str, intent: str = HUMAN_AGENT) -> None:
         """Queue the session for a human agent (idempotent while it is already queued or held).
 
-        Check and set are one Redis script, so concurrent requests queue and count the session once and never
-        overwrite an agent's assignment.
+        State change and queue entry are one Redis script, so concurrent requests queue and count the session
+        once, never overwrite an agent's assignment, and a crash cannot leave a `queued` session off the queue.
         """
-        if not await self._sessions.queue_for_agent(session_id):
+        if not await self._handoff.queue(session_id, reason):
             return
-        await self._handoff.enqueue(session_id, reason)
         await self._events.publish(session_id, handoff_frame(session_id, "queued", intent))
         self._metrics.handoffs.labels(reason).inc()
         logger.info("session queued for a human agent (%s)", reason)

@@ -76,7 +76,7 @@ class FailingTriton:
 
 
 def conversation(failure: Exception, events: MemoryEvents) -> tuple[Conversation, MemorySessions]:
-    settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_api_key="g" * 20)  # type: ignore[arg-type]
+    settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_keys="alice:" + "g" * 20)  # type: ignore[arg-type]
     sessions = MemorySessions()
     convo = Conversation(
         settings, sessions, events, FailingTriton(failure), NoFaq(), None, GatewayMetrics()  # type: ignore[arg-type]

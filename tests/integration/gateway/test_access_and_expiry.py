@@ -14,6 +14,7 @@ from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import (
     AGENT_KEY,
+    AGENT_KEYS,
     API_KEY,
     ask,
     connect,
@@ -142,7 +143,7 @@ async def test_agent_disconnect_puts_the_held_session_back_in_the_queue(gateway:
         requeued = (await frames_until(customer, "handoff", timeout=10))[-1]
         assert requeued["state"] == "queued", requeued
 
-        async with connect(gateway, "/ws/agent?agent=stayer", additional_headers={"X-API-Key": AGENT_KEY}) as second:
+        async with connect(gateway, "/ws/agent", additional_headers={"X-API-Key": AGENT_KEYS["bob"]}) as second:
             taken: list[str] = []
             while session_id not in taken:  # the queue may hold other tests' sessions ahead of ours
                 await second.send(json.dumps({"type": "take"}))
