@@ -109,7 +109,7 @@ async def run_every(step: Callable[[], Awaitable[object]], interval: float) -> N
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()  # type: ignore[call-arg]  # secrets come from the environment
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.session_log_hash_key())
     metrics = GatewayMetrics()
 
     @asynccontextmanager

@@ -5,6 +5,7 @@ Every key is a `SecretStr`, so the settings' repr and validation errors never pr
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
@@ -74,6 +75,8 @@ class GatewaySettings(BaseSettings):
     handoff_wait_seconds: float = Field(default=300.0, gt=0, description="queued longer: back to the bot")
     handoff_queue_max_entries: int = Field(default=10_000, ge=100, description="handoff stream cap (MAXLEN ~)")
     handoff_reclaim_seconds: float = Field(default=30.0, gt=0, description="unacknowledged queue entry: reclaim")
+    # Bounded storage: how long a reply's rating is kept (the per-variant totals stay).
+    feedback_retention_seconds: int = Field(default=90 * 24 * 3600, ge=3600)
 
     @field_validator("agent_keys", mode="before")
     @classmethod
@@ -96,6 +99,10 @@ class GatewaySettings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError("agent names in GATEWAY_AGENT_KEYS must be unique")
         return pairs
+
+    def session_log_hash_key(self) -> bytes:
+        """Key of the session-id hash in logs: derived from the admin key, so every replica tags alike."""
+        return hashlib.sha256(b"session-log-tag:" + self.admin_api_key.get_secret_value().encode()).digest()
 
     def agent_key_pairs(self) -> list[tuple[str, str]]:
         """(agent name, key) for each configured agent."""

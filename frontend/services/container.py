@@ -63,7 +63,7 @@ class GatewayServices:
             events=events,
             faq=faq,
             handoff=handoff,
-            feedback=FeedbackStore(redis),
+            feedback=FeedbackStore(redis, settings.feedback_retention_seconds, settings.store_redacted),
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
             desk=AgentDesk(sessions, events, handoff, settings.store_redacted),

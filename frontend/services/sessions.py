@@ -5,6 +5,7 @@ Keys (all expire `session_ttl_seconds` after the last activity):
   sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns)
   sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave
   reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source
+Writes never recreate an expired session without its TTL (`set_state` refuses; every write sets the expiry).
 """
 
 from __future__ import annotations
@@ -229,8 +230,12 @@ class SessionStore:
             await pipe.execute()
 
     async def update_reply(self, message_id: str, **fields: str) -> None:
+        """Update a reply; its expiry moves with it, so a reply lives as long as its active session."""
         mapping: dict[FieldT, EncodableT] = dict(fields.items())
-        await self._redis.hset(f"reply:{message_id}", mapping=mapping)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(f"reply:{message_id}", mapping=mapping)
+            pipe.expire(f"reply:{message_id}", self._ttl)
+            await pipe.execute()
 
     async def get_reply(self, message_id: str) -> Reply | None:
         data = _strings(await self._redis.hgetall(f"reply:{message_id}"))
