@@ -53,7 +53,7 @@ test: setup
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	@for f in model_repository/*/1/model.py; do $(VENV)/bin/mypy "$$f" | tail -1; done
+	@status=0; for f in model_repository/*/1/model.py; do $(VENV)/bin/mypy "$$f" || status=1; done; exit $$status
 
 bench: setup
 	$(PY) perf/bench_pipeline.py

@@ -6,8 +6,9 @@ The lifespan builds the Redis pool, the Triton gRPC client and every service onc
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -85,9 +86,49 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+async def prepare_redis(services: GatewayServices, settings: GatewaySettings) -> None:
+    """What Redis needs before the first customer: the handoff consumer group and the FAQ seed."""
+    await services.handoff.ensure_group()
+    await services.handoff.prune_consumers({name for name, _ in settings.agent_key_pairs()})
+    await services.faq.seed_once(settings.faq_seed_file)
+    if settings.canary_model:
+        await services.release.seed(
+            settings.canary_model, settings.canary_variant, settings.canary_triton_grpc_url, settings.canary_weight
+        )
+
+
+async def keep_trying(
+    step: Callable[[], Awaitable[None]],
+    first_delay: float = 1.0,
+    max_delay: float = 60.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run `step` until it succeeds, waiting `first_delay` seconds after the first failure, doubling up to max."""
+    delay = first_delay
+    while True:
+        await sleep(delay)
+        try:
+            await step()
+            logger.info("Redis preparation succeeded after a retry")
+            return
+        except Exception as exc:
+            logger.warning("Redis preparation failed again (%s); next try in %.0fs", type(exc).__name__, delay)
+        delay = min(delay * 2, max_delay)
+
+
+async def run_every(step: Callable[[], Awaitable[object]], interval: float) -> None:
+    """Run `step` every `interval` seconds until cancelled; a failing step is logged and tried again."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await step()
+        except Exception as exc:
+            logger.warning("periodic task failed (%s); next try in %.0fs", type(exc).__name__, interval)
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()  # type: ignore[call-arg]  # secrets come from the environment
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.session_log_hash_key())
     metrics = GatewayMetrics()
 
     @asynccontextmanager
@@ -96,20 +137,23 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         services = GatewayServices.build(settings, metrics, redis)
         app.state.services = services
         services.start()
+        preparing: asyncio.Task[None] | None = None
         try:
-            await services.handoff.ensure_group()
-            await services.faq.seed_once(settings.faq_seed_file)
-            if settings.canary_model:
-                await services.release.seed(
-                    settings.canary_model, settings.canary_variant, settings.canary_triton_grpc_url,
-                    settings.canary_weight,
-                )
-        except REDIS_DOWN as exc:
-            logger.warning("Redis not reachable at start (%s); serving, /readyz reports it", exc)
+            await prepare_redis(services, settings)
+        except Exception as exc:  # Redis down, or a seed that failed: serve now, keep trying in the background
+            logger.warning("Redis preparation failed at start (%s); serving and retrying", type(exc).__name__)
+            preparing = asyncio.create_task(keep_trying(lambda: prepare_redis(services, settings)))
+        wait = settings.handoff_wait_seconds
+        sweeping = asyncio.create_task(
+            run_every(lambda: services.desk.return_overdue(wait), interval=min(30.0, max(1.0, wait / 10)))
+        )
         logger.info("gateway ready: triton %s, variant %s", settings.triton_grpc_url, settings.model_variant)
         try:
             yield
         finally:
+            for task in (preparing, sweeping):
+                if task is not None:
+                    task.cancel()
             await services.close()
 
     app = FastAPI(title="Customer-service gateway", version="0.1.0", lifespan=lifespan)

@@ -5,7 +5,9 @@ Every key is a `SecretStr`, so the settings' repr and validation errors never pr
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MIN_SECRET_CHARS = 16
 
 CommaList = Annotated[list[str], NoDecode]
@@ -39,7 +42,6 @@ class GatewaySettings(BaseSettings):
 
     api_keys: SecretCommaList = Field(description="REST client keys (comma-separated)")
     admin_api_key: SecretStr
-    agent_api_key: SecretStr
     site_key: SecretStr | None = Field(default=None, description="optional key the chat page sends on the socket")
 
     allowed_origins: CommaList = Field(default_factory=list, description="CORS/WebSocket origins besides same-origin")
@@ -139,6 +141,44 @@ class GatewaySettings(BaseSettings):
             except ValueError:
                 raise ValueError("GATEWAY_TRUSTED_PROXIES takes IP addresses or CIDR networks") from None
         return items
+    # Human agents and handoff: one key per agent (`name:key` pairs), how long a customer waits in the queue.
+    agent_keys: SecretCommaList = Field(description="human agents as comma-separated name:key pairs")
+    handoff_wait_seconds: float = Field(default=300.0, gt=0, description="queued longer: back to the bot")
+    handoff_queue_max_entries: int = Field(default=10_000, ge=100, description="handoff stream cap (MAXLEN ~)")
+    handoff_reclaim_seconds: float = Field(default=30.0, gt=0, description="unacknowledged queue entry: reclaim")
+    # Bounded storage: how long a reply's rating is kept (the per-variant totals stay).
+    feedback_retention_seconds: int = Field(default=90 * 24 * 3600, ge=3600)
+
+    @field_validator("agent_keys", mode="before")
+    @classmethod
+    def _agent_key_list(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("agent_keys")
+    @classmethod
+    def _agent_keys_valid(cls, pairs: list[SecretStr]) -> list[SecretStr]:
+        if not pairs:
+            raise ValueError("GATEWAY_AGENT_KEYS needs at least one name:key pair")
+        names = []
+        for pair in pairs:
+            name, sep, key = pair.get_secret_value().partition(":")
+            if not sep or not AGENT_NAME.match(name):
+                raise ValueError("each GATEWAY_AGENT_KEYS entry is name:key, name of letters, digits, . _ - (≤ 64)")
+            if len(key) < MIN_SECRET_CHARS:
+                raise ValueError(f"every agent key needs at least {MIN_SECRET_CHARS} characters")
+            names.append(name)
+        if len(set(names)) != len(names):
+            raise ValueError("agent names in GATEWAY_AGENT_KEYS must be unique")
+        return pairs
+
+    def session_log_hash_key(self) -> bytes:
+        """Key of the session-id hash in logs: derived from the admin key, so every replica tags alike."""
+        return hashlib.sha256(b"session-log-tag:" + self.admin_api_key.get_secret_value().encode()).digest()
+
+    def agent_key_pairs(self) -> list[tuple[str, str]]:
+        """(agent name, key) for each configured agent."""
+        pairs = (p.get_secret_value().partition(":") for p in self.agent_keys)
+        return [(name, key) for name, _, key in pairs]
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
@@ -155,7 +195,7 @@ class GatewaySettings(BaseSettings):
             raise ValueError(f"every GATEWAY_API_KEYS entry needs at least {MIN_SECRET_CHARS} characters")
         return keys
 
-    @field_validator("admin_api_key", "agent_api_key")
+    @field_validator("admin_api_key")
     @classmethod
     def _secret_strong(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < MIN_SECRET_CHARS:

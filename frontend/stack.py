@@ -1,4 +1,6 @@
-"""`python -m frontend.stack`: Redis, Triton and the gateway on this machine, stopped together on Ctrl-C/SIGTERM.
+"""`python -m frontend.stack`: Redis, Triton and the gateway on this machine, supervised: a part that crashes is
+restarted with backoff while the others keep serving; all stop together on Ctrl-C/SIGTERM or when one part
+crashes too often (STACK_MAX_CRASHES within STACK_CRASH_WINDOW_SECONDS, default 5 in 600 s).
 
 Ports: REDIS_PORT (6379), TRITON_HTTP_PORT/TRITON_GRPC_PORT/TRITON_METRICS_PORT (8000-8002), GATEWAY_PORT
 (8080). LLM_CHECKPOINT picks the model (default smollm2-135m-instruct). Without GATEWAY_* keys in the
@@ -27,6 +29,7 @@ from pathlib import Path
 from engine_build.checkpoints import PREPARED, prepare
 from engine_build.cli import render_for
 from engine_build.launcher import TritonPorts, TritonServer
+from frontend.supervisor import GiveUp, Part, RestartPolicy, Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("frontend.stack")
@@ -70,9 +73,23 @@ class RedisServer:
     def command(self) -> list[str]:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-            "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
-            "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "yes",
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.appendfsync,
+            "--save",
+            "",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            "--protected-mode",
+            "yes",
         ]
 
     def ping(self) -> bool:
@@ -147,8 +164,10 @@ class GatewayServer:
 
 def dev_keys(environ: dict[str, str]) -> dict[str, str]:
     """Keys missing from the environment, generated for this run only."""
-    wanted = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_API_KEY", "GATEWAY_AGENT_API_KEY")
-    return {name: "dev-" + secrets.token_urlsafe(24) for name in wanted if not environ.get(name)}
+    wanted = {"GATEWAY_API_KEYS": "", "GATEWAY_ADMIN_API_KEY": "", "GATEWAY_AGENT_KEYS": "agent:"}
+    return {
+        name: prefix + "dev-" + secrets.token_urlsafe(24) for name, prefix in wanted.items() if not environ.get(name)
+    }
 
 
 def start_triton(checkpoint: str) -> TritonServer:
@@ -180,12 +199,16 @@ def main() -> int:
     redis_port = int(os.environ.get("REDIS_PORT", "6379"))
     gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
     checkpoint = os.environ.get("LLM_CHECKPOINT", "smollm2-135m-instruct")
+    policy = RestartPolicy(
+        max_crashes=int(os.environ.get("STACK_MAX_CRASHES", "5")),
+        window=float(os.environ.get("STACK_CRASH_WINDOW_SECONDS", "600")),
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
     keys = dev_keys(dict(os.environ))
-    redis = RedisServer(redis_port, REPO_ROOT / "build" / "redis")
+    redis = RedisServer(redis_port, Path(os.environ.get("REDIS_DATA_DIR", REPO_ROOT / "build" / "redis")))
     triton: TritonServer | None = None
     candidate: TritonServer | None = None
     gateway: GatewayServer | None = None
@@ -213,14 +236,15 @@ def main() -> int:
             if os.environ.get(f"GATEWAY_{channel.upper()}_TOKEN"):
                 lines.append(f"  {channel} callback URL: http://127.0.0.1:{gateway_port}/channels/{channel}/default")
         print("\n".join(lines), flush=True)
-        while not stop.is_set():
-            for name, proc in (("redis", redis.process), ("gateway", gateway.process)):
-                if proc is not None and proc.poll() is not None:
-                    raise StackError(f"{name} exited with {proc.returncode}")
-            if triton.process is not None and triton.process.poll() is not None:
-                raise StackError("tritonserver exited")
-            stop.wait(1.0)
+        parts = [supervised("redis", redis), supervised("triton", triton), supervised("gateway", gateway)]
+        if candidate is not None:
+            parts.append(supervised("candidate triton", candidate))
+        reason = Supervisor(parts, stop, policy).run()
+        logger.info("stopping: %s", reason)
         return 0
+    except GiveUp as exc:
+        logger.error("stopping: %s", exc)
+        return 1
     except StackError as exc:
         logger.error("%s", exc)
         return 1
@@ -236,6 +260,15 @@ def main() -> int:
         if candidate is not None:
             candidate.stop()
         redis.stop()
+
+
+def supervised(name: str, server: RedisServer | TritonServer | GatewayServer) -> Part:
+    """A started server as a supervised part (restarting it reuses its ports, data and settings)."""
+
+    def exit_code() -> int | None:
+        return None if server.process is None else server.process.poll()
+
+    return Part(name, start=server.start, exit_code=exit_code, stop=server.stop)
 
 
 if __name__ == "__main__":

@@ -80,8 +80,20 @@ class ResponseEncoder:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
+# Triton's gRPC stream carries only an error's message, not its code, so errors meant for the caller open with
+# this code token; the gateway maps exactly that token (anything else is an internal error it never shows).
+INVALID_REQUEST_CODE = "[invalid_request]"
+
+
 def error_response(message: str) -> Any:
+    """An internal failure of this request (the gateway logs it and tells the customer only that it failed)."""
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def invalid_request_response(message: str) -> Any:
+    """The caller's input is refused; `message` says why and is meant for the caller."""
+    error = pb_utils.TritonError(f"{INVALID_REQUEST_CODE} {message}", pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -89,6 +101,29 @@ def configure_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("python_backends").setLevel(level)
+
+
+def is_cancelled(request: Any) -> bool:
+    """The caller of this request went away (for an ensemble step: the ensemble request was cancelled)."""
+    return bool(request.is_cancelled())
+
+
+def send_final(sender: Any, response: Any = None) -> None:
+    """End a decoupled request; if sending `response` fails, still send the bare final flag so it never hangs."""
+    try:
+        sender.send(response, flags=FINAL_FLAG) if response is not None else sender.send(flags=FINAL_FLAG)
+    except Exception:
+        if response is None:
+            raise
+        logging.getLogger(__name__).warning("final response could not be sent; ending the request bare", exc_info=True)
+        sender.send(flags=FINAL_FLAG)
+
+
+def call_decoupled(model_name: str, texts: Mapping[str, str]) -> list[str]:
+    """A BLS call of a decoupled model with string inputs; returns the error messages of its responses."""
+    inputs = [pb_utils.Tensor(k, np.array([v.encode("utf-8")], dtype=np.object_)) for k, v in texts.items()]
+    request = pb_utils.InferenceRequest(model_name=model_name, requested_output_names=[], inputs=inputs)
+    return [r.error().message() for r in request.exec(decoupled=True) if r.has_error()]
 
 
 class Counter:

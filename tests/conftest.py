@@ -40,6 +40,18 @@ def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
 
 
 @pytest.fixture(scope="session")
+def echo_triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
+    """A second Triton whose `llm` is the echo engine: the model's output is the prompt as the model reads it."""
+    values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "llm_engine": "echo"})
+    repo = render_repository(REPO_ROOT / "build" / "test_echo_model_repository", values.template_values())
+    ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+    server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "test_echo_triton.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def triton_grpc_url(triton_server: TritonServer) -> str:
     return f"127.0.0.1:{triton_server.ports.grpc}"
 

@@ -22,6 +22,8 @@ STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # a Redis stream entry i
 HANDOFF_QUEUED = "正在为您转接人工客服，请稍候……"
 HANDOFF_ASSIGNED = "人工客服已接入，请问有什么可以帮您？"
 HANDOFF_RELEASED = "人工客服已结束服务，智能客服将继续为您服务。"
+HANDOFF_WAITING = "您已在排队等待人工客服，请稍候；客服接入后会看到您的留言。"
+HANDOFF_TIMED_OUT = "抱歉，暂时没有人工客服可以接待，智能客服将继续为您服务。"
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,10 @@ def error_frame(error: GatewayError, session_id: str | None = None, message_id: 
     return frame
 
 
-def handoff_frame(session_id: str, state: Literal["queued", "assigned", "released"], intent: str = "") -> Frame:
-    notice = {"queued": HANDOFF_QUEUED, "assigned": HANDOFF_ASSIGNED, "released": HANDOFF_RELEASED}[state]
+def handoff_frame(
+    session_id: str, state: Literal["queued", "assigned", "released"], intent: str = "", notice: str = ""
+) -> Frame:
+    notice = notice or {"queued": HANDOFF_QUEUED, "assigned": HANDOFF_ASSIGNED, "released": HANDOFF_RELEASED}[state]
     return server_frame("handoff", notice, session_id=session_id, intent=intent, state=state)
 
 

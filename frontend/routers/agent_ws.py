@@ -1,4 +1,4 @@
-"""`/ws/agent`: a human agent's socket (agent API key in `X-API-Key` or `?api_key=`).
+"""`/ws/agent`: a human agent's socket; the agent's own key (`X-API-Key` or `?api_key=`) says who they are.
 
 Agent frames: {"type": "take", "session_id"?} | {"type": "reply", "session_id", "message"} |
 {"type": "release", "session_id"} | {"type": "ping"}. The server answers `assigned` (with the history),
@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from frontend.channels.wechat.hub import relay_agent_reply
-from frontend.errors import GatewayError, invalid_request, redis_unavailable
+from frontend.errors import GatewayError, internal_error, invalid_request, redis_unavailable
 from frontend.protocol.frames import Frame, error_frame, pong_frame, server_frame
 from frontend.realtime import FrameSender, forward_events
 from frontend.security import matches_any, presented_key
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN
+from frontend.services.sessions import SESSION_ID
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["agent"])
@@ -33,6 +33,25 @@ def _field(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise invalid_request(f"缺少 `{key}`。")
     return value.strip()
+
+
+def _session_id(data: dict[str, Any], required: bool = True) -> str | None:
+    """A well-formed session id, or None when optional and absent; anything else is an `invalid_request`."""
+    value = data.get("session_id")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not SESSION_ID.match(value):
+        raise invalid_request("`session_id` 格式不正确。")
+    return value
+
+
+def agent_for_key(candidate: str | None, pairs: list[tuple[str, str]]) -> str | None:
+    """The agent whose key was presented (every key compared in constant time), else None."""
+    found = None
+    for name, key in pairs:
+        if matches_any(candidate, [key]):
+            found = name
+    return found
 
 
 class AgentConnection:
@@ -55,6 +74,9 @@ class AgentConnection:
                     await self.sender.send(error_frame(exc))
                 except REDIS_DOWN:
                     await self.sender.send(error_frame(redis_unavailable()))
+                except Exception:  # a bug on one frame must not kill the agent's socket
+                    logger.exception("agent frame failed")
+                    await self.sender.send(error_frame(internal_error()))
         except WebSocketDisconnect:
             return
         finally:
@@ -72,11 +94,11 @@ class AgentConnection:
         if kind == "ping":
             await self.sender.send(pong_frame(None))
         elif kind == "take":
-            requested = data.get("session_id")
+            requested = _session_id(data, required=False)
             after_by_session = {}
-            if isinstance(requested, str):
+            if requested is not None:
                 after_by_session[requested] = await self.services.events.last_id(requested)
-            session_id = await desk.take(self.agent, requested if isinstance(requested, str) else None)
+            session_id = await desk.take(self.agent, requested)
             if session_id is None:
                 await self.sender.send(server_frame("queue_empty", "当前没有排队的会话。"))
                 return
@@ -86,12 +108,12 @@ class AgentConnection:
             await self.sender.send(server_frame("assigned", session_id=session_id, history=history))
             self.follow(session_id, after)
         elif kind == "reply":
-            session_id = _field(data, "session_id")
+            session_id = str(_session_id(data))
             message_id = await desk.reply(self.agent, session_id, _field(data, "message"))
             await relay_agent_reply(self.ws.app, session_id, _field(data, "message"))  # WeChat/WeCom customers
             await self.sender.send(server_frame("sent", session_id=session_id, message_id=message_id))
         elif kind == "release":
-            session_id = _field(data, "session_id")
+            session_id = str(_session_id(data))
             await desk.release(self.agent, session_id)
             await self.unfollow(session_id)
             await self.sender.send(server_frame("released", session_id=session_id))
@@ -127,11 +149,10 @@ class AgentConnection:
 @router.websocket("/ws/agent")
 async def agent_socket(websocket: WebSocket) -> None:
     services: GatewayServices = websocket.app.state.services
-    key = services.settings.agent_api_key.get_secret_value()
-    if not matches_any(presented_key(websocket), [key]):
+    agent = agent_for_key(presented_key(websocket), services.settings.agent_key_pairs())
+    if agent is None:
         await websocket.close(code=1008, reason="agent API key required")
         return
-    agent = (websocket.query_params.get("agent") or "agent-" + secrets.token_hex(4))[:64]
     await websocket.accept()
     gauge = services.metrics.open_websockets.labels("agent")
     gauge.inc()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from frontend.observability.logging import session_tag
 from frontend.observability.metrics import GatewayMetrics
 from frontend.services.agent_desk import AgentDesk
 from frontend.services.capacity import GenerationSlots, SocketsPerIp
@@ -66,7 +67,7 @@ class GatewayServices:
         )
         events = SessionEvents(redis, settings.events_retained, settings.session_ttl_seconds)
         faq = FaqStore(redis)
-        handoff = HandoffQueue(redis)
+        handoff = HandoffQueue(redis, settings.handoff_queue_max_entries, settings.handoff_reclaim_seconds)
         release = ReleaseService(
             redis,
             Variant(settings.model_variant, settings.triton_model, settings.triton_grpc_url, "stable"),
@@ -79,7 +80,7 @@ class GatewayServices:
         timeouts = (settings.triton_first_response_timeout_seconds, settings.triton_reply_timeout_seconds)
         router = VariantRouter(triton, release, metrics, settings.model_variant, timeouts)
         hash_key = (settings.session_hash_key or settings.admin_api_key).get_secret_value().encode("utf-8")
-        turn_log = TurnLog(redis, hash_key)
+        turn_log = TurnLog(redis, hash_key, hasher=lambda session_id: session_tag(session_id) or "")  # as in logs
         slots = GenerationSlots(settings.max_inflight_generations, settings.busy_retry_after_seconds, metrics)
         leases = ReplyLeases(redis, sessions, events, metrics, settings.owner_lease_seconds)
         conversation = Conversation(
@@ -98,10 +99,10 @@ class GatewayServices:
             events=events,
             faq=faq,
             handoff=handoff,
-            feedback=FeedbackStore(redis, turn_log),
+            feedback=FeedbackStore(redis, turn_log, settings.feedback_retention_seconds, settings.store_redacted),
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
-            desk=AgentDesk(sessions, events, handoff),
+            desk=AgentDesk(sessions, events, handoff, settings.store_redacted),
             release=release,
             router=router,
             fanout=fanout,

@@ -18,6 +18,7 @@ from frontend.observability.logging import session_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import (
     HANDOFF_QUEUED,
+    HANDOFF_WAITING,
     done_frame,
     error_frame,
     handoff_frame,
@@ -52,6 +53,14 @@ class TurnResult:
     finish_reason: str
     source: str
     variant: str = ""
+
+
+def _honour_swallowed_cancel() -> None:
+    """A cancel (the customer left) that lands inside a redis-py call can be swallowed by it; the task still
+    counts the request, so stop here instead of streaming the rest of the reply."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Conversation:
@@ -132,6 +141,11 @@ class Conversation:
                     if generating is not None:
                         generating.set()
                     await self._turn_event(session_id, channel, info.variant, HUMAN_AGENT, "agent", "", started)
+                    if info.state == "queued":  # never silence: say they are still waiting
+                        await self._events.publish(
+                            session_id, handoff_frame(session_id, "queued", HUMAN_AGENT, notice=HANDOFF_WAITING)
+                        )
+                        return TurnResult(session_id, user_id, HANDOFF_WAITING, HUMAN_AGENT, "handoff", "handoff")
                     return TurnResult(session_id, user_id, "", HUMAN_AGENT, "", "agent")
                 variant = await self._router.resolve(info.variant)
                 if entry is not None:
@@ -244,6 +258,7 @@ class Conversation:
         try:
             async with aclosing(self._router.stream(target, call)) as chunks:
                 async for chunk in chunks:
+                    _honour_swallowed_cancel()
                     if chunk.restart:  # the candidate failed: stable answers this turn, `message` starts over
                         text, intent, finish_reason, variant, fallback = "", "", "", chunk.variant, True
                         await self._sessions.update_reply(message_id, text="", variant=variant)
@@ -263,6 +278,7 @@ class Conversation:
                         if time.monotonic() - stored_at >= self._settings.reply_store_interval_seconds:
                             stored_at = time.monotonic()  # the whole text at a bounded rate, and once at the end
                             await self._sessions.update_reply(message_id, text=text, intent=intent)
+                        _honour_swallowed_cancel()
                     finish_reason = chunk.finish_reason or finish_reason
         except asyncio.CancelledError:
             self._metrics.cancelled.inc()
@@ -332,12 +348,11 @@ class Conversation:
     async def request_handoff(self, session_id: str, reason: str, intent: str = HUMAN_AGENT) -> None:
         """Queue the session for a human agent (idempotent while it is already queued or held).
 
-        Check and set are one Redis script, so concurrent requests queue and count the session once and never
-        overwrite an agent's assignment.
+        State change and queue entry are one Redis script, so concurrent requests queue and count the session
+        once, never overwrite an agent's assignment, and a crash cannot leave a `queued` session off the queue.
         """
-        if not await self._sessions.queue_for_agent(session_id):
+        if not await self._handoff.queue(session_id, reason):
             return
-        await self._handoff.enqueue(session_id, reason)
         await self._events.publish(session_id, handoff_frame(session_id, "queued", intent))
         self._metrics.handoffs.labels(reason).inc()
         logger.info("session queued for a human agent (%s)", reason)

@@ -94,11 +94,16 @@ class FaqStore:
         return FaqEntry.model_validate_json(raw) if raw is not None else None
 
     async def seed_once(self, path: Path) -> int:
-        """Load the seed file into an empty cache once; later admin edits and deletions are kept."""
-        if not await self._redis.set(SEEDED_KEY, json.dumps({"file": path.name}), nx=True):
+        """Load the seed file into an empty cache once; later admin edits and deletions are kept.
+
+        The "seeded" mark is written only after every entry is stored, so a start that failed part-way (file
+        unreadable, Redis gone mid-write) seeds again next time; entries are keyed by question, so that is safe.
+        """
+        if await self._redis.exists(SEEDED_KEY):
             return 0
         entries = load_seed(path)
         for entry in entries:
             await self.upsert(entry)
+        await self._redis.set(SEEDED_KEY, json.dumps({"file": path.name}))
         logger.info("seeded %d FAQ entries from %s", len(entries), path.name)
         return len(entries)

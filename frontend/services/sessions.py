@@ -7,6 +7,7 @@ Keys (all expire `session_ttl_seconds` after the last activity):
                            holder renews it, so it lapses soon after a replica dies)
   reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source;
                            `text` is written at a bounded rate while streaming and once at the end
+Writes never recreate an expired session without its TTL (`set_state` refuses; every write sets the expiry).
 """
 
 from __future__ import annotations
@@ -44,21 +45,25 @@ _CLAIM = """
 local state = redis.call('hget', KEYS[1], 'state')
 if not state then return -1 end
 if state == 'agent' and redis.call('hget', KEYS[1], 'agent') ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' and state ~= 'queued' then return 0 end
 redis.call('hset', KEYS[1], 'state', 'agent', 'agent', ARGV[1])
 return 1
 """
 
-_QUEUE_FOR_AGENT = """
-local state = redis.call('hget', KEYS[1], 'state')
-if not state then return -1 end
-if state == 'queued' or state == 'agent' then return 0 end
-redis.call('hset', KEYS[1], 'state', 'queued', 'agent', '')
+_SET_STATE = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], 'state', ARGV[1], 'agent', ARGV[2])
 return 1
 """
 
 
 def _strings(data: Mapping[Any, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
+
+
+def session_key(session_id: str) -> str:
+    """The session's hash; its other keys share this prefix."""
+    return f"sess:{session_id}"
 
 
 def new_session_id() -> str:
@@ -113,7 +118,7 @@ class SessionStore:
 
     @staticmethod
     def _key(session_id: str) -> str:
-        return f"sess:{session_id}"
+        return session_key(session_id)
 
     async def create(self, session_id: str | None = None, variant: str | None = None) -> SessionInfo:
         """A new session on `variant` (the canary split picks it; default: this deployment's variant)."""
@@ -166,20 +171,16 @@ class SessionStore:
         return [{"role": t.role, "content": t.content} for t in trim_history(turns, self._max_turns, self._budget)]
 
     async def set_state(self, session_id: str, state: SessionState, agent: str = "") -> None:
-        await self._redis.hset(self._key(session_id), mapping={"state": state, "agent": agent})
-
-    async def claim(self, session_id: str, agent: str) -> bool:
-        """Give the session to `agent` unless another agent holds it; unknown sessions raise."""
-        result = await self._redis.eval(_CLAIM, 1, self._key(session_id), agent)
-        if int(result) == -1:
+        """Change an existing session's state; an expired session is never recreated (it would have no TTL)."""
+        if not int(await self._redis.eval(_SET_STATE, 1, self._key(session_id), state, agent)):
             raise unknown_session()
-        return int(result) == 1
 
-    async def queue_for_agent(self, session_id: str) -> bool:
-        """Move a bot session to `queued` in one step; False when it is already queued or held by an agent."""
+    async def claim(self, session_id: str, agent: str, queued_only: bool = False) -> bool:
+        """Give the session to `agent` unless another agent holds it (with `queued_only`: only if it is waiting
+        in the queue); unknown sessions raise."""
         if not SESSION_ID.match(session_id):
             raise unknown_session()
-        result = await self._redis.eval(_QUEUE_FOR_AGENT, 1, self._key(session_id))
+        result = await self._redis.eval(_CLAIM, 1, self._key(session_id), agent, "1" if queued_only else "0")
         if int(result) == -1:
             raise unknown_session()
         return int(result) == 1
@@ -254,8 +255,12 @@ class SessionStore:
             await pipe.execute()
 
     async def update_reply(self, message_id: str, **fields: str) -> None:
+        """Update a reply; its expiry moves with it, so a reply lives as long as its active session."""
         mapping: dict[FieldT, EncodableT] = dict(fields.items())
-        await self._redis.hset(f"reply:{message_id}", mapping=mapping)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(f"reply:{message_id}", mapping=mapping)
+            pipe.expire(f"reply:{message_id}", self._ttl)
+            await pipe.execute()
 
     async def get_reply(self, message_id: str) -> Reply | None:
         data = _strings(await self._redis.hgetall(f"reply:{message_id}"))

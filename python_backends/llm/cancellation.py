@@ -81,15 +81,14 @@ class GuardedSender:
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, response: Any, flags: int = 0) -> None:
+    def send(self, response: Any = None, flags: int = 0) -> None:
+        """A final send that raised did not end the request: the caller may still end it (e.g. bare final flag)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the final response of this request was already sent")
-            try:
-                self._sender.send(response, flags=flags)
-            finally:
-                if flags & self._final_flag:
-                    self._closed = True
+            self._sender.send(response, flags=flags)
+            if flags & self._final_flag:
+                self._closed = True
 
     def is_cancelled(self) -> bool:
         with self._lock:

@@ -1,7 +1,8 @@
 """Pick the engine named in the `llm` model's config.
 
 `llamacpp` (CPU default: GGUF on llama.cpp), `hf` (CPU reference: transformers, for plain HF folders), `trtllm`
-(GPU: tensorrt_llm.LLM), or `auto`: llamacpp when the checkpoint folder holds a `.gguf` file, else hf.
+(GPU: tensorrt_llm.LLM), `echo` (tests: answers with the prompt as the model reads it), or `auto`: llamacpp when the
+checkpoint folder holds a `.gguf` file, else hf.
 """
 
 from __future__ import annotations
@@ -82,4 +83,8 @@ def build_engine(params: ModelParameters) -> Any:
         from python_backends.llm.trtllm_engine import TrtLlmEngine, TrtLlmEngineConfig
 
         return TrtLlmEngine(TrtLlmEngineConfig.from_params(params))
-    raise ValueError(f"unknown llm engine {engine!r}; expected 'auto', 'llamacpp', 'hf' or 'trtllm'")
+    if engine == "echo":  # tests only: answers with the prompt as the model reads it
+        from python_backends.llm.echo_engine import EchoEngine, EchoEngineConfig
+
+        return EchoEngine(EchoEngineConfig(checkpoint_dir=params.require_str("checkpoint_dir")))
+    raise ValueError(f"unknown llm engine {engine!r}; expected 'auto', 'llamacpp', 'hf', 'trtllm' or 'echo'")

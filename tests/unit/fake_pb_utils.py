@@ -29,8 +29,11 @@ class Tensor:
 
 
 class TritonError:
-    def __init__(self, message: str) -> None:
+    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS, CANCELLED = range(8)
+
+    def __init__(self, message: str, code: int = 0) -> None:
         self._message = message
+        self.code = code
 
     def message(self) -> str:
         return self._message
@@ -47,23 +50,42 @@ class InferenceResponse:
 
 class ResponseSender:
     def __init__(self) -> None:
-        self.sent: list[tuple[InferenceResponse, int]] = []
+        self.sent: list[tuple[InferenceResponse | None, int]] = []
         self.cancelled = False
+        self.failing = False  # the client is gone: every send with a response raises
 
-    def send(self, response: InferenceResponse, flags: int = 0) -> None:
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        if self.failing and response is not None:
+            raise RuntimeError("Unable to send response: the stream is closed")
         self.sent.append((response, flags))
 
     def is_cancelled(self) -> bool:
         return self.cancelled
 
 
+BLS_CALLS: list[tuple[str, dict[str, Any]]] = []  # (model name, inputs) of every InferenceRequest.exec
+
+
 class InferenceRequest:
-    def __init__(self, **inputs: Any) -> None:
-        self.inputs = {k: Tensor(k, _array(v)) for k, v in inputs.items()}
+    """A request a model receives (`InferenceRequest(text_input=...)`) or a BLS request it makes (`model_name=`)."""
+
+    def __init__(self, model_name: str = "", inputs: list[Tensor] | None = None, **values: Any) -> None:
+        self.model_name = model_name
+        values.pop("requested_output_names", None)
+        self.inputs = {k: Tensor(k, _array(v)) for k, v in values.items()}
+        self.inputs.update({t.name(): t for t in inputs or []})
         self.sender = ResponseSender()
+        self.cancelled = False
 
     def get_response_sender(self) -> ResponseSender:
         return self.sender
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+    def exec(self, decoupled: bool = False) -> list[InferenceResponse]:
+        BLS_CALLS.append((self.model_name, {k: t.as_numpy() for k, t in self.inputs.items()}))
+        return []
 
 
 class _Metric:

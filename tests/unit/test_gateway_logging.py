@@ -51,3 +51,22 @@ def test_secret_params_are_masked(line: str, masked: str) -> None:
     """`api_key=`, `site_key=`, `key=` and friends keep their name and lose their value."""
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s", (line,), None)
     assert SecretParamFilter().filter(record) and record.getMessage() == masked
+
+
+def test_session_ids_never_reach_the_log_only_their_keyed_tag(root_handlers: io.StringIO) -> None:
+    """Session ids in the context, in messages and in request paths become the same short keyed tag."""
+    from frontend.observability.logging import session_id_var, session_tag
+
+    configure_logging("INFO", json_logs=True, session_hash_key=b"k" * 32)
+    session_id = "0123456789abcdef0123456789abcdef"
+    token = session_id_var.set(session_id)
+    try:
+        logging.getLogger("frontend.services.agent_desk").info("agent %s took session %s", "alice", session_id)
+        logging.getLogger("uvicorn.access").info('"GET /sessions/%s HTTP/1.1" 200', session_id)
+    finally:
+        session_id_var.reset(token)
+    written = root_handlers.getvalue()
+    tag = session_tag(session_id)
+    assert tag is not None and tag.startswith("s-") and len(tag) == 14
+    assert session_id not in written and written.count(tag) >= 2
+    assert tag == session_tag(session_id) != session_tag("f" * 32)

@@ -10,7 +10,7 @@ from frontend.settings import GatewaySettings
 GOOD = {
     "GATEWAY_API_KEYS": "k" * 20 + ", " + "j" * 20,
     "GATEWAY_ADMIN_API_KEY": "a" * 20,
-    "GATEWAY_AGENT_API_KEY": "g" * 20,
+    "GATEWAY_AGENT_KEYS": "alice:" + "g" * 20 + ", bob:" + "h" * 20,
 }
 
 
@@ -29,7 +29,10 @@ def test_reads_keys_and_lists_from_the_environment(monkeypatch: pytest.MonkeyPat
     [
         {"GATEWAY_ADMIN_API_KEY": ""},
         {"GATEWAY_API_KEYS": "short"},
-        {"GATEWAY_AGENT_API_KEY": "tooshort"},
+        {"GATEWAY_AGENT_KEYS": "alice:tooshort"},
+        {"GATEWAY_AGENT_KEYS": "g" * 20},
+        {"GATEWAY_AGENT_KEYS": "alice:" + "g" * 20 + ",alice:" + "h" * 20},
+        {"GATEWAY_AGENT_KEYS": "bad name:" + "g" * 20},
         {"GATEWAY_DEFAULT_MAX_TOKENS": "900", "GATEWAY_MAX_TOKENS_LIMIT": "100"},
     ],
 )
@@ -46,6 +49,7 @@ def test_keys_never_show_in_repr_or_validation_errors(monkeypatch: pytest.Monkey
     for name, value in GOOD.items():
         monkeypatch.setenv(name, value)
     settings = GatewaySettings()  # type: ignore[call-arg]
+    assert settings.agent_key_pairs() == [("alice", "g" * 20), ("bob", "h" * 20)]
     for key in ("k" * 20, "j" * 20, "a" * 20, "g" * 20):
         assert key not in repr(settings) and key not in str(settings.model_dump())
     monkeypatch.setenv("GATEWAY_API_KEYS", "k" * 20 + ",tooshort-key")

@@ -85,3 +85,14 @@ def test_ensemble_steps_are_unchanged_between_profiles(
     gpu: dict[str, model_config_pb2.ModelConfig], cpu: dict[str, model_config_pb2.ModelConfig]
 ) -> None:
     assert gpu["customer_service"] == cpu["customer_service"]
+
+
+def test_gpu_prompt_builder_escapes_with_the_served_checkpoints_tokenizer(
+    gpu: dict[str, model_config_pb2.ModelConfig],
+) -> None:
+    """The TensorRT-LLM path gets the same control-token protection: its prompt_builder reads the tokenizer of
+    the checkpoint the `llm` serves, and the customer's text reaches `llm` only through that prompt_builder."""
+    builder = gpu["prompt_builder"].parameters["tokenizer_dir"].string_value
+    assert builder == gpu["llm"].parameters["checkpoint_dir"].string_value == GPU_PROFILE.checkpoint_dir
+    steps = {step.model_name: step for step in gpu["customer_service"].ensemble_scheduling.step}
+    assert steps["llm"].input_map["text_input"] == steps["prompt_builder"].output_map["prompt"]

@@ -128,7 +128,8 @@ def test_llm_refuses_a_bad_request_with_a_final_error(rendered: Path, monkeypatc
     bad, good = pb.InferenceRequest(text_input=""), pb.InferenceRequest(text_input="hi")
     model.execute([bad, good])
     ((response, flags),) = bad.sender.sent
-    assert response.error.message() == "text_input is empty" and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    assert response.error.message() == "[invalid_request] text_input is empty"
+    assert response.error.code == pb.TritonError.INVALID_ARG and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
     assert good.sender.sent[-1][0].text("text_output") == "ok"
     assert len(engine.requests) == 1
 
@@ -151,6 +152,57 @@ def test_llm_refuses_to_load_without_the_decoupled_policy(rendered: Path, monkey
     args.pop("model_transaction_policy")
     with pytest.raises(ValueError, match="decoupled"):
         module.TritonPythonModel().initialize({"model_config": json.dumps(args)})
+
+
+def test_llm_final_response_that_cannot_be_sent_still_ends_the_request(
+    rendered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the last response fails to send (client gone), the bare FINAL flag still goes out: nothing hangs."""
+    model, _ = llm_model(rendered, monkeypatch, [GenerationOutput("好", FinishReason.STOP)])
+    request = pb.InferenceRequest(text_input="hi")
+    request.sender.failing = True
+    model.execute([request])
+    assert request.sender.sent == [(None, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)]
+
+
+def test_llm_cancel_control_request_stops_the_named_stream(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cancel_stream_id` cancels that running generation and ends the control request at once."""
+    model, _ = llm_model(rendered, monkeypatch, [GenerationOutput("你")])  # still running after its first delta
+    running = pb.InferenceRequest(text_input="hi")
+    model.execute([running])
+    ((first, _),) = running.sender.sent
+    stream_id = first.text("stream_id")
+    handle = model.running[stream_id]
+    control = pb.InferenceRequest(text_input="", cancel_stream_id=stream_id)
+    model.execute([control])
+    assert handle.cancelled
+    assert control.sender.sent == [(None, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)]
+
+
+def test_llm_counts_finished_generations_on_tritons_metrics(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = llm_model(rendered, monkeypatch, [GenerationOutput("", FinishReason.CANCELLED)])
+    family = pb.MetricFamily.FAMILIES["llm_generations_finished"]
+    before = family.values.get((("finish_reason", "cancelled"),), 0)
+    model.execute([pb.InferenceRequest(text_input="hi")])
+    assert family.values[(("finish_reason", "cancelled"),)] == before + 1
+    assert model.running == {}
+
+
+def test_pii_filter_stops_the_llm_stream_of_a_cancelled_ensemble_request(rendered: Path) -> None:
+    """The first cancelled chunk of a stream sends one cancel to `llm`; later ones are just refused."""
+    model = load_model("pii_filter").TritonPythonModel()
+    model.initialize(model_args(rendered, "pii_filter"))
+    pb.BLS_CALLS.clear()
+    chunks = []
+    for index in range(2):
+        chunk = pb.InferenceRequest(text_input="138", stream_id="s9", chunk_index=index, finish_reason="")
+        chunk.cancelled = True
+        chunks.append(chunk)
+    responses = model.execute(chunks)
+    assert all(r.error is not None for r in responses)
+    assert len(pb.BLS_CALLS) == 1
+    name, inputs = pb.BLS_CALLS[0]
+    assert name == "llm" and inputs["cancel_stream_id"][0] == b"s9" and inputs["text_input"][0] == b""
 
 
 def test_pii_filter_redacts_one_shot_and_per_stream(rendered: Path) -> None:

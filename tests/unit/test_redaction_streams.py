@@ -43,3 +43,25 @@ def test_idle_streams_are_evicted() -> None:
     now[0] = 11.0
     streams.process("other", 0, "x", final=False)
     assert len(streams) == 1
+
+
+def test_a_stream_evicted_for_idleness_resumes_instead_of_swallowing_the_rest() -> None:
+    """A slow reply whose stream was forgotten still releases its later chunks (redacted) and its end."""
+    now = [0.0]
+    streams = RedactionStreams(idle_seconds=10, clock=lambda: now[0])
+    assert streams.process("slow", 0, "您好，", final=False) == "您好，"
+    now[0] = 11.0
+    streams.process("other", 0, "x", final=False)  # evicts "slow"
+    released = streams.process("slow", 1, "请拨打13812345678", final=False)
+    released += streams.process("slow", 2, "。", final=True)
+    assert released == "请拨打[手机号]。"
+    assert len(streams) == 1  # only "other" is left
+
+
+def test_a_cancelled_stream_is_forgotten_and_reported_once() -> None:
+    streams = RedactionStreams()
+    streams.process("c", 0, "手机138", final=False)
+    assert streams.cancel("c") is True and streams.cancel("c") is False
+    assert len(streams) == 0
+    assert streams.process("c", 1, "12345678", final=True) == ""
+    assert len(streams) == 0

@@ -110,3 +110,30 @@ def test_a_model_variant_is_a_renamed_copy_with_parameters_set(tmp_path: Path) -
     assert config.name == "intent_llm"
     assert (params["llm_fallback"], params["llm_threshold"]) == ("true", "0.9")
     assert parse(repo / "intent_classifier" / "config.pbtxt").parameters["llm_fallback"].string_value == "false"
+
+
+def test_render_refuses_to_delete_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    """`--out` pointing at someone's data is refused (nothing deleted) unless forced; our own output is replaced."""
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(RenderError, match="--force"):
+        render_repository(precious, CPU_PROFILE.template_values())
+    assert (precious / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+    ours = render_repository(tmp_path / "repo", CPU_PROFILE.template_values())
+    (ours / "stale.txt").write_text("old render", encoding="utf-8")
+    render_repository(ours, CPU_PROFILE.template_values())  # a re-render replaces its own folder
+    assert not (ours / "stale.txt").exists() and (ours / "llm" / "config.pbtxt").is_file()
+
+    render_repository(precious, CPU_PROFILE.template_values(), force=True)
+    assert not (precious / "notes.txt").exists()
+
+
+def test_the_cli_says_why_it_refuses(tmp_path: Path) -> None:
+    from engine_build.cli import main
+
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(SystemExit, match="refusing to delete"):
+        main(["render", "--checkpoint", "qwen3-tiny", "--out", str(tmp_path)])
+    assert (tmp_path / "notes.txt").exists()

@@ -3,6 +3,8 @@
 Every request ends with TRITONSERVER_RESPONSE_COMPLETE_FINAL, on the error path too; a client that goes away
 (`is_cancelled`, polled by a watcher thread) stops its generation within a poll interval. Every response carries
 the token counts; the final one's feed Triton's `llm_prompt_tokens_total` / `llm_completion_tokens_total`.
+Inside the ensemble Triton never cancels this in-flight request, so `pii_filter`, which sees the ensemble's
+cancellation, sends a control request with `cancel_stream_id` that stops the stream it names.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from python_backends import triton_io
 from python_backends.llm.cancellation import CancellationWatcher, GuardedSender
 from python_backends.llm.factory import build_engine, default_sampling, engine_kind
+from python_backends.llm.handle import RequestHandle
 from python_backends.llm.request_parsing import SAMPLING_INPUTS, build_generation_request
 from python_backends.llm.types import GenerationOutput, InvalidRequestError
 from python_backends.model_params import ModelParameters
@@ -38,12 +41,21 @@ class TritonPythonModel:
         self.engine_name = engine_kind(params)
         self.prompt_tokens = triton_io.Counter("llm_prompt_tokens_total", "Prompt tokens the llm consumed", "engine")
         self.completion_tokens = triton_io.Counter("llm_completion_tokens_total", "Tokens the llm generated", "engine")
+        self.running: dict[str, RequestHandle] = {}  # stream id -> generation, for cancels sent by pii_filter
+        self.finished = triton_io.Counter(
+            "llm_generations_finished", "Generations of the llm model by finish reason", "finish_reason"
+        )
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
             sender = GuardedSender(request.get_response_sender(), triton_io.FINAL_FLAG)
             stream_id = uuid.uuid4().hex
             try:
+                cancel_id = triton_io.read_text(request, "cancel_stream_id")
+                if cancel_id is not None:
+                    self._cancel(cancel_id)
+                    triton_io.send_final(sender)
+                    continue
                 scalars = {name: triton_io.read_scalar(request, name) for name in [*SAMPLING_INPUTS, "streaming"]}
                 generation = build_generation_request(
                     triton_io.read_text(request, "text_input"),
@@ -55,13 +67,22 @@ class TritonPythonModel:
                 generation = replace(generation, request_id=stream_id)
                 metadata = triton_io.read_text(request, "request_metadata") or ""
                 handle = self.engine.submit(generation, self._sink(sender, stream_id, metadata))
+                self.running[stream_id] = handle
+                if handle.done.is_set():  # finished before it was registered
+                    self.running.pop(stream_id, None)
                 self.watcher.watch(handle, sender.is_cancelled)
             except (triton_io.InvalidInputError, InvalidRequestError) as exc:
-                sender.send(triton_io.error_response(str(exc)), flags=triton_io.FINAL_FLAG)
+                triton_io.send_final(sender, triton_io.invalid_request_response(str(exc)))
             except Exception as exc:
                 logger.exception("llm request failed")
-                sender.send(triton_io.error_response(f"llm failed: {exc}"), flags=triton_io.FINAL_FLAG)
+                triton_io.send_final(sender, triton_io.error_response(f"llm failed: {exc}"))
         return None
+
+    def _cancel(self, stream_id: str) -> None:
+        handle = self.running.get(stream_id)
+        if handle is not None:
+            logger.info("request %s cancelled by the ensemble", stream_id)
+            handle.cancel()
 
     def _sink(self, sender: Any, stream_id: str, metadata: str) -> Any:
         counter = iter(range(1 << 31))
@@ -70,8 +91,10 @@ class TritonPythonModel:
             if output.finished:
                 self.prompt_tokens.increment(self.engine_name, output.prompt_tokens)
                 self.completion_tokens.increment(self.engine_name, output.completion_tokens)
+                self.running.pop(stream_id, None)
+                self.finished.increment(output.finish_reason.value if output.finish_reason else "")
             if output.error:
-                sender.send(triton_io.error_response(output.error), flags=triton_io.FINAL_FLAG)
+                triton_io.send_final(sender, triton_io.error_response(output.error))
                 return
             response = self.encoder.response(
                 text_output=output.text,
@@ -83,7 +106,10 @@ class TritonPythonModel:
                 prompt_tokens=output.prompt_tokens,
                 completion_tokens=output.completion_tokens,
             )
-            sender.send(response, flags=triton_io.FINAL_FLAG if output.finished else 0)
+            if output.finished:
+                triton_io.send_final(sender, response)
+            else:
+                sender.send(response)
 
         return send
 

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from python_backends import triton_io
 from python_backends.model_params import ModelParameters
-from python_backends.prompt import PromptBuilder, PromptConfig, PromptError, parse_history
+from python_backends.prompt import ControlTokenEscaper, PromptBuilder, PromptConfig, PromptError, parse_history
 from python_backends.prompt.builder import DEFAULT_SYSTEM_PROMPTS
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class TritonPythonModel:
         def count_tokens(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-        self.builder = PromptBuilder(config, render, count_tokens)
+        self.builder = PromptBuilder(config, render, count_tokens, ControlTokenEscaper.from_tokenizer(tokenizer))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -54,7 +54,7 @@ class TritonPythonModel:
                 prompt = self.builder.build(message, history, intent, instructions)
                 responses.append(self.encoder.response(prompt=prompt))
             except (triton_io.InvalidInputError, PromptError) as exc:
-                responses.append(triton_io.error_response(str(exc)))
+                responses.append(triton_io.invalid_request_response(str(exc)))
             except Exception as exc:  # one failing request must not fail its batch neighbours
                 logger.exception("prompt building failed")
                 responses.append(triton_io.error_response(f"prompt building failed: {exc}"))

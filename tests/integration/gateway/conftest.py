@@ -19,7 +19,12 @@ from frontend.stack import GatewayServer, RedisServer
 
 API_KEY = "test-rest-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
-AGENT_KEY = "test-agent-key-0123456789"
+AGENT_KEYS = {
+    "alice": "test-agent-key-0123456789",
+    "bob": "test-agent-key-bob-98765",
+    "carol": "test-agent-key-carol-555",
+}
+AGENT_KEY = AGENT_KEYS["alice"]
 ALLOWED_ORIGIN = "http://shop.example"
 VARIANT = "test-variant-a"
 REPLY_TIMEOUT = 60.0
@@ -34,11 +39,11 @@ def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[
         "GATEWAY_TRITON_GRPC_URL": triton_grpc_url,
         "GATEWAY_API_KEYS": API_KEY,
         "GATEWAY_ADMIN_API_KEY": ADMIN_KEY,
-        "GATEWAY_AGENT_API_KEY": AGENT_KEY,
+        "GATEWAY_AGENT_KEYS": ",".join(f"{name}:{key}" for name, key in AGENT_KEYS.items()),
         "GATEWAY_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "GATEWAY_MODEL_VARIANT": VARIANT,
         "GATEWAY_DEFAULT_MAX_TOKENS": "8",
-        "GATEWAY_MAX_TOKENS_LIMIT": "256",
+        "GATEWAY_MAX_TOKENS_LIMIT": "2048",
         "GATEWAY_RATE_LIMIT_PER_IP": "10000",
         "GATEWAY_RATE_LIMIT_PER_USER": "10000",
         "GATEWAY_LOG_JSON": "true",

@@ -14,6 +14,7 @@ from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import (
     AGENT_KEY,
+    AGENT_KEYS,
     API_KEY,
     ask,
     connect,
@@ -106,7 +107,10 @@ async def test_expired_session_is_unknown_and_the_next_message_starts_a_new_one(
             keys = [key async for key in redis.scan_iter(match=f"sess:{old_id}*")]
             assert f"sess:{old_id}" in keys and f"sess:{old_id}:turns" in keys
             for key in keys:  # the configured TTL is on every key of the session ...
-                assert 0 < await redis.ttl(key) <= SHORT_TTL_SECONDS, key
+                ttl = await redis.ttl(key)
+                if ttl == -2 and key.endswith(":lock"):
+                    continue  # the turn lock was released after `done` went out, between the scan and now
+                assert 0 < ttl <= SHORT_TTL_SECONDS, key
                 await redis.pexpire(key, 50)  # ... and here its time runs out early (the minimum TTL is a minute)
 
             async def session_keys_gone() -> bool:
@@ -142,7 +146,7 @@ async def test_agent_disconnect_puts_the_held_session_back_in_the_queue(gateway:
         requeued = (await frames_until(customer, "handoff", timeout=10))[-1]
         assert requeued["state"] == "queued", requeued
 
-        async with connect(gateway, "/ws/agent?agent=stayer", additional_headers={"X-API-Key": AGENT_KEY}) as second:
+        async with connect(gateway, "/ws/agent", additional_headers={"X-API-Key": AGENT_KEYS["bob"]}) as second:
             taken: list[str] = []
             while session_id not in taken:  # the queue may hold other tests' sessions ahead of ours
                 await second.send(json.dumps({"type": "take"}))

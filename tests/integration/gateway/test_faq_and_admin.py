@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from engine_build.launcher import TritonServer
-from tests.integration.gateway.conftest import ADMIN_KEY, API_KEY, ask, auth, connect, metric_value
+from frontend.services.faq import SEEDED_KEY, FaqStore
+from frontend.stack import RedisServer
+from tests.integration.gateway.conftest import ADMIN_KEY, API_KEY, ask, auth, connect, metric_value, seed_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -57,3 +61,20 @@ async def test_admin_adds_lists_and_deletes_faq_entries(http: httpx.AsyncClient)
     assert (await http.delete(f"/admin/faq/{entry_id}", headers=auth(ADMIN_KEY))).status_code == 404
     miss = (await http.post("/chat", json={"message": "能用ApplePay吗"}, headers=auth())).json()
     assert miss["source"] == "llm"
+
+
+async def test_a_seed_that_failed_is_loaded_on_the_next_try(redis_server: RedisServer, tmp_path: Path) -> None:
+    """A broken seed file leaves no "seeded" mark, so the fixed file is loaded by the next attempt."""
+    redis = Redis(port=redis_server.port, db=7, decode_responses=True)
+    await redis.flushdb()
+    store = FaqStore(redis)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("faqs: {not: a list}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="expected a list"):
+        await store.seed_once(broken)
+    assert not await redis.exists(SEEDED_KEY)
+    assert await store.seed_once(seed_path()) > 0
+    assert await store.seed_once(seed_path()) == 0  # once seeded, admin edits are kept
+    await redis.flushdb()
+    await redis.aclose()
+
