@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         "GATEWAY_TRITON_GRPC_URL": f"127.0.0.1:{triton.ports.grpc}",
         "GATEWAY_API_KEYS": api_key,
         "GATEWAY_ADMIN_API_KEY": "load-admin-" + secrets.token_hex(16),
-        "GATEWAY_AGENT_API_KEY": "load-agent-" + secrets.token_hex(16),
+        "GATEWAY_AGENT_KEYS": "load-agent:" + secrets.token_hex(16),
         "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",  # Locust stands in for the load balancer: one address per user
         "GATEWAY_RATE_LIMIT_PER_USER": "100000",  # one API key for every REST user
         "GATEWAY_MAX_INFLIGHT_GENERATIONS": str(args.max_inflight),

@@ -47,7 +47,6 @@ COMPOSE_SECRETS = {
     "MODELS_DIR": "/srv/models",
     "GATEWAY_API_KEYS": "placeholder-rest-key-0123456789,placeholder-rest-key-abcdefghij",
     "GATEWAY_ADMIN_API_KEY": "placeholder-admin-key-0123456789",
-    "GATEWAY_AGENT_API_KEY": "placeholder-agent-key-0123456789",
     "GATEWAY_AGENT_KEYS": "alice:placeholder-agent-key-alice-0123,bob:placeholder-agent-key-bob-01234",
     "GRAFANA_ADMIN_PASSWORD": "placeholder-grafana-password",
 }
