@@ -23,7 +23,18 @@ from frontend.middleware import RequestContextMiddleware
 from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
-from frontend.routers import admin, agent_ws, chat, customer_ws, feedback, health, openai_compat, page, sessions
+from frontend.routers import (
+    admin,
+    agent_console,
+    agent_ws,
+    chat,
+    customer_ws,
+    feedback,
+    health,
+    openai_compat,
+    page,
+    sessions,
+)
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN, connect_redis
 from frontend.settings import GatewaySettings
@@ -154,6 +165,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openai_compat.router,
         customer_ws.router,
         agent_ws.router,
+        agent_console.router,
         admin.router,
         feedback.router,
         sessions.router,

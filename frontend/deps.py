@@ -28,6 +28,18 @@ def admin(conn: HTTPConnection, services: Services) -> str:
     return require_key(conn, [services.settings.admin_api_key.get_secret_value()])
 
 
+def agent(conn: HTTPConnection, services: Services) -> str:
+    """The human agent whose own key was presented (agent console calls); 401 otherwise."""
+    candidate = presented_key(conn)
+    found = None
+    for name, key in services.settings.agent_key_pairs():
+        if matches_any(candidate, [key]):
+            found = name
+    if found is None:
+        raise unauthorized()
+    return found
+
+
 def customer(conn: HTTPConnection, services: Services) -> str:
     """The chat page's own calls (feedback, history): the site key when one is configured, or any API key."""
     site_key = services.settings.site_key
@@ -40,3 +52,4 @@ def customer(conn: HTTPConnection, services: Services) -> str:
 ApiClient = Annotated[str, Depends(api_client)]
 Admin = Annotated[str, Depends(admin)]
 Customer = Annotated[str, Depends(customer)]
+Agent = Annotated[str, Depends(agent)]

@@ -8,12 +8,16 @@ from redis.asyncio import Redis
 
 from frontend.observability.metrics import GatewayMetrics
 from frontend.services.agent_desk import AgentDesk
+from frontend.services.agent_queue import QueueView
+from frontend.services.agent_roster import AgentRoster
+from frontend.services.assignment_clock import AssignmentClock
 from frontend.services.conversation import Conversation
 from frontend.services.events import SessionEvents
 from frontend.services.faq import FaqStore
 from frontend.services.feedback import FeedbackStore
 from frontend.services.handoff import HandoffQueue
 from frontend.services.rate_limit import RateLimiter
+from frontend.services.reply_suggester import ReplySuggester
 from frontend.services.sessions import SessionStore
 from frontend.services.triton import TritonChat
 from frontend.settings import GatewaySettings
@@ -33,6 +37,9 @@ class GatewayServices:
     limiter: RateLimiter
     conversation: Conversation
     desk: AgentDesk
+    roster: AgentRoster
+    queue_view: QueueView
+    suggester: ReplySuggester
 
     @classmethod
     def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
@@ -54,6 +61,7 @@ class GatewayServices:
         faq = FaqStore(redis)
         handoff = HandoffQueue(redis, settings.handoff_queue_max_entries, settings.handoff_reclaim_seconds)
         conversation = Conversation(settings, sessions, events, triton, faq, handoff, metrics)
+        roster = AgentRoster(redis, presence_seconds=3 * settings.agent_queue_refresh_seconds + 5)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -66,7 +74,18 @@ class GatewayServices:
             feedback=FeedbackStore(redis, settings.feedback_retention_seconds, settings.store_redacted),
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
-            desk=AgentDesk(sessions, events, handoff, settings.store_redacted),
+            desk=AgentDesk(
+                sessions, events, handoff, AssignmentClock(redis), roster, metrics, settings.store_redacted
+            ),
+            roster=roster,
+            queue_view=QueueView(redis),
+            suggester=ReplySuggester(
+                sessions,
+                triton,
+                settings.max_history_turns,
+                settings.history_token_budget,
+                settings.agent_suggestion_max_tokens,
+            ),
         )
 
     async def close(self) -> None:

@@ -92,6 +92,8 @@ class Conversation:
         hold = self._settings.triton_reply_timeout_seconds + self._settings.triton_retry_seconds + 30
         async with self._sessions.turn_lock(session_id, self._settings.turn_lock_wait_seconds, hold):
             info = await self._sessions.require(session_id)
+            if info.channel != channel:
+                await self._sessions.note_channel(session_id, channel)
             history = await self._sessions.history(session_id)
             user_id = new_message_id()
             user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
