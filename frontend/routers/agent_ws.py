@@ -3,9 +3,10 @@
 Sign-in: the agent's own key in `X-API-Key` (or `?api_key=` for scripts), or — what the console does, so the key
 is never in a URL — in the first frame `{"type": "auth", "api_key"}`. A wrong or missing key gets one
 `unauthorized` error frame (or a refused handshake) and the socket closes with 1008; it never sees the queue.
-Agent frames: take, reply, release, transfer, suggest, ping. The server pushes `welcome`, `queue` (whenever the
-waiting list changes), `agents` (who is online), `assigned` (taken or transferred in, with the history) and
-forwards each held session's frames (type `user` = customer).
+Agent frames: take, reply, release, transfer, suggest, watch, ping. A console (signed in by frame, or after
+`watch`) gets `welcome`, then `queue` whenever the waiting list changes and `agents` (who is online); every agent
+socket gets `assigned` (taken or transferred in, with the history) and each held session's frames (`user` =
+customer).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def agent_for_key(candidate: str | None, pairs: list[tuple[str, str]]) -> str | 
 
 
 class AgentConnection:
-    def __init__(self, websocket: WebSocket, services: GatewayServices, agent: str) -> None:
+    def __init__(self, websocket: WebSocket, services: GatewayServices, agent: str, watching: bool) -> None:
         self.ws = websocket
         self.services = services
         self.agent = agent
@@ -82,8 +83,11 @@ class AgentConnection:
         self.held: dict[str, asyncio.Task[None]] = {}
         self.drafting: dict[str, asyncio.Task[None]] = {}
         self.inbox_after = "0-0"
+        self.watching = watching  # pushes `queue` and `agents` frames (the console; others send `watch`)
+        self.refresh = asyncio.Event()
         self.handlers: dict[str, Handler] = {
             "ping": self.on_ping,
+            "watch": self.on_watch,
             "take": self.on_take,
             "reply": self.on_reply,
             "release": self.on_release,
@@ -96,30 +100,14 @@ class AgentConnection:
         try:
             await self.services.roster.here(self.agent, self.connection_id)
             self.inbox_after = await self.services.roster.inbox_position(self.agent)
-            settings = self.services.settings
-            await self.sender.send(
-                server_frame(
-                    "welcome",
-                    f"{self.agent}，您好。",
-                    agent=self.agent,
-                    agents=settings.agent_names(),
-                    long_wait_seconds=settings.agent_long_wait_seconds,
-                )
-            )
+            if self.watching:
+                await self.sender.send(self.welcome())
             watcher = asyncio.create_task(self.watch())
             while True:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                try:
-                    await self.handle(message.get("text"))
-                except GatewayError as exc:
-                    await self.sender.send(error_frame(exc))
-                except REDIS_DOWN:
-                    await self.sender.send(error_frame(redis_unavailable()))
-                except Exception:  # a bug on one frame must not kill the agent's socket
-                    logger.exception("agent frame failed")
-                    await self.sender.send(error_frame(internal_error()))
+                await self.handle(message.get("text"))
         except WebSocketDisconnect:
             return
         except REDIS_DOWN:
@@ -131,16 +119,43 @@ class AgentConnection:
             await self.close()
 
     async def handle(self, text: str | None) -> None:
-        data = _json_object(text)
-        handler = self.handlers.get(str(data.get("type")))
-        if handler is None:
-            raise invalid_request("未知的消息类型。")
-        await handler(data)
+        """Run one frame's handler; its errors go back as `error` frames naming the frame's session."""
+        session_id = None
+        try:
+            data = _json_object(text)
+            named = data.get("session_id")
+            session_id = named if isinstance(named, str) and SESSION_ID.match(named) else None
+            handler = self.handlers.get(str(data.get("type")))
+            if handler is None:
+                raise invalid_request("未知的消息类型。")
+            await handler(data)
+        except GatewayError as exc:
+            await self.sender.send(error_frame(exc, session_id))
+        except REDIS_DOWN:
+            await self.sender.send(error_frame(redis_unavailable(), session_id))
+        except Exception:  # a bug on one frame must not kill the agent's socket
+            logger.exception("agent frame failed")
+            await self.sender.send(error_frame(internal_error(), session_id))
 
     # --- frames from the agent ---
 
+    def welcome(self) -> Frame:
+        settings = self.services.settings
+        return server_frame(
+            "welcome",
+            f"{self.agent}，您好。",
+            agent=self.agent,
+            agents=settings.agent_names(),
+            long_wait_seconds=settings.agent_long_wait_seconds,
+        )
+
     async def on_ping(self, _: dict[str, Any]) -> None:
         await self.sender.send(pong_frame(None))
+
+    async def on_watch(self, _: dict[str, Any]) -> None:
+        self.watching = True
+        await self.sender.send(self.welcome())
+        self.refresh.set()
 
     async def on_take(self, data: dict[str, Any]) -> None:
         requested = _session_id(data, required=False)
@@ -193,7 +208,7 @@ class AgentConnection:
         ]
         extra = {"from": sender} if sender else {}
         await self.sender.send(
-            server_frame("assigned", session_id=session_id, history=history, channel=info.channel or "web", **extra)
+            server_frame("assigned", session_id=session_id, history=history, channel=info.channel, **extra)
         )
         self.follow(session_id, after)
 
@@ -267,20 +282,28 @@ class AgentConnection:
         while True:
             try:
                 await services.roster.here(self.agent, self.connection_id)
-                queue = [q.as_dict() for q in await services.queue_view.waiting()]
-                if queue != last_queue:
-                    await self.sender.send(server_frame("queue", entries=queue, now=time.time()))
-                    last_queue = queue
-                online = await services.roster.online(services.settings.agent_names())
-                if online != last_online:
-                    await self.sender.send(server_frame("agents", online=online))
-                    last_online = online
+                if self.watching:
+                    queue = [q.as_dict() for q in await services.queue_view.waiting()]
+                    if queue != last_queue:
+                        await self.sender.send(server_frame("queue", entries=queue, now=time.time()))
+                        last_queue = queue
+                    online = await services.roster.online(services.settings.agent_names())
+                    if online != last_online:
+                        await self.sender.send(server_frame("agents", online=online))
+                        last_online = online
                 await self.pick_up_transfers()
             except REDIS_DOWN:
                 logger.warning("agent console refresh: Redis down; retrying")
             except Exception:
                 logger.exception("agent console refresh failed")
-            await asyncio.sleep(services.settings.agent_queue_refresh_seconds)  # a poll interval, not a sync
+            try:  # a poll interval (or an early wake-up by `watch`), not a synchronisation
+                async with asyncio.timeout(services.settings.agent_queue_refresh_seconds):
+                    await self.refresh.wait()
+            except TimeoutError:
+                pass
+            if self.refresh.is_set():
+                self.refresh.clear()
+                last_queue = last_online = None
 
     async def pick_up_transfers(self) -> None:
         for entry_id, session_id, sender in await self.services.roster.inbox(self.agent, self.inbox_after):
@@ -342,8 +365,10 @@ async def agent_socket(websocket: WebSocket) -> None:
             await websocket.close(code=1008, reason="agent API key required")
             return
         await websocket.accept()
+        watching = False
     else:
         await websocket.accept()
+        watching = True
         agent = await sign_in(websocket, services)
         if agent is None:
             logger.warning("agent sign-in refused")
@@ -353,6 +378,6 @@ async def agent_socket(websocket: WebSocket) -> None:
     gauge = services.metrics.open_websockets.labels("agent")
     gauge.inc()
     try:
-        await AgentConnection(websocket, services, agent).run()
+        await AgentConnection(websocket, services, agent, watching).run()
     finally:
         gauge.dec()

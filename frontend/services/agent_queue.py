@@ -62,7 +62,7 @@ class QueueView:
             queued_at=float(queued_at or 0),
             intent=await self._last_intent(turns) or "human_agent",
             first_message=first[:FIRST_MESSAGE_CHARS],
-            channel=str(channel or "web"),
+            channel=str(channel or ""),
             reason=reason,
         )
 
