@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := build/stamps
 LLM_CHECKPOINT ?= smollm2-135m-instruct
-APT_PACKAGES := redis-server libb64-0d chromium
+APT_PACKAGES := redis-server libb64-0d chromium fonts-noto-cjk
 
 export LLM_CHECKPOINT
 
