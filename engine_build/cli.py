@@ -13,7 +13,7 @@ from pathlib import Path
 from engine_build.checkpoints import PREPARED, prepare, resolve_checkpoint
 from engine_build.launcher import REPO_ROOT, LaunchError, TritonPorts, TritonServer
 from engine_build.profiles import PROFILES
-from engine_build.render import render_repository
+from engine_build.render import RenderError, render_repository
 
 logger = logging.getLogger("engine_build")
 
@@ -38,14 +38,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_for(profile: str, checkpoint: str, out: Path, overrides: dict[str, str]) -> Path:
+def render_for(
+    profile: str, checkpoint: str, out: Path, overrides: dict[str, str], force: bool = False
+) -> Path:
     values = PROFILES[profile].template_values()
     values["checkpoint_dir"] = str(resolve_checkpoint(checkpoint)) if checkpoint else values["checkpoint_dir"]
     unknown = set(overrides) - set(values)
     if unknown:
         raise SystemExit(f"unknown --set keys: {', '.join(sorted(unknown))}")
     values.update(overrides)
-    return render_repository(out, values)
+    try:
+        return render_repository(out, values, force=force)
+    except RenderError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -53,7 +58,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"would render profile {args.profile} into {out}")
         return 0
-    render_for(args.profile, args.checkpoint, out, _parse_set(args.set))
+    render_for(args.profile, args.checkpoint, out, _parse_set(args.set), force=args.force)
     print(out)
     return 0
 
@@ -62,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     if checkpoint in PREPARED:
         prepare(checkpoint)
-    repo = render_for(args.profile, checkpoint, Path(args.out), _parse_set(args.set))
+    repo = render_for(args.profile, checkpoint, Path(args.out), _parse_set(args.set), force=args.force)
     server = TritonServer(repo, TritonPorts.from_env())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=default_ckpt, help="prepared checkpoint name or HF checkpoint folder")
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "model_repository"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a template value")
+    p.add_argument("--force", action="store_true", help="replace --out even if an earlier render did not create it")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_render)
 
@@ -110,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=default_ckpt)
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "model_repository"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--force", action="store_true", help="replace --out even if an earlier render did not create it")
     p.set_defaults(func=cmd_serve)
     from engine_build.gpu.cli import register_gpu_commands  # sizing/check/quantize: engine_build/gpu/
     register_gpu_commands(sub)

@@ -15,6 +15,7 @@ from pathlib import Path
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 UNSET_PARAMETER = re.compile(r'string_value:\s*"\$\{[A-Za-z0-9_]+\}"')
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_repository"
+MARKER = ".rendered-by-engine-build"  # a folder holding this may be replaced by the next render
 
 
 class RenderError(ValueError):
@@ -36,14 +37,33 @@ def fill(text: str, values: Mapping[str, str], source: str = "template") -> str:
     return filled
 
 
-def render_repository(out_dir: Path, values: Mapping[str, str], template_dir: Path = TEMPLATE_DIR) -> Path:
-    """Copy the model repository to `out_dir` with every config filled; returns `out_dir`."""
+def _rendered_before(out_dir: Path, template_dir: Path) -> bool:
+    """Our marker is there, or the folder holds nothing but the template's model folders (a render from before
+    the marker existed), or it is empty."""
+    if (out_dir / MARKER).is_file():
+        return True
+    if not out_dir.is_dir():
+        return False
+    return {p.name for p in out_dir.iterdir()} <= {p.name for p in template_dir.iterdir()} | {MARKER}
+
+
+def render_repository(
+    out_dir: Path, values: Mapping[str, str], template_dir: Path = TEMPLATE_DIR, force: bool = False
+) -> Path:
+    """Copy the model repository to `out_dir` with every config filled; returns `out_dir`.
+
+    An existing `out_dir` is replaced only if an earlier render created it (or it is empty); any other folder is
+    refused unless `force`, so a mistyped `--out` never deletes someone's data.
+    """
     unknown = set(values) - template_keys(template_dir)
     if unknown:
         raise RenderError(f"unknown template keys: {', '.join(sorted(unknown))}")
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        if not _rendered_before(out_dir, template_dir) and not force:
+            raise RenderError(f"{out_dir} exists and was not rendered here; refusing to delete it (use --force)")
+        shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
     shutil.copytree(template_dir, out_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (out_dir / MARKER).write_text("rendered by `python -m engine_build render`; safe to replace\n", encoding="utf-8")
     for config in out_dir.glob("*/config.pbtxt"):
         (config.parent / "1").mkdir(exist_ok=True)  # an ensemble's version folder is empty, which git does not keep
         config.write_text(fill(config.read_text(encoding="utf-8"), values, str(config)), encoding="utf-8")

@@ -1,4 +1,6 @@
-"""`python -m frontend.stack`: Redis, Triton and the gateway on this machine, stopped together on Ctrl-C/SIGTERM.
+"""`python -m frontend.stack`: Redis, Triton and the gateway on this machine, supervised: a part that crashes is
+restarted with backoff while the others keep serving; all stop together on Ctrl-C/SIGTERM or when one part
+crashes too often (STACK_MAX_CRASHES within STACK_CRASH_WINDOW_SECONDS, default 5 in 600 s).
 
 Ports: REDIS_PORT (6379), TRITON_HTTP_PORT/TRITON_GRPC_PORT/TRITON_METRICS_PORT (8000-8002), GATEWAY_PORT
 (8080). LLM_CHECKPOINT picks the model (default smollm2-135m-instruct). Without GATEWAY_* keys in the
@@ -25,6 +27,7 @@ from pathlib import Path
 from engine_build.checkpoints import PREPARED, prepare
 from engine_build.cli import render_for
 from engine_build.launcher import TritonPorts, TritonServer
+from frontend.supervisor import GiveUp, Part, RestartPolicy, Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("frontend.stack")
@@ -191,12 +194,16 @@ def main() -> int:
     redis_port = int(os.environ.get("REDIS_PORT", "6379"))
     gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
     checkpoint = os.environ.get("LLM_CHECKPOINT", "smollm2-135m-instruct")
+    policy = RestartPolicy(
+        max_crashes=int(os.environ.get("STACK_MAX_CRASHES", "5")),
+        window=float(os.environ.get("STACK_CRASH_WINDOW_SECONDS", "600")),
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
     keys = dev_keys(dict(os.environ))
-    redis = RedisServer(redis_port, REPO_ROOT / "build" / "redis")
+    redis = RedisServer(redis_port, Path(os.environ.get("REDIS_DATA_DIR", REPO_ROOT / "build" / "redis")))
     triton: TritonServer | None = None
     gateway: GatewayServer | None = None
     try:
@@ -215,14 +222,13 @@ def main() -> int:
         lines = [f"Chat page: http://127.0.0.1:{gateway_port}/   (Ctrl-C stops Redis, Triton and the gateway)"]
         lines += [f"  dev {name} = {value}" for name, value in keys.items()]
         print("\n".join(lines), flush=True)
-        while not stop.is_set():
-            for name, proc in (("redis", redis.process), ("gateway", gateway.process)):
-                if proc is not None and proc.poll() is not None:
-                    raise StackError(f"{name} exited with {proc.returncode}")
-            if triton.process is not None and triton.process.poll() is not None:
-                raise StackError("tritonserver exited")
-            stop.wait(1.0)
+        parts = [supervised("redis", redis), supervised("triton", triton), supervised("gateway", gateway)]
+        reason = Supervisor(parts, stop, policy).run()
+        logger.info("stopping: %s", reason)
         return 0
+    except GiveUp as exc:
+        logger.error("stopping: %s", exc)
+        return 1
     except StackError as exc:
         logger.error("%s", exc)
         return 1
@@ -236,6 +242,15 @@ def main() -> int:
         if triton is not None:
             triton.stop()
         redis.stop()
+
+
+def supervised(name: str, server: RedisServer | TritonServer | GatewayServer) -> Part:
+    """A started server as a supervised part (restarting it reuses its ports, data and settings)."""
+
+    def exit_code() -> int | None:
+        return None if server.process is None else server.process.poll()
+
+    return Part(name, start=server.start, exit_code=exit_code, stop=server.stop)
 
 
 if __name__ == "__main__":

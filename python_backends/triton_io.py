@@ -80,8 +80,20 @@ class ResponseEncoder:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
+# Triton's gRPC stream carries only an error's message, not its code, so errors meant for the caller open with
+# this code token; the gateway maps exactly that token (anything else is an internal error it never shows).
+INVALID_REQUEST_CODE = "[invalid_request]"
+
+
 def error_response(message: str) -> Any:
+    """An internal failure of this request (the gateway logs it and tells the customer only that it failed)."""
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def invalid_request_response(message: str) -> Any:
+    """The caller's input is refused; `message` says why and is meant for the caller."""
+    error = pb_utils.TritonError(f"{INVALID_REQUEST_CODE} {message}", pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -85,11 +86,33 @@ def _text(result: Any, name: str) -> str:
     return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
 
 
-def classify_server_error(message: str) -> GatewayError:
-    """An error the ensemble returned for this request: the caller's input, or Triton itself."""
-    lowered = message.lower()
-    if any(s in lowered for s in ("is empty", "characters", "history", "utf-8", "must be", "invalid")):
-        return GatewayError("invalid_request", f"请求无效：{message}", 400)
+# The models' code token for "the caller's input is refused" (python_backends.triton_io.INVALID_REQUEST_CODE).
+INVALID_REQUEST = re.compile(r"\[invalid_request\] (?P<detail>.+)", re.S)
+
+
+def classify_server_error(message: str, request_id: str = "") -> GatewayError:
+    """An error the ensemble returned for this request. Only a refusal carrying the models' `[invalid_request]`
+    code reaches the customer (its text is written for callers); anything else is logged with the request id and
+    the customer hears only that the service failed."""
+    refused = INVALID_REQUEST.search(message)
+    if refused:
+        return GatewayError("invalid_request", f"请求无效：{refused.group('detail')}", 400)
+    logger.error("Triton failed request %s: %s", request_id or "-", message)
+    return GatewayError("triton_error", "智能客服处理失败，请稍后再试。", 502)
+
+
+def rpc_error(exc: grpc.aio.AioRpcError, request_id: str = "") -> GatewayError:
+    """A failed gRPC call, mapped by its status code."""
+    code = exc.code()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return triton_timeout()
+    if code in RETRYABLE or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return triton_unavailable()
+    if code == grpc.StatusCode.CANCELLED:
+        return GatewayError("cancelled", "回复已取消。", 499)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return classify_server_error(exc.details() or "", request_id)
+    logger.error("Triton call %s failed: %s %s", request_id or "-", code.name, exc.details())
     return GatewayError("triton_error", "智能客服处理失败，请稍后再试。", 502)
 
 
@@ -135,12 +158,12 @@ class TritonChat:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                raise self._rpc_error(exc) from exc
+                raise rpc_error(exc, call.request_id) from exc
             except BaseException:
                 responses.cancel()
                 raise
             break
-        async with aclosing(self._drain(responses, first)) as chunks:
+        async with aclosing(self._drain(responses, first, call.request_id)) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -166,14 +189,17 @@ class TritonChat:
         except StopAsyncIteration:
             raise GatewayError("triton_error", "智能客服没有返回结果，请稍后再试。", 502) from None
 
-    async def _drain(self, responses: Any, first: tuple[Any, Any]) -> AsyncGenerator[ChatChunk, None]:
+    async def _drain(
+        self, responses: Any, first: tuple[Any, Any], request_id: str
+    ) -> AsyncGenerator[ChatChunk, None]:
         finished = False
         try:
             item = first
             while True:
                 result, error = item
                 if error is not None:
-                    raise classify_server_error(str(error.message() if hasattr(error, "message") else error))
+                    message = error.message() if hasattr(error, "message") else error
+                    raise classify_server_error(str(message), request_id)
                 response = result.get_response()
                 names = {o.name for o in response.outputs}
                 final = response.parameters["triton_final_response"].bool_param
@@ -193,18 +219,7 @@ class TritonChat:
                     finished = True
                     return
                 except grpc.aio.AioRpcError as exc:
-                    raise self._rpc_error(exc) from exc
+                    raise rpc_error(exc, request_id) from exc
         finally:
             if not finished:
                 responses.cancel()
-
-    @staticmethod
-    def _rpc_error(exc: grpc.aio.AioRpcError) -> GatewayError:
-        code = exc.code()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return triton_timeout()
-        if code in RETRYABLE:
-            return triton_unavailable()
-        if code == grpc.StatusCode.CANCELLED:
-            return GatewayError("cancelled", "回复已取消。", 499)
-        return classify_server_error(exc.details() or code.name)

@@ -29,8 +29,11 @@ class Tensor:
 
 
 class TritonError:
-    def __init__(self, message: str) -> None:
+    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS, CANCELLED = range(8)
+
+    def __init__(self, message: str, code: int = 0) -> None:
         self._message = message
+        self.code = code
 
     def message(self) -> str:
         return self._message

@@ -105,7 +105,8 @@ def test_llm_refuses_a_bad_request_with_a_final_error(rendered: Path, monkeypatc
     bad, good = pb.InferenceRequest(text_input=""), pb.InferenceRequest(text_input="hi")
     model.execute([bad, good])
     ((response, flags),) = bad.sender.sent
-    assert response.error.message() == "text_input is empty" and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    assert response.error.message() == "[invalid_request] text_input is empty"
+    assert response.error.code == pb.TritonError.INVALID_ARG and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
     assert good.sender.sent[-1][0].text("text_output") == "ok"
     assert len(engine.requests) == 1
 

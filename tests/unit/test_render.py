@@ -85,3 +85,30 @@ def test_parameter_reader_treats_unfilled_placeholders_as_unset() -> None:
         params.require_str("a")
     with pytest.raises(ValueError, match="must be an integer"):
         ModelParameters({"n": "x"}).get_int("n", 0)
+
+
+def test_render_refuses_to_delete_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    """`--out` pointing at someone's data is refused (nothing deleted) unless forced; our own output is replaced."""
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(RenderError, match="--force"):
+        render_repository(precious, CPU_PROFILE.template_values())
+    assert (precious / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+    ours = render_repository(tmp_path / "repo", CPU_PROFILE.template_values())
+    (ours / "stale.txt").write_text("old render", encoding="utf-8")
+    render_repository(ours, CPU_PROFILE.template_values())  # a re-render replaces its own folder
+    assert not (ours / "stale.txt").exists() and (ours / "llm" / "config.pbtxt").is_file()
+
+    render_repository(precious, CPU_PROFILE.template_values(), force=True)
+    assert not (precious / "notes.txt").exists()
+
+
+def test_the_cli_says_why_it_refuses(tmp_path: Path) -> None:
+    from engine_build.cli import main
+
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(SystemExit, match="refusing to delete"):
+        main(["render", "--checkpoint", "qwen3-tiny", "--out", str(tmp_path)])
+    assert (tmp_path / "notes.txt").exists()

@@ -68,7 +68,7 @@ class TritonPythonModel:
                     self.running.pop(stream_id, None)
                 self.watcher.watch(handle, sender.is_cancelled)
             except (triton_io.InvalidInputError, InvalidRequestError) as exc:
-                triton_io.send_final(sender, triton_io.error_response(str(exc)))
+                triton_io.send_final(sender, triton_io.invalid_request_response(str(exc)))
             except Exception as exc:
                 logger.exception("llm request failed")
                 triton_io.send_final(sender, triton_io.error_response(f"llm failed: {exc}"))

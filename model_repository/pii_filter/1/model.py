@@ -50,7 +50,7 @@ class TritonPythonModel:
                     )
                 )
             except triton_io.InvalidInputError as exc:
-                responses.append(triton_io.error_response(str(exc)))
+                responses.append(triton_io.invalid_request_response(str(exc)))
             except Exception as exc:  # one failing request must not fail its batch neighbours
                 logger.exception("PII redaction failed")
                 responses.append(triton_io.error_response(f"PII redaction failed: {exc}"))

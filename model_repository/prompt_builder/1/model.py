@@ -52,7 +52,7 @@ class TritonPythonModel:
                 prompt = self.builder.build(message, history, triton_io.read_text(request, "intent"))
                 responses.append(self.encoder.response(prompt=prompt))
             except (triton_io.InvalidInputError, PromptError) as exc:
-                responses.append(triton_io.error_response(str(exc)))
+                responses.append(triton_io.invalid_request_response(str(exc)))
             except Exception as exc:  # one failing request must not fail its batch neighbours
                 logger.exception("prompt building failed")
                 responses.append(triton_io.error_response(f"prompt building failed: {exc}"))
