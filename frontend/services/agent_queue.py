@@ -37,40 +37,44 @@ class QueueView:
         self._limit = limit
 
     async def waiting(self) -> list[QueuedSession]:
-        """Queued sessions, longest waiting first."""
+        """Queued sessions, longest waiting first (three pipelined round trips, however long the queue)."""
         entries: Any = await self._redis.xrevrange(QUEUE_KEY, count=self._limit)
         reasons: dict[str, str] = {}
         for _entry_id, fields in entries:  # newest first: keep each session's latest reason
             session_id = str(fields.get("session_id", ""))
             if SESSION_ID.match(session_id):
                 reasons.setdefault(session_id, str(fields.get("reason", "")))
-        found = []
-        for session_id, reason in reasons.items():
-            item = await self._describe(session_id, reason)
-            if item is not None:
-                found.append(item)
+        ids = list(reasons)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(session_key(session_id), ["state", "queued_at", "channel"])
+                pipe.lrange(session_key(session_id) + ":turns", 0, -1)
+            results = await pipe.execute()
+        waiting = []
+        for i, session_id in enumerate(ids):
+            (state, queued_at, channel), raw_turns = results[2 * i], results[2 * i + 1]
+            if state == "queued":
+                turns = [json.loads(raw) for raw in raw_turns]
+                waiting.append((session_id, float(queued_at or 0), str(channel or ""), turns))
+        intents = await self._last_intents([turns for *_, turns in waiting])
+        found = [
+            QueuedSession(
+                session_id=session_id,
+                queued_at=queued_at,
+                intent=intent or "human_agent",
+                first_message=next((t["content"] for t in turns if t.get("role") == "user"), "")[:FIRST_MESSAGE_CHARS],
+                channel=channel,
+                reason=reasons[session_id],
+            )
+            for (session_id, queued_at, channel, turns), intent in zip(waiting, intents, strict=True)
+        ]
         return sorted(found, key=lambda q: q.queued_at)
 
-    async def _describe(self, session_id: str, reason: str) -> QueuedSession | None:
-        state, queued_at, channel = await self._redis.hmget(session_key(session_id), ["state", "queued_at", "channel"])
-        if state != "queued":
-            return None
-        turns = [json.loads(raw) for raw in await self._redis.lrange(session_key(session_id) + ":turns", 0, -1)]
-        first = next((t["content"] for t in turns if t.get("role") == "user"), "")
-        return QueuedSession(
-            session_id=session_id,
-            queued_at=float(queued_at or 0),
-            intent=await self._last_intent(turns) or "human_agent",
-            first_message=first[:FIRST_MESSAGE_CHARS],
-            channel=str(channel or ""),
-            reason=reason,
-        )
-
-    async def _last_intent(self, turns: list[dict[str, Any]]) -> str:
-        """The intent of the bot's latest reply (what the conversation was about before the handoff)."""
-        for turn in reversed(turns):
-            if turn.get("role") == "assistant" and turn.get("source") in ("llm", "faq"):
-                intent = await self._redis.hget(f"reply:{turn.get('message_id', '')}", "intent")
-                if intent:
-                    return str(intent)
-        return ""
+    async def _last_intents(self, conversations: list[list[dict[str, Any]]]) -> list[str]:
+        """Per conversation, the intent of the bot's latest reply (what it was about before the handoff)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for turns in conversations:
+                bot = [t for t in turns if t.get("role") == "assistant" and t.get("source") in ("llm", "faq")]
+                pipe.hget(f"reply:{bot[-1].get('message_id', '') if bot else ''}", "intent")
+            intents = await pipe.execute()
+        return [str(intent or "") for intent in intents]

@@ -66,6 +66,9 @@ async def test_handoff_take_talk_draft_release_and_the_bot_answers_again(
     await expect(row.locator(".channel")).to_have_text("网页")
     assert await notices(agent, "queue", session_id) == 1
     assert "新排队" in await agent.title()
+    await expect(row).not_to_have_class("long-wait")
+    await agent.evaluate("window.csAgent.longWait = 0")  # as if the customer had waited past the threshold
+    await expect(row).to_have_class("long-wait", timeout=5_000)
 
     await row.locator(".take").click()
     panel = agent.locator(f".panel[data-session-id='{session_id}']")
