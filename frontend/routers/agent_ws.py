@@ -22,10 +22,17 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from frontend.errors import GatewayError, internal_error, invalid_request, redis_unavailable, unauthorized
+from frontend.errors import (
+    GatewayError,
+    internal_error,
+    invalid_request,
+    rate_limited,
+    redis_unavailable,
+    unauthorized,
+)
 from frontend.protocol.frames import Frame, error_frame, pong_frame, server_frame
 from frontend.realtime import FrameSender, forward_events
-from frontend.security import matches_any, presented_key
+from frontend.security import client_ip, matches_any, presented_key
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN
 from frontend.services.sessions import SESSION_ID
@@ -337,7 +344,15 @@ class AgentConnection:
             pass  # the presence entry expires by itself
 
 
-async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | None:
+async def sign_in_allowed(websocket: WebSocket, services: GatewayServices) -> GatewayError | None:
+    """Count a sign-in attempt from this IP (right or wrong, so keys cannot be guessed quickly); the
+    `rate_limited` error once over `agent_sign_in_per_ip` per rate-limit window."""
+    limit = services.settings.agent_sign_in_per_ip
+    decision = await services.limiter.hit("agent_sign_in", client_ip(websocket), limit)
+    return None if decision.allowed else rate_limited(decision.retry_after)
+
+
+async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | GatewayError | None:
     """The agent named by the first frame `{"type": "auth", "api_key"}` (within `agent_sign_in_seconds`)."""
     try:
         async with asyncio.timeout(services.settings.agent_sign_in_seconds):
@@ -346,6 +361,9 @@ async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | None
         return None
     if message["type"] == "websocket.disconnect":
         return None
+    refused = await sign_in_allowed(websocket, services)
+    if refused is not None:
+        return refused
     try:
         data = _json_object(message.get("text"))
     except GatewayError:
@@ -354,27 +372,42 @@ async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | None
     return agent_for_key(key if isinstance(key, str) else None, services.settings.agent_key_pairs())
 
 
+async def refuse(websocket: WebSocket, error: GatewayError) -> None:
+    logger.warning("agent sign-in refused (%s)", error.code)
+    await FrameSender(websocket).send(error_frame(error))
+    try:
+        await websocket.close(code=1008, reason="agent credential required")
+    except RuntimeError:  # the client left first
+        pass
+
+
 @router.websocket("/ws/agent")
 async def agent_socket(websocket: WebSocket) -> None:
     services: GatewayServices = websocket.app.state.services
-    pairs = services.settings.agent_key_pairs()
     key = presented_key(websocket)
-    if key is not None:
-        agent = agent_for_key(key, pairs)
-        if agent is None:
-            await websocket.close(code=1008, reason="agent API key required")
-            return
-        await websocket.accept()
-        watching = False
-    else:
-        await websocket.accept()
-        watching = True
-        agent = await sign_in(websocket, services)
-        if agent is None:
-            logger.warning("agent sign-in refused")
-            await FrameSender(websocket).send(error_frame(unauthorized()))
-            await websocket.close(code=1008, reason="agent credential required")
-            return
+    try:
+        if key is not None:
+            agent = (
+                None
+                if await sign_in_allowed(websocket, services)
+                else agent_for_key(key, services.settings.agent_key_pairs())
+            )
+            if agent is None:
+                await websocket.close(code=1008, reason="agent API key required")
+                return
+            await websocket.accept()
+            watching = False
+        else:
+            await websocket.accept()
+            watching = True
+            signed = await sign_in(websocket, services)
+            if not isinstance(signed, str):
+                await refuse(websocket, signed or unauthorized())
+                return
+            agent = signed
+    except REDIS_DOWN:
+        await websocket.close(code=1011, reason="Redis unavailable")
+        return
     gauge = services.metrics.open_websockets.labels("agent")
     gauge.inc()
     try:

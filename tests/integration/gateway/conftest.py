@@ -46,6 +46,7 @@ def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[
         "GATEWAY_MAX_TOKENS_LIMIT": "2048",
         "GATEWAY_RATE_LIMIT_PER_IP": "10000",
         "GATEWAY_RATE_LIMIT_PER_USER": "10000",
+        "GATEWAY_AGENT_SIGN_IN_PER_IP": "10000",
         "GATEWAY_LOG_JSON": "true",
     }
     env.update({f"GATEWAY_{k.upper()}": v for k, v in overrides.items()})
@@ -85,6 +86,7 @@ def strict_gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathF
         triton_retry_seconds="1",
         rate_limit_per_ip="6",
         rate_limit_per_user="3",
+        agent_sign_in_per_ip="3",
     )
     server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw-strict") / "gateway.log").start()
     yield server.url

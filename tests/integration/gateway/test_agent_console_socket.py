@@ -63,6 +63,21 @@ async def test_a_wrong_or_missing_credential_gets_one_error_and_a_closed_socket(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+async def test_sign_in_attempts_per_ip_are_limited_right_key_or_wrong(strict_gateway: str) -> None:
+    """Past `AGENT_SIGN_IN_PER_IP` attempts in a window even the right key is refused (`rate_limited`), so keys
+    cannot be guessed quickly."""
+    codes = []
+    for key in ["wrong-agent-key-000000001"] * 3 + [AGENT_KEYS["alice"]]:
+        async with connect(strict_gateway, "/ws/agent") as ws:
+            await ws.send(json.dumps({"type": "auth", "api_key": key}))
+            frame = await next_frame(ws)
+            codes.append(frame.get("code", frame["type"]))
+    assert codes == ["unauthorized"] * 3 + ["rate_limited"]
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect(strict_gateway, "/ws/agent", additional_headers={"X-API-Key": AGENT_KEYS["alice"]}):
+            pass
+
+
 async def test_queue_frame_lists_waiting_time_intent_first_message_and_channel(gateway: str) -> None:
     """A signed-in agent sees a queued session with its first customer message, intent, channel and queue time."""
     async with connect(gateway) as customer, connect(gateway, "/ws/agent") as agent:
