@@ -14,6 +14,7 @@
   const state = {
     ws: null,
     signedIn: false,
+    signInError: "",
     agent: "",
     agents: [],
     online: [],
@@ -96,7 +97,8 @@
       if (state.ws !== ws) return;
       if (!state.signedIn) {
         sessionStorage.removeItem(KEY_STORE);
-        showSignIn("凭证无效或连接失败，请重新登录。");
+        showSignIn(state.signInError || "凭证无效或连接失败，请重新登录。");
+        state.signInError = "";
         return;
       }
       setStatus("closed", "连接已断开，正在重连…");
@@ -185,7 +187,11 @@
   }
 
   function onError(frame, tab) {
-    if (!state.signedIn) { showSignIn("凭证无效，请重新登录。"); return; }
+    if (!state.signedIn) {
+      state.signInError = frame.code === "unauthorized" ? "凭证无效，请重新登录。" : frame.message;
+      showSignIn(state.signInError);
+      return;
+    }
     if (tab && frame.suggestion_id) {
       tab.editor.dataset.drafting = "false";
       tab.suggestionId = null;
