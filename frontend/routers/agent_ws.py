@@ -172,6 +172,7 @@ class AgentConnection:
             await self.sender.send(server_frame("queue_empty", "当前没有排队的会话。"))
             return
         await self.assign(session_id, after)
+        self.refresh.set()  # the taken session leaves this console's queue now, not at the next refresh
 
     async def on_reply(self, data: dict[str, Any]) -> None:
         session_id = str(_session_id(data))
