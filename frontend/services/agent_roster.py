@@ -45,7 +45,13 @@ class AgentRoster:
         return int(await self._redis.zcount(presence_key(agent), time.time(), "+inf")) > 0
 
     async def online(self, agents: list[str]) -> list[str]:
-        return [agent for agent in agents if await self.is_online(agent)]
+        """The agents with a console open (one pipelined round trip)."""
+        now = time.time()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent in agents:
+                pipe.zcount(presence_key(agent), now, "+inf")
+            counts = await pipe.execute()
+        return [agent for agent, count in zip(agents, counts, strict=True) if int(count) > 0]
 
     async def inbox_position(self, agent: str) -> str:
         last = await self._redis.xrevrange(inbox_key(agent), count=1)
