@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+from redis.asyncio import Redis
 
 from tests.integration.gateway.conftest import AGENT_KEYS, ask, connect, eventually, frames_until
 from tests.integration.gateway.test_chat_page import CHROMIUM_ARGS
@@ -146,3 +147,27 @@ async def test_a_wrong_credential_sees_nothing(browser: Browser, gateway: str) -
         assert await page.locator("#queue li").count() == 0
         assert await page.locator("#agent-name").text_content() == ""
         assert await page.evaluate("sessionStorage.getItem('cs.agent.key')") is None
+
+
+async def test_an_agent_transfers_a_session_to_a_colleague_in_the_console(
+    browser: Browser, gateway: str, redis_db: Redis
+) -> None:
+    """alice picks bob from the online list and transfers: her tab closes, bob's opens with the history."""
+    async with connect(gateway) as customer:
+        session_id = (await ask(customer, "你好"))[-1]["session_id"]
+        await customer.send(json.dumps({"type": "handoff"}))
+        await frames_until(customer, "handoff")
+        alice = await signed_in_console(browser, gateway, AGENT_KEYS["alice"])
+        bob = await signed_in_console(browser, gateway, AGENT_KEYS["bob"])
+        await expect(alice.locator("#online")).to_contain_text("bob", timeout=15_000)
+        await alice.locator(f"#queue li[data-session-id='{session_id}'] .take").click(timeout=15_000)
+        panel = alice.locator(f".panel[data-session-id='{session_id}']")
+        await expect(panel.locator(".transfer-to")).to_have_value("bob", timeout=10_000)
+        await panel.locator(".transfer").click()
+        await expect(panel).to_have_count(0, timeout=10_000)
+        moved = bob.locator(f".panel[data-session-id='{session_id}']")
+        await expect(moved.locator("li.system").first).to_have_text("由客服 alice 转接", timeout=15_000)
+        await expect(moved.locator("li.user").first).to_have_text("你好")
+        assert await redis_db.hmget(f"sess:{session_id}", ["state", "agent"]) == ["agent", "bob"]
+        await moved.locator(".release").click()
+        await expect(moved).to_have_count(0, timeout=10_000)
