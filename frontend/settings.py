@@ -117,7 +117,7 @@ class GatewaySettings(BaseSettings):
     agent_long_wait_seconds: float = Field(default=120.0, gt=0, description="queued longer: highlighted")
     agent_suggestion_max_tokens: int = Field(default=128, ge=1, description="tokens per drafted reply")
     agent_sign_in_seconds: float = Field(default=10.0, gt=0, description="socket closed without a credential")
-    agent_sign_in_per_ip: int = Field(default=20, ge=1, description="agent sign-in attempts per window per IP")
+    agent_sign_in_per_ip: int = Field(default=20, ge=1, description="failed agent sign-ins per window per IP")
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

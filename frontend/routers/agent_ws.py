@@ -92,6 +92,7 @@ class AgentConnection:
         self.inbox_after = "0-0"
         self.watching = watching  # pushes `queue` and `agents` frames (the console; others send `watch`)
         self.refresh = asyncio.Event()
+        self.stopped = False
         self.handlers: dict[str, Handler] = {
             "ping": self.on_ping,
             "watch": self.on_watch,
@@ -121,6 +122,8 @@ class AgentConnection:
             logger.warning("agent socket closed: Redis down")
         finally:
             if watcher is not None:
+                self.stopped = True  # redis-py can swallow a cancel mid-call: the loop also checks this flag
+                self.refresh.set()
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
             await self.close()
@@ -287,7 +290,7 @@ class AgentConnection:
         services = self.services
         last_queue: list[dict[str, Any]] | None = None
         last_online: list[str] | None = None
-        while True:
+        while not self.stopped:
             try:
                 await services.roster.here(self.agent, self.connection_id)
                 if self.watching:
@@ -309,6 +312,9 @@ class AgentConnection:
                     await self.refresh.wait()
             except TimeoutError:
                 pass
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             if self.refresh.is_set():
                 self.refresh.clear()
                 last_queue = last_online = None
@@ -345,32 +351,44 @@ class AgentConnection:
             pass  # the presence entry expires by itself
 
 
-async def sign_in_allowed(websocket: WebSocket, services: GatewayServices) -> GatewayError | None:
-    """Count a sign-in attempt from this IP (right or wrong, so keys cannot be guessed quickly); the
-    `rate_limited` error once over `agent_sign_in_per_ip` per rate-limit window."""
+SIGN_IN_FAILURES = "agent_sign_in_failed"
+
+
+async def too_many_failures(websocket: WebSocket, services: GatewayServices) -> GatewayError | None:
+    """`rate_limited` once this IP failed `agent_sign_in_per_ip` sign-ins in a rate-limit window (checked before
+    the key, so keys cannot be guessed quickly; successful sign-ins, e.g. a whole office reconnecting, never count)."""
     limit = services.settings.agent_sign_in_per_ip
-    decision = await services.limiter.hit("agent_sign_in", client_ip(websocket), limit)
+    decision = await services.limiter.peek(SIGN_IN_FAILURES, client_ip(websocket), limit)
     return None if decision.allowed else rate_limited(decision.retry_after)
 
 
-async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | GatewayError | None:
+async def verified(websocket: WebSocket, services: GatewayServices, key: str | None) -> str | GatewayError:
+    """The agent whose key this is, or the error to refuse with (a failure counts against the IP)."""
+    refused = await too_many_failures(websocket, services)
+    if refused is not None:
+        return refused
+    agent = agent_for_key(key, services.settings.agent_key_pairs())
+    if agent is None:
+        await services.limiter.hit(SIGN_IN_FAILURES, client_ip(websocket), services.settings.agent_sign_in_per_ip)
+        return unauthorized()
+    return agent
+
+
+async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | GatewayError:
     """The agent named by the first frame `{"type": "auth", "api_key"}` (within `agent_sign_in_seconds`)."""
     try:
         async with asyncio.timeout(services.settings.agent_sign_in_seconds):
             message = await websocket.receive()
     except TimeoutError:
-        return None
+        return unauthorized()
     if message["type"] == "websocket.disconnect":
-        return None
-    refused = await sign_in_allowed(websocket, services)
-    if refused is not None:
-        return refused
+        return unauthorized()
     try:
         data = _json_object(message.get("text"))
     except GatewayError:
-        return None
+        data = {}
     key = data.get("api_key") if data.get("type") == "auth" else None
-    return agent_for_key(key if isinstance(key, str) else None, services.settings.agent_key_pairs())
+    return await verified(websocket, services, key if isinstance(key, str) else None)
 
 
 async def refuse(websocket: WebSocket, error: GatewayError) -> None:
@@ -388,12 +406,8 @@ async def agent_socket(websocket: WebSocket) -> None:
     key = presented_key(websocket)
     try:
         if key is not None:
-            agent = (
-                None
-                if await sign_in_allowed(websocket, services)
-                else agent_for_key(key, services.settings.agent_key_pairs())
-            )
-            if agent is None:
+            signed = await verified(websocket, services, key)
+            if not isinstance(signed, str):
                 await websocket.close(code=1008, reason="agent API key required")
                 return
             await websocket.accept()
@@ -403,9 +417,9 @@ async def agent_socket(websocket: WebSocket) -> None:
             watching = True
             signed = await sign_in(websocket, services)
             if not isinstance(signed, str):
-                await refuse(websocket, signed or unauthorized())
+                await refuse(websocket, signed)
                 return
-            agent = signed
+        agent = signed
     except REDIS_DOWN:
         await websocket.close(code=1011, reason="Redis unavailable")
         return

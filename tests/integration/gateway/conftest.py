@@ -46,7 +46,6 @@ def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[
         "GATEWAY_MAX_TOKENS_LIMIT": "2048",
         "GATEWAY_RATE_LIMIT_PER_IP": "10000",
         "GATEWAY_RATE_LIMIT_PER_USER": "10000",
-        "GATEWAY_AGENT_SIGN_IN_PER_IP": "10000",
         "GATEWAY_LOG_JSON": "true",
     }
     env.update({f"GATEWAY_{k.upper()}": v for k, v in overrides.items()})

@@ -63,9 +63,9 @@ async def test_a_wrong_or_missing_credential_gets_one_error_and_a_closed_socket(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
-async def test_sign_in_attempts_per_ip_are_limited_right_key_or_wrong(strict_gateway: str) -> None:
-    """Past `AGENT_SIGN_IN_PER_IP` attempts in a window even the right key is refused (`rate_limited`), so keys
-    cannot be guessed quickly."""
+async def test_failed_sign_ins_per_ip_are_limited(strict_gateway: str) -> None:
+    """Past `AGENT_SIGN_IN_PER_IP` failed sign-ins in a window even the right key is refused (`rate_limited`),
+    so keys cannot be guessed quickly."""
     codes = []
     for key in ["wrong-agent-key-000000001"] * 3 + [AGENT_KEYS["alice"]]:
         async with connect(strict_gateway, "/ws/agent") as ws:
