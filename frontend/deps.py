@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from frontend.agent_auth import agent_for_key
 from frontend.errors import unauthorized
 from frontend.security import client_ip, matches_any, presented_key, require_key
 from frontend.services.container import GatewayServices
@@ -30,11 +31,7 @@ def admin(conn: HTTPConnection, services: Services) -> str:
 
 def agent(conn: HTTPConnection, services: Services) -> str:
     """The human agent whose own key was presented (agent console calls); 401 otherwise."""
-    candidate = presented_key(conn)
-    found = None
-    for name, key in services.settings.agent_key_pairs():
-        if matches_any(candidate, [key]):
-            found = name
+    found = agent_for_key(presented_key(conn), services.settings.agent_key_pairs())
     if found is None:
         raise unauthorized()
     return found

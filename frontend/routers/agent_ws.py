@@ -22,17 +22,16 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from frontend.agent_auth import refuse, sign_in, verified
 from frontend.errors import (
     GatewayError,
     internal_error,
     invalid_request,
-    rate_limited,
     redis_unavailable,
-    unauthorized,
 )
 from frontend.protocol.frames import Frame, error_frame, pong_frame, server_frame
 from frontend.realtime import FrameSender, forward_events
-from frontend.security import client_ip, matches_any, presented_key
+from frontend.security import presented_key
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN
 from frontend.services.sessions import SESSION_ID
@@ -69,15 +68,6 @@ def _json_object(text: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise GatewayError("invalid_json", "需要 JSON 对象。")
     return data
-
-
-def agent_for_key(candidate: str | None, pairs: list[tuple[str, str]]) -> str | None:
-    """The agent whose key was presented (every key compared in constant time), else None."""
-    found = None
-    for name, key in pairs:
-        if matches_any(candidate, [key]):
-            found = name
-    return found
 
 
 class AgentConnection:
@@ -349,55 +339,6 @@ class AgentConnection:
             await self.services.roster.gone(self.agent, self.connection_id)
         except REDIS_DOWN:
             pass  # the presence entry expires by itself
-
-
-SIGN_IN_FAILURES = "agent_sign_in_failed"
-
-
-async def too_many_failures(websocket: WebSocket, services: GatewayServices) -> GatewayError | None:
-    """`rate_limited` once this IP failed `agent_sign_in_per_ip` sign-ins in a rate-limit window (checked before
-    the key, so keys cannot be guessed quickly; successful sign-ins, e.g. a whole office reconnecting, never count)."""
-    limit = services.settings.agent_sign_in_per_ip
-    decision = await services.limiter.peek(SIGN_IN_FAILURES, client_ip(websocket), limit)
-    return None if decision.allowed else rate_limited(decision.retry_after)
-
-
-async def verified(websocket: WebSocket, services: GatewayServices, key: str | None) -> str | GatewayError:
-    """The agent whose key this is, or the error to refuse with (a failure counts against the IP)."""
-    refused = await too_many_failures(websocket, services)
-    if refused is not None:
-        return refused
-    agent = agent_for_key(key, services.settings.agent_key_pairs())
-    if agent is None:
-        await services.limiter.hit(SIGN_IN_FAILURES, client_ip(websocket), services.settings.agent_sign_in_per_ip)
-        return unauthorized()
-    return agent
-
-
-async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | GatewayError:
-    """The agent named by the first frame `{"type": "auth", "api_key"}` (within `agent_sign_in_seconds`)."""
-    try:
-        async with asyncio.timeout(services.settings.agent_sign_in_seconds):
-            message = await websocket.receive()
-    except TimeoutError:
-        return unauthorized()
-    if message["type"] == "websocket.disconnect":
-        return unauthorized()
-    try:
-        data = _json_object(message.get("text"))
-    except GatewayError:
-        data = {}
-    key = data.get("api_key") if data.get("type") == "auth" else None
-    return await verified(websocket, services, key if isinstance(key, str) else None)
-
-
-async def refuse(websocket: WebSocket, error: GatewayError) -> None:
-    logger.warning("agent sign-in refused (%s)", error.code)
-    await FrameSender(websocket).send(error_frame(error))
-    try:
-        await websocket.close(code=1008, reason="agent credential required")
-    except RuntimeError:  # the client left first
-        pass
 
 
 @router.websocket("/ws/agent")
