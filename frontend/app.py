@@ -86,6 +86,7 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
 async def prepare_redis(services: GatewayServices, settings: GatewaySettings) -> None:
     """What Redis needs before the first customer: the handoff consumer group and the FAQ seed."""
     await services.handoff.ensure_group()
+    await services.handoff.prune_consumers({name for name, _ in settings.agent_key_pairs()})
     await services.faq.seed_once(settings.faq_seed_file)
 
 

@@ -49,6 +49,14 @@ class TurnResult:
     source: str
 
 
+def _honour_swallowed_cancel() -> None:
+    """A cancel (the customer left) that lands inside a redis-py call can be swallowed by it; the task still
+    counts the request, so stop here instead of streaming the rest of the reply."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Conversation:
     def __init__(
         self,
@@ -146,6 +154,7 @@ class Conversation:
         try:
             async with aclosing(self._triton.stream(call)) as chunks:
                 async for chunk in chunks:
+                    _honour_swallowed_cancel()
                     intent = chunk.intent or intent
                     if intent == HUMAN_AGENT:
                         break
@@ -157,6 +166,7 @@ class Conversation:
                             session_id, delta_frame(session_id, message_id, text, chunk.delta, intent)
                         )
                         await self._sessions.update_reply(message_id, text=text, intent=intent)
+                        _honour_swallowed_cancel()
                     finish_reason = chunk.finish_reason or finish_reason
         except asyncio.CancelledError:
             self._metrics.cancelled.inc()

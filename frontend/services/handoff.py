@@ -124,6 +124,18 @@ class HandoffQueue:
             await self._redis.xdel(QUEUE_KEY, entry_id)
         return returned
 
+    async def prune_consumers(self, agents: set[str]) -> int:
+        """Drop consumers of agents no longer configured (e.g. self-named ones from before per-agent keys) that
+        hold no unacknowledged entry, so the group stays bounded by the configured agents."""
+        await self.ensure_group()
+        dropped = 0
+        for consumer in await self._redis.xinfo_consumers(QUEUE_KEY, GROUP):
+            name = str(consumer.get("name", ""))
+            if name not in agents and int(consumer.get("pending") or 0) == 0:
+                await self._redis.xgroup_delconsumer(QUEUE_KEY, GROUP, name)
+                dropped += 1
+        return dropped
+
     async def pending_count(self) -> int:
         await self.ensure_group()
         groups = await self._redis.xinfo_groups(QUEUE_KEY)

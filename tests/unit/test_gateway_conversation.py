@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -113,3 +114,42 @@ async def test_reply_failing_while_redis_is_down_is_left_to_the_caller() -> None
         await convo.customer_message(SESSION, "你好", "ws-1", "websocket")
     assert isinstance(info.value, GatewayError) and not info.value.published
     assert info.value.message_id == events.frames[1]["message_id"]
+
+
+class SwallowingSessions(MemorySessions):
+    """The customer leaves while a reply update is in flight, and the Redis client swallows that cancel."""
+
+    async def update_reply(self, message_id: str, **fields: str) -> None:
+        await super().update_reply(message_id, **fields)
+        if fields.get("text") and "status" not in fields:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                pass  # what redis-py can do with a cancel that lands inside its read
+
+
+class LongTriton:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def stream(self, call: ChatCall) -> AsyncIterator[ChatChunk]:
+        for _ in range(50):
+            self.sent += 1
+            yield ChatChunk("字", "other", "")
+        yield ChatChunk("", "other", "length")
+
+
+async def test_a_cancel_swallowed_by_the_redis_client_still_stops_the_reply() -> None:
+    """The customer left: the reply stops at the next chunk (kept as `cancelled`), not after all 50."""
+    settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_keys="alice:" + "g" * 20)  # type: ignore[arg-type]
+    sessions, triton, metrics = SwallowingSessions(), LongTriton(), GatewayMetrics()
+    convo = Conversation(settings, sessions, MemoryEvents(), triton, NoFaq(), None, metrics)  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        await convo.customer_message(SESSION, "你好", "ws-1", "websocket")
+    assert triton.sent == 1
+    (reply,) = sessions.replies.values()
+    assert reply["status"] == "cancelled" and reply["text"] == "字"
+    assert metrics.registry.get_sample_value("gateway_generations_cancelled_total") == 1

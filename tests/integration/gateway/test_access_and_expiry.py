@@ -107,7 +107,10 @@ async def test_expired_session_is_unknown_and_the_next_message_starts_a_new_one(
             keys = [key async for key in redis.scan_iter(match=f"sess:{old_id}*")]
             assert f"sess:{old_id}" in keys and f"sess:{old_id}:turns" in keys
             for key in keys:  # the configured TTL is on every key of the session ...
-                assert 0 < await redis.ttl(key) <= SHORT_TTL_SECONDS, key
+                ttl = await redis.ttl(key)
+                if ttl == -2 and key.endswith(":lock"):
+                    continue  # the turn lock was released after `done` went out, between the scan and now
+                assert 0 < ttl <= SHORT_TTL_SECONDS, key
                 await redis.pexpire(key, 50)  # ... and here its time runs out early (the minimum TTL is a minute)
 
             async def session_keys_gone() -> bool:

@@ -138,3 +138,16 @@ async def test_each_agent_is_who_their_key_says_and_bad_ids_get_an_error_frame(g
             assert reply["message"] == "请拨打[手机号]"  # agent replies are stored (and replayed) redacted
             await bob.send(json.dumps({"type": "release", "session_id": session_id}))
             assert (await frames_until(bob, "released"))[-1]["session_id"] == session_id
+
+
+async def test_consumers_of_agents_no_longer_configured_are_dropped(own_db: Redis) -> None:
+    """The consumer group is bounded by the configured agents: idle unknown consumers go, busy ones stay."""
+    queue = HandoffQueue(own_db)
+    _, sessions = desk_on(own_db)
+    await queue.queue((await sessions.create()).session_id, "customer")
+    await own_db.xreadgroup(GROUP, "self-named-busy", {QUEUE_KEY: ">"}, count=1)  # holds an unacked entry
+    for idle in ("self-named-1", "self-named-2", "alice"):
+        await own_db.xgroup_createconsumer(QUEUE_KEY, GROUP, idle)
+    assert await queue.prune_consumers({"alice"}) == 2
+    names = {c["name"] for c in await own_db.xinfo_consumers(QUEUE_KEY, GROUP)}
+    assert names == {"alice", "self-named-busy"}
