@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMPS := build/stamps
 LLM_CHECKPOINT ?= smollm2-135m-instruct
 # prometheus: its promtool checks the Prometheus config, rules and alert unit tests (tests/unit/test_gpu_deploy.py)
-APT_PACKAGES := redis-server libb64-0d chromium prometheus
+APT_PACKAGES := redis-server libb64-0d chromium prometheus fonts-noto-cjk
 
 export LLM_CHECKPOINT
 

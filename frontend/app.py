@@ -24,7 +24,18 @@ from frontend.middleware import RequestContextMiddleware
 from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
-from frontend.routers import admin, agent_ws, chat, customer_ws, feedback, health, openai_compat, page, sessions
+from frontend.routers import (
+    admin,
+    agent_console,
+    agent_ws,
+    chat,
+    customer_ws,
+    feedback,
+    health,
+    openai_compat,
+    page,
+    sessions,
+)
 from frontend.routers import release as release_admin
 from frontend.routers import wechat as wechat_channels
 from frontend.services.container import GatewayServices
@@ -177,6 +188,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openai_compat.router,
         customer_ws.router,
         agent_ws.router,
+        agent_console.router,
         admin.router,
         release_admin.router,
         feedback.router,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from frontend.agent_auth import agent_for_key
 from frontend.errors import unauthorized
 from frontend.security import client_ip, matches_any, presented_key, require_key
 from frontend.services.container import GatewayServices
@@ -28,6 +29,14 @@ def admin(conn: HTTPConnection, services: Services) -> str:
     return require_key(conn, [services.settings.admin_api_key.get_secret_value()])
 
 
+def agent(conn: HTTPConnection, services: Services) -> str:
+    """The human agent whose own key was presented (agent console calls); 401 otherwise."""
+    found = agent_for_key(presented_key(conn), services.settings.agent_key_pairs())
+    if found is None:
+        raise unauthorized()
+    return found
+
+
 def customer(conn: HTTPConnection, services: Services) -> str:
     """The chat page's own calls (feedback, history): the site key when one is configured, or any API key."""
     site_key = services.settings.site_key
@@ -40,3 +49,4 @@ def customer(conn: HTTPConnection, services: Services) -> str:
 ApiClient = Annotated[str, Depends(api_client)]
 Admin = Annotated[str, Depends(admin)]
 Customer = Annotated[str, Depends(customer)]
+Agent = Annotated[str, Depends(agent)]

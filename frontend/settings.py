@@ -175,10 +175,20 @@ class GatewaySettings(BaseSettings):
         """Key of the session-id hash in logs: derived from the admin key, so every replica tags alike."""
         return hashlib.sha256(b"session-log-tag:" + self.admin_api_key.get_secret_value().encode()).digest()
 
+    def agent_names(self) -> list[str]:
+        return [name for name, _ in self.agent_key_pairs()]
+
     def agent_key_pairs(self) -> list[tuple[str, str]]:
         """(agent name, key) for each configured agent."""
         pairs = (p.get_secret_value().partition(":") for p in self.agent_keys)
         return [(name, key) for name, _, key in pairs]
+
+    # Agent console (/agent): queue refresh, the long-wait highlight, reply-suggestion length, sign-in deadline.
+    agent_queue_refresh_seconds: float = Field(default=1.0, gt=0, le=30, description="queue/presence poll")
+    agent_long_wait_seconds: float = Field(default=120.0, gt=0, description="queued longer: highlighted")
+    agent_suggestion_max_tokens: int = Field(default=128, ge=1, description="tokens per drafted reply")
+    agent_sign_in_seconds: float = Field(default=10.0, gt=0, description="socket closed without a credential")
+    agent_sign_in_per_ip: int = Field(default=20, ge=1, description="failed agent sign-ins per window per IP")
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+HUMAN_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -70,6 +71,27 @@ class GatewayMetrics:
             "gateway_sockets_refused", "Customer sockets refused by the per-IP cap", registry=r
         )
         self.followed_sessions = Gauge("gateway_fanout_sessions", "Sessions this replica's fan-out follows", registry=r)
+        # Human agents (agent console): how long customers wait, how fast and how long agents serve them.
+        self.handoff_wait_seconds = Histogram(
+            "gateway_handoff_queue_wait_seconds", "Queued to taken by an agent", buckets=HUMAN_BUCKETS, registry=r
+        )
+        self.agent_first_reply_seconds = Histogram(
+            "gateway_agent_first_reply_seconds", "Taken to the agent's first reply", buckets=HUMAN_BUCKETS, registry=r
+        )
+        self.agent_handle_seconds = Histogram(
+            "gateway_agent_handle_seconds",
+            "Taken to released, transferred or requeued",
+            ["outcome"],
+            buckets=HUMAN_BUCKETS,
+            registry=r,
+        )
+        self.agent_sessions = Counter("gateway_agent_sessions", "Sessions taken, per agent", ["agent"], registry=r)
+        self.agent_active_sessions = Gauge(
+            "gateway_agent_active_sessions", "Sessions held now, per agent (this replica)", ["agent"], registry=r
+        )
+        self.agent_suggestions = Counter(
+            "gateway_agent_suggestions", "Reply drafts for agents by result", ["result"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

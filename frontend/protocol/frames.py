@@ -159,10 +159,16 @@ def user_frame(session_id: str, message_id: str, message: str, origin: str) -> F
     return server_frame("user", message, session_id=session_id, message_id=message_id, origin=origin)
 
 
-def agent_frame(session_id: str, message_id: str, message: str) -> Frame:
+def agent_frame(session_id: str, message_id: str, message: str, agent: str = "") -> Frame:
+    """A human agent's message; `agent` is the agent's name, shown to the customer."""
     return server_frame(
-        "agent", message, session_id=session_id, delta=message, intent="human_agent", message_id=message_id
+        "agent", message, session_id=session_id, delta=message, intent="human_agent", message_id=message_id,
+        agent=agent,
     )
+
+
+def transferred_notice(agent: str) -> str:
+    return f"已为您转接客服 {agent}，请稍候。"
 
 
 def resumed_frame(session_id: str, state: str) -> Frame:

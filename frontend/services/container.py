@@ -9,6 +9,9 @@ from redis.asyncio import Redis
 from frontend.observability.logging import session_tag
 from frontend.observability.metrics import GatewayMetrics
 from frontend.services.agent_desk import AgentDesk
+from frontend.services.agent_queue import QueueView
+from frontend.services.agent_roster import AgentRoster
+from frontend.services.assignment_clock import AssignmentClock
 from frontend.services.capacity import GenerationSlots, SocketsPerIp
 from frontend.services.conversation import Conversation
 from frontend.services.events import SessionEvents
@@ -20,6 +23,7 @@ from frontend.services.leases import ReplyLeases
 from frontend.services.rate_limit import RateLimiter
 from frontend.services.redis_store import connect_redis
 from frontend.services.release import ReleaseService, RollbackPolicy, Variant
+from frontend.services.reply_suggester import ReplySuggester
 from frontend.services.sessions import SessionStore
 from frontend.services.triton import TritonChat
 from frontend.services.turn_log import TurnLog
@@ -48,6 +52,9 @@ class GatewayServices:
     leases: ReplyLeases
     sockets_per_ip: SocketsPerIp
     session_starts: RateLimiter  # new sessions per IP per minute
+    roster: AgentRoster
+    queue_view: QueueView
+    suggester: ReplySuggester
 
     @classmethod
     def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
@@ -90,6 +97,7 @@ class GatewayServices:
         readers = connect_redis(settings.redis_url, settings.fanout_readers + 2, settings.redis_pool_timeout_seconds)
         fanout = EventFanout(readers, events, settings.fanout_readers)
         metrics.followed_sessions.set_function(lambda: fanout.followed_sessions)
+        roster = AgentRoster(redis, presence_seconds=3 * settings.agent_queue_refresh_seconds + 5)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -102,7 +110,18 @@ class GatewayServices:
             feedback=FeedbackStore(redis, turn_log, settings.feedback_retention_seconds, settings.store_redacted),
             limiter=RateLimiter(redis, settings.rate_limit_window_seconds),
             conversation=conversation,
-            desk=AgentDesk(sessions, events, handoff, settings.store_redacted),
+            desk=AgentDesk(
+                sessions, events, handoff, AssignmentClock(redis), roster, metrics, settings.store_redacted
+            ),
+            roster=roster,
+            queue_view=QueueView(redis),
+            suggester=ReplySuggester(
+                sessions,
+                triton,
+                settings.max_history_turns,
+                settings.history_token_budget,
+                settings.agent_suggestion_max_tokens,
+            ),
             release=release,
             router=router,
             fanout=fanout,

@@ -122,6 +122,8 @@ class Conversation:
         hold = self._leases.lease_seconds if self._leases is not None else self._reply_lock_hold()
         async with self._sessions.turn_lock(session_id, self._settings.turn_lock_wait_seconds, hold):
             info = await self._sessions.require(session_id)
+            if info.channel != channel:
+                await self._sessions.note_channel(session_id, channel)
             entry, slot = None, None
             if info.state == "bot":
                 entry = await self._faq.match(text)

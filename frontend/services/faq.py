@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -82,6 +83,21 @@ class FaqStore:
             pipe.hdel(LOOKUP_KEY, *keys)
             await pipe.execute()
         return True
+
+    async def search(self, query: str, limit: int = 10) -> builtins.list[FaqEntry]:
+        """Entries whose question or aliases (first) or answer contain every word of `query`, normalised."""
+        words = [w for w in (normalize_question(part) for part in query.split()) if w]
+        if not words:
+            return []
+        ranked = []
+        for entry in await self.list():
+            asked = " ".join(normalize_question(q) for q in [entry.question, *entry.aliases])
+            answer = normalize_question(entry.answer)
+            if all(w in asked for w in words):
+                ranked.append((0, entry))
+            elif all(w in asked or w in answer for w in words):
+                ranked.append((1, entry))
+        return [entry for _, entry in sorted(ranked, key=lambda r: r[0])][:limit]
 
     async def match(self, message: str) -> FaqEntry | None:
         key = normalize_question(message)

@@ -55,6 +55,15 @@ class RateLimiter:
             current, _, previous = await pipe.execute()
         return sliding_window(int(previous or 0), int(current), now - index * self._window, self._window, limit)
 
+    async def peek(self, scope: str, identity: str, limit: int) -> WindowDecision:
+        """Whether one more hit would be allowed, without counting it (for limits on failures only)."""
+        now = self._clock()
+        index = int(now // self._window)
+        key = f"rl:{scope}:{identity}:"
+        current, previous = await self._redis.mget(key + str(index), key + str(index - 1))
+        elapsed = now - index * self._window
+        return sliding_window(int(previous or 0), int(current or 0) + 1, elapsed, self._window, limit)
+
     async def check(self, scope: str, identity: str, limit: int) -> None:
         """Raise the 429 `GatewayError` when over the limit."""
         decision = await self.hit(scope, identity, limit)

@@ -1,7 +1,8 @@
 """Conversations in Redis, so any gateway replica can serve any customer.
 
 Keys (all expire `session_ttl_seconds` after the last activity):
-  sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at
+  sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at, channel, queued_at,
+                           assigned_at, first_reply_at
   sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns)
   sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave (a lease: its
                            holder renews it, so it lapses soon after a replica dies)
@@ -56,6 +57,19 @@ redis.call('hset', KEYS[1], 'state', ARGV[1], 'agent', ARGV[2])
 return 1
 """
 
+_REASSIGN = """
+if redis.call('hget', KEYS[1], 'state') ~= 'agent' or redis.call('hget', KEYS[1], 'agent') ~= ARGV[1] then
+  return 0
+end
+redis.call('hset', KEYS[1], 'agent', ARGV[2])
+return 1
+"""
+_SET_FIELD = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 
 def _strings(data: Mapping[Any, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
@@ -80,6 +94,7 @@ class SessionInfo:
     state: SessionState
     agent: str
     variant: str
+    channel: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +153,9 @@ class SessionStore:
         if not data:
             return None
         state: SessionState = data["state"] if data.get("state") in ("queued", "agent") else "bot"  # type: ignore[assignment]
-        return SessionInfo(session_id, state, data.get("agent", ""), data.get("variant", ""))
+        return SessionInfo(
+            session_id, state, data.get("agent", ""), data.get("variant", ""), data.get("channel", "")
+        )
 
     async def require(self, session_id: str) -> SessionInfo:
         info = await self.get(session_id)
@@ -175,6 +192,10 @@ class SessionStore:
         if not int(await self._redis.eval(_SET_STATE, 1, self._key(session_id), state, agent)):
             raise unknown_session()
 
+    async def note_channel(self, session_id: str, channel: str) -> None:
+        """Remember the channel the customer last wrote from (the agent console shows it)."""
+        await self._redis.eval(_SET_FIELD, 1, self._key(session_id), "channel", channel)
+
     async def claim(self, session_id: str, agent: str, queued_only: bool = False) -> bool:
         """Give the session to `agent` unless another agent holds it (with `queued_only`: only if it is waiting
         in the queue); unknown sessions raise."""
@@ -184,6 +205,10 @@ class SessionStore:
         if int(result) == -1:
             raise unknown_session()
         return int(result) == 1
+
+    async def reassign(self, session_id: str, holder: str, to: str) -> bool:
+        """Hand a session `holder` holds to agent `to` in one step; False when `holder` does not hold it."""
+        return bool(int(await self._redis.eval(_REASSIGN, 1, self._key(session_id), holder, to)))
 
     @asynccontextmanager
     async def turn_lock(self, session_id: str, wait_seconds: float, hold_seconds: float) -> AsyncIterator[None]:

@@ -120,6 +120,12 @@
       case "agent": {
         const li = botBubble(frame.message_id, "agent");
         li.querySelector(".bubble").textContent = frame.message;
+        if (frame.agent && !li.querySelector(".name")) {  // the customer sees who answers
+          const name = document.createElement("span");
+          name.className = "name";
+          name.textContent = "客服 " + frame.agent;
+          li.insertBefore(name, li.firstChild);
+        }
         li.dataset.state = "done";
         break;
       }

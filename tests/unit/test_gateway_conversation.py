@@ -41,6 +41,9 @@ class MemorySessions:
     async def touch(self, session_id: str) -> None:
         pass
 
+    async def note_channel(self, session_id: str, channel: str) -> None:
+        pass
+
     async def start_reply(
         self, session_id: str, message_id: str, source: str, variant: str | None = None, **known: str
     ) -> None:

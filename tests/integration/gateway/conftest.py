@@ -86,6 +86,7 @@ def strict_gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathF
         triton_retry_seconds="1",
         rate_limit_per_ip="6",
         rate_limit_per_user="3",
+        agent_sign_in_per_ip="3",
     )
     server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw-strict") / "gateway.log").start()
     yield server.url

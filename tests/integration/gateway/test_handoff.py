@@ -77,10 +77,15 @@ async def test_explicit_handoff_request_is_queued_and_taken_from_the_queue(gatew
 
 
 async def test_agent_socket_needs_the_agent_key(gateway: str) -> None:
-    """Without the agent key the agent socket handshake is refused."""
+    """A wrong key in the handshake is refused; without one, a first frame that is not `auth` closes it (1008)."""
     with pytest.raises(websockets.InvalidStatus):
-        async with connect(gateway, "/ws/agent"):
+        async with connect(gateway, "/ws/agent", additional_headers={"X-API-Key": "wrong-agent-key-0000000"}):
             pass
+    async with connect(gateway, "/ws/agent") as agent:
+        await agent.send(json.dumps({"type": "take"}))
+        assert (await next_frame(agent))["code"] == "unauthorized"
+        with pytest.raises(websockets.ConnectionClosed):
+            await next_frame(agent)
 
 
 async def test_agent_key_in_the_socket_query_never_reaches_the_log(gateway_server: GatewayServer) -> None:

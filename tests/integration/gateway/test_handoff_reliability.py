@@ -9,8 +9,11 @@ import pytest
 from redis.asyncio import Redis
 
 from frontend.errors import GatewayError
+from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import HANDOFF_TIMED_OUT, HANDOFF_WAITING
 from frontend.services.agent_desk import AgentDesk
+from frontend.services.agent_roster import AgentRoster
+from frontend.services.assignment_clock import AssignmentClock
 from frontend.services.events import SessionEvents
 from frontend.services.handoff import GROUP, QUEUE_KEY, HandoffQueue
 from frontend.services.sessions import SessionStore
@@ -33,7 +36,8 @@ async def own_db(redis_server: RedisServer) -> AsyncIterator[Redis]:
 def desk_on(redis: Redis, reclaim_seconds: float = 30.0, max_entries: int = 10_000) -> tuple[AgentDesk, SessionStore]:
     sessions = SessionStore(redis, 3600, 5, 1024, "v")
     queue = HandoffQueue(redis, max_entries=max_entries, reclaim_seconds=reclaim_seconds)
-    return AgentDesk(sessions, SessionEvents(redis, 500, 3600), queue), sessions
+    clock, roster = AssignmentClock(redis), AgentRoster(redis, 10.0)
+    return AgentDesk(sessions, SessionEvents(redis, 500, 3600), queue, clock, roster, GatewayMetrics()), sessions
 
 
 async def frames_of(redis: Redis, session_id: str) -> list[dict[str, str]]:
