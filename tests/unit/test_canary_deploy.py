@@ -41,7 +41,7 @@ def test_gateway_reads_canary_settings_that_validate_and_name_the_candidate_serv
     values = {key.removeprefix("GATEWAY_").lower(): value for key, value in canary.items()}
     assert set(values) <= set(GatewaySettings.model_fields), "a key the gateway would silently ignore"
     settings = GatewaySettings(
-        api_keys="k" * 20, admin_api_key="a" * 20, agent_api_key="g" * 20, **values  # type: ignore[arg-type]
+        api_keys="k" * 20, admin_api_key="a" * 20, agent_keys=["agent:" + "g" * 20], **values  # type: ignore[arg-type]
     )
     host, port = settings.canary_triton_grpc_url.split(":")
     service = candidate[("Service", host)]

@@ -118,12 +118,12 @@ async def test_reply_failing_while_redis_is_down_is_left_to_the_caller() -> None
     assert info.value.message_id == events.frames[1]["message_id"]
 
 
-class SwallowingSessions(MemorySessions):
-    """The customer leaves while a reply update is in flight, and the Redis client swallows that cancel."""
+class SwallowingEvents(MemoryEvents):
+    """The customer leaves while a delta is being published, and the Redis client swallows that cancel."""
 
-    async def update_reply(self, message_id: str, **fields: str) -> None:
-        await super().update_reply(message_id, **fields)
-        if fields.get("text") and "status" not in fields:
+    async def publish(self, session_id: str, frame: Frame) -> str:
+        entry = await super().publish(session_id, frame)
+        if frame.get("type") == "delta":
             task = asyncio.current_task()
             assert task is not None
             task.cancel()
@@ -131,6 +131,7 @@ class SwallowingSessions(MemorySessions):
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
                 pass  # what redis-py can do with a cancel that lands inside its read
+        return entry
 
 
 class LongTriton:
@@ -147,8 +148,8 @@ class LongTriton:
 async def test_a_cancel_swallowed_by_the_redis_client_still_stops_the_reply() -> None:
     """The customer left: the reply stops at the next chunk (kept as `cancelled`), not after all 50."""
     settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_keys="alice:" + "g" * 20)  # type: ignore[arg-type]
-    sessions, triton, metrics = SwallowingSessions(), LongTriton(), GatewayMetrics()
-    convo = Conversation(settings, sessions, MemoryEvents(), triton, NoFaq(), None, metrics)  # type: ignore[arg-type]
+    sessions, triton, metrics = MemorySessions(), LongTriton(), GatewayMetrics()
+    convo = Conversation(settings, sessions, SwallowingEvents(), triton, NoFaq(), None, metrics)  # type: ignore[arg-type]
     with pytest.raises(asyncio.CancelledError):
         await convo.customer_message(SESSION, "你好", "ws-1", "websocket")
     assert triton.sent == 1

@@ -16,7 +16,7 @@ from frontend.services.openai_serving import OpenAIServing
 from frontend.services.triton import ChatCall, ChatChunk, SamplingOverrides, build_inputs
 from frontend.settings import GatewaySettings
 
-KEYS = {"api_keys": ["k" * 20], "admin_api_key": "a" * 20, "agent_api_key": "g" * 20}
+KEYS = {"api_keys": ["k" * 20], "admin_api_key": "a" * 20, "agent_keys": ["agent:" + "g" * 20]}
 
 
 def settings(**overrides: Any) -> GatewaySettings:

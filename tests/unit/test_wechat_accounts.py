@@ -10,7 +10,7 @@ import pytest
 from frontend.channels.wechat.accounts import AccountsError, load_accounts
 from frontend.settings import GatewaySettings
 
-KEYS = {"api_keys": ["k" * 20], "admin_api_key": "a" * 20, "agent_api_key": "g" * 20}
+KEYS = {"api_keys": ["k" * 20], "admin_api_key": "a" * 20, "agent_keys": ["agent:" + "g" * 20]}
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
