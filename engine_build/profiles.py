@@ -20,6 +20,7 @@ class RepositoryProfile:
     llm_dtype: str = "float32"
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
     llm_context_tokens: int = 16384  # llamacpp engine: KV cache tokens shared by all concurrent sequences
+    llm_stream_interval_ms: int = 40  # llamacpp engine: a stream sends text at most every 40 ms (0 = per token)
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.8

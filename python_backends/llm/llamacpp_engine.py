@@ -4,7 +4,9 @@ Like `llama-server`'s slots, each request owns one llama.cpp sequence id in a un
 one batch: a token for every decoding sequence plus chunks of new prompts (chunked prefill, bounded by
 `n_batch`), runs one decode, and samples every sequence that produced logits with its own sampler chain
 (penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
-context; `submit` only tokenizes, so prompts that cannot fit are refused at once.
+context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
+stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`): every
+streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class LlamaCppEngineConfig:
     context_tokens: int = 0  # unified KV cache size shared by all sequences; 0 = max_batch_size * 2048
     batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
     num_threads: int = 0  # 0 = every core the process may use
+    stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
 
     @property
     def n_ctx(self) -> int:
@@ -93,7 +96,8 @@ class _Sequence:
     completion_tokens: int = 0  # the token-count contract's count: end-of-turn tokens excluded
     first_token_time_ns: int = 0
     utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
-    held_text: list[str] = field(default_factory=list)
+    held_text: list[str] = field(default_factory=list)  # not yet emitted (non-streaming: all of it)
+    last_emit_ns: int = 0
 
     @property
     def decoding(self) -> bool:
@@ -138,6 +142,7 @@ class LlamaCppEngine:
         self.max_positions = llama_cpp.llama_n_ctx(self._ctx)
         self.max_input_tokens = min(config.max_input_tokens, self.max_positions - 1)
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
+        self._interval_ns = config.stream_interval_ms * 1_000_000
         self._free_seq_ids = list(range(config.max_batch_size - 1, -1, -1))
         self._piece = ctypes.create_string_buffer(256)
         self._incoming: queue.Queue[_Sequence] = queue.Queue()
@@ -279,10 +284,12 @@ class LlamaCppEngine:
             text += self._drain(seq)  # a held stop string may still complete in the held tail
             self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
         elif text:
-            if seq.request.streaming:
-                seq.handle.emit(seq.output(text))
-            else:
-                seq.held_text.append(text)
+            seq.held_text.append(text)
+            now = time.monotonic_ns()
+            if seq.request.streaming and (not seq.last_emit_ns or now - seq.last_emit_ns >= self._interval_ns):
+                seq.handle.emit(seq.output("".join(seq.held_text)))
+                seq.held_text.clear()
+                seq.last_emit_ns = now
 
     def _context_full(self, seq: _Sequence) -> bool:
         return len(seq.prompt_ids) + seq.generated >= self.max_positions
@@ -303,8 +310,7 @@ class LlamaCppEngine:
     def _finish(self, seq: _Sequence, text: str, reason: FinishReason, error: str | None = None) -> None:
         if seq.handle.done.is_set():
             return
-        if not seq.request.streaming:
-            text = "".join(seq.held_text) + text
+        text = "".join(seq.held_text) + text
         logger.info("request %s %s after %d tokens", seq.request.request_id or "-", reason.value, seq.generated)
         seq.handle.emit(seq.output(text, reason, error))
 

@@ -312,3 +312,26 @@ def test_repetition_penalties_reach_the_engine(engine: LLMEngine, tokenizer: Any
     repeated = text_of(generate(engine, GenerationRequest(text, rewarded)))
     repeated_ids = tokenizer(repeated, add_special_tokens=False)["input_ids"]
     assert len(set(repeated_ids)) < len(repeated_ids)
+
+
+def test_a_stream_interval_coalesces_deltas_without_changing_the_text(tiny_checkpoint: Path, tokenizer: Any) -> None:
+    """With a long interval the first text goes out at once and the rest with the final output; the text is the
+    per-token stream's, and a cancel still delivers what was generated."""
+    gguf = str(find_gguf(tiny_checkpoint))
+    per_token = LlamaCppEngine(LlamaCppEngineConfig(gguf, max_batch_size=2))
+    coalescing = LlamaCppEngine(LlamaCppEngineConfig(gguf, max_batch_size=2, stream_interval_ms=60_000))
+    try:
+        request = GenerationRequest(chat(tokenizer, "你好"), SamplingParams(max_tokens=12, temperature=0))
+        fine, coarse = generate(per_token, request), generate(coalescing, request)
+        assert len(fine) > 2 and len(coarse) == 2
+        assert text_of(coarse) == text_of(fine) and coarse[-1].completion_tokens == fine[-1].completion_tokens
+        handle = coalescing.submit(GenerationRequest(request.prompt, SamplingParams(max_tokens=400, temperature=0)))
+        stream = handle.outputs(timeout=60)
+        first = next(stream)
+        handle.cancel()
+        final = list(stream)[-1]
+        assert final.finish_reason is FinishReason.CANCELLED and final.completion_tokens >= 1
+        assert len(first.text + final.text) > 0
+    finally:
+        per_token.shutdown()
+        coalescing.shutdown()
