@@ -6,7 +6,9 @@ one batch: a token for every decoding sequence plus chunks of new prompts (chunk
 (penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
 context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
 stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`): every
-streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request.
+streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request. A prompt prefix that recent
+prompts shared (the per-intent system prompt) stays in the KV cache under a spare sequence id; new sequences that
+start with it share its cells (`llama_memory_seq_cp`) and prefill only the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 # O(window) per token, and a whole-context window (16k) cut decoding to ~2 tokens/s.
 PENALTY_WINDOW = 64
 PENALTY_CANDIDATES = 128
+PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a cache entry
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
 REPLACEMENT_CHAR = "\ufffd"
 _backend_ready = threading.Lock()
@@ -57,6 +60,7 @@ class LlamaCppEngineConfig:
     batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
     num_threads: int = 0  # 0 = every core the process may use
     stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
+    prefix_cache: bool = True  # keep the KV of a prompt prefix that recent prompts shared (the system prompt)
 
     @property
     def n_ctx(self) -> int:
@@ -129,7 +133,7 @@ class LlamaCppEngine:
         ctx_params.n_ctx = config.n_ctx
         ctx_params.n_batch = config.batch_tokens
         ctx_params.n_ubatch = config.batch_tokens
-        ctx_params.n_seq_max = config.max_batch_size
+        ctx_params.n_seq_max = config.max_batch_size + 1  # the last sequence id holds the cached prefix
         ctx_params.n_threads = config.n_threads
         ctx_params.n_threads_batch = config.n_threads
         ctx_params.kv_unified = True
@@ -144,6 +148,10 @@ class LlamaCppEngine:
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._interval_ns = config.stream_interval_ms * 1_000_000
         self._free_seq_ids = list(range(config.max_batch_size - 1, -1, -1))
+        self._prefix_seq = config.max_batch_size
+        self._prefix: list[int] = []  # the token ids whose KV the prefix sequence holds
+        self._last_prompt: list[int] = []
+        self.prefix_hits = 0
         self._piece = ctypes.create_string_buffer(256)
         self._incoming: queue.Queue[_Sequence] = queue.Queue()
         self._active: list[_Sequence] = []
@@ -229,6 +237,7 @@ class LlamaCppEngine:
                 seq.handle.emit(seq.output("", FinishReason.CANCELLED))
                 continue
             seq.seq_id = self._free_seq_ids.pop()
+            self._reuse_prefix(seq)
             seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
             self._active.append(seq)
         return taken
@@ -246,6 +255,7 @@ class LlamaCppEngine:
             if seq.decoding:
                 n = _put(batch, n, seq.last_token, len(seq.prompt_ids) + seq.generated - 1, seq.seq_id, True)
                 sampled.append((seq, n - 1))
+        prefilled: list[_Sequence] = []
         for seq in self._active:
             if seq.decoding or n >= room:
                 continue
@@ -257,15 +267,38 @@ class LlamaCppEngine:
             seq.prefilled += len(chunk)
             if seq.decoding:
                 sampled.append((seq, n - 1))
+                prefilled.append(seq)
         if n == 0:
             return
         batch.n_tokens = n
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
+        for seq in prefilled:
+            self._remember_prefix(seq)
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
+
+    def _reuse_prefix(self, seq: _Sequence) -> None:
+        """Start a new sequence from the cached prefix's KV (shared cells, no copy) instead of computing it."""
+        shared = min(_common_prefix(self._prefix, seq.prompt_ids), len(seq.prompt_ids) - 1)
+        if self.config.prefix_cache and shared >= PREFIX_MIN_TOKENS:
+            llama_cpp.llama_memory_seq_cp(self._memory, self._prefix_seq, seq.seq_id, 0, shared)
+            seq.prefilled = shared
+            self.prefix_hits += 1
+
+    def _remember_prefix(self, seq: _Sequence) -> None:
+        """After a prompt's prefill: cache what it shares with the previous prompt, unless the cache serves it."""
+        previous, self._last_prompt = self._last_prompt, seq.prompt_ids
+        if not self.config.prefix_cache or _common_prefix(self._prefix, seq.prompt_ids) >= PREFIX_MIN_TOKENS:
+            return
+        shared = min(_common_prefix(previous, seq.prompt_ids), len(seq.prompt_ids) - 1)
+        if shared < PREFIX_MIN_TOKENS:
+            return
+        llama_cpp.llama_memory_seq_rm(self._memory, self._prefix_seq, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self._memory, seq.seq_id, self._prefix_seq, 0, shared)
+        self._prefix = seq.prompt_ids[:shared]
 
     def _accept(self, seq: _Sequence, token: int) -> None:
         """Account one new token: emit its text, or finish on an end id, a stop string or the token limit."""
@@ -335,6 +368,14 @@ class LlamaCppEngine:
             self._finish(seq, "", reason, error)
             self._release(seq)
         self._active = []
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _put(batch: Any, n: int, token: int, position: int, seq_id: int, logits: bool) -> int:

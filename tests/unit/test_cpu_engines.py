@@ -335,3 +335,22 @@ def test_a_stream_interval_coalesces_deltas_without_changing_the_text(tiny_check
     finally:
         per_token.shutdown()
         coalescing.shutdown()
+
+
+def test_the_llamacpp_engine_reuses_a_shared_system_prompt_and_answers_do_not_change(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """Prompts sharing a system prompt start from its cached KV (hits counted) and answer exactly as without it."""
+    questions = [f"第{i}单什么时候到？" for i in range(6)]
+    answers = {}
+    for cached in (False, True):
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached))
+        try:
+            alone = [GenerationRequest(system_chat(tokenizer, q), GREEDY) for q in questions[:2]]
+            first = [text_of(generate(eng, request)) for request in alone]
+            handles = [eng.submit(GenerationRequest(system_chat(tokenizer, q), GREEDY)) for q in questions[2:]]
+            answers[cached] = first + [text_of(list(h.outputs(timeout=60))) for h in handles]
+            assert eng.prefix_hits == (len(questions) - 2 if cached else 0)
+        finally:
+            eng.shutdown()
+    assert answers[True] == answers[False]
