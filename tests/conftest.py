@@ -27,7 +27,8 @@ def tiny_checkpoint() -> Path:
 def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     """Triton with the CPU profile on the tiny checkpoint; greedy by default so answers are reproducible."""
     values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "default_temperature": 0.0})
-    repo = render_repository(REPO_ROOT / "build" / "test_model_repository", values.template_values())
+    # force: the test session's own scratch folder, which also holds the extra test models added below
+    repo = render_repository(REPO_ROOT / "build" / "test_model_repository", values.template_values(), force=True)
     install_canary_models(repo)  # a second ensemble name and a candidate failing mid-stream (canary tests)
     # The intent classifier with its LLM fallback on (BLS to `llm`) for every model decision, for the fallback tests.
     fallback = {"llm_fallback": "true", "llm_threshold": "1.01", "llm_budget_ms": "60000"}
