@@ -36,6 +36,11 @@ QUESTIONS = [
 ]
 
 
+def engine_kind_for(checkpoint: Path) -> str:
+    """The engine `llm_engine=auto` serves this checkpoint with (llama.cpp when it has a GGUF)."""
+    return "llamacpp" if any(Path(checkpoint).glob("*.gguf")) else "hf"
+
+
 def llm_inputs(prompt: str, max_tokens: int, streaming: bool = True) -> dict[str, object]:
     return {
         "text_input": prompt,
@@ -139,7 +144,7 @@ def main() -> int:
     table += [f"| {name.ljust(width)} | {value} | {note} |" for name, value, note in rows]
     header = (
         f"# Pipeline benchmark\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, checkpoint `{Path(checkpoint).name}`, "
-        f"CPU profile (transformers engine, float32, greedy), {args.max_tokens} max new tokens, "
+        f"CPU profile (engine `{engine_kind_for(checkpoint)}`, greedy), {args.max_tokens} max new tokens, "
         f"{args.latency_samples} latency samples per path, loopback gRPC.\n\n"
     )
     report = header + "\n".join(table) + "\n"
