@@ -29,6 +29,7 @@ from python_backends.llm.types import (
     GenerationOutput,
     GenerationRequest,
     InvalidRequestError,
+    check_prompt_fits,
 )
 
 logger = logging.getLogger(__name__)
@@ -126,10 +127,7 @@ class ContinuousBatchingEngine:
         if not request.prompt:
             raise InvalidRequestError("text_input is empty")
         prompt_ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
-        if len(prompt_ids) > self.max_input_tokens:
-            raise InvalidRequestError(
-                f"prompt is {len(prompt_ids)} tokens; this model accepts at most {self.max_input_tokens}"
-            )
+        check_prompt_fits(len(prompt_ids), self.max_input_tokens)
         handle = RequestHandle(sink, cancel_check)
         decode = self._decode
         self._incoming.put(

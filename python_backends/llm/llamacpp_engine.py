@@ -34,6 +34,7 @@ from python_backends.llm.types import (
     GenerationRequest,
     InvalidRequestError,
     SamplingParams,
+    check_prompt_fits,
 )
 
 logger = logging.getLogger(__name__)
@@ -172,10 +173,7 @@ class LlamaCppEngine:
         if not request.prompt:
             raise InvalidRequestError("text_input is empty")
         prompt_ids = self.tokenize(request.prompt)
-        if len(prompt_ids) > self.max_input_tokens:
-            raise InvalidRequestError(
-                f"prompt is {len(prompt_ids)} tokens; this model accepts at most {self.max_input_tokens}"
-            )
+        check_prompt_fits(len(prompt_ids), self.max_input_tokens)
         handle = RequestHandle(sink, cancel_check)
         stopper = StopStringMatcher(request.sampling.stop)
         self._incoming.put(_Sequence(handle=handle, request=request, prompt_ids=prompt_ids, stopper=stopper))

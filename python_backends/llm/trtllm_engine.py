@@ -25,6 +25,7 @@ from python_backends.llm.types import (
     GenerationRequest,
     InvalidRequestError,
     SamplingParams,
+    check_prompt_fits,
 )
 from python_backends.model_params import ModelParameters
 
@@ -289,10 +290,7 @@ class TrtLlmEngine:
         prompt_tokens = 0
         if self.tokenizer is not None:
             prompt_tokens = len(self.tokenizer.encode(request.prompt, add_special_tokens=False))
-            if prompt_tokens > self.config.max_input_tokens:
-                raise InvalidRequestError(
-                    f"prompt is {prompt_tokens} tokens; this model accepts at most {self.config.max_input_tokens}"
-                )
+            check_prompt_fits(prompt_tokens, self.config.max_input_tokens)
             max_tokens = min(max_tokens, self.config.max_seq_len - prompt_tokens)
         params = self._sampling_params(request.sampling, max_tokens)
         handle = RequestHandle(sink, cancel_check)

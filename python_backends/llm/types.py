@@ -32,6 +32,12 @@ class InvalidRequestError(ValueError):
     """A request the engine refuses: the message is meant for the caller, verbatim."""
 
 
+def check_prompt_fits(prompt_tokens: int, limit: int) -> None:
+    """The one refusal every engine gives, at submit, for a prompt longer than it accepts."""
+    if prompt_tokens > limit:
+        raise InvalidRequestError(f"prompt is {prompt_tokens} tokens; this model accepts at most {limit}")
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Per-request decoding settings. `temperature == 0` or `top_k == 1` means greedy decoding."""
