@@ -21,6 +21,9 @@ class RepositoryProfile:
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
     llm_context_tokens: int = 16384  # llamacpp engine: KV cache tokens shared by all concurrent sequences
     llm_stream_interval_ms: int = 40  # llamacpp engine: a stream sends text at most every 40 ms (0 = per token)
+    # llamacpp engine: refuse (`busy`) a request whose first token would wait longer than this behind queued
+    # prompts (0 = off); the gateway's 2 s time-to-first-token target, less the pipeline's own time.
+    llm_max_queue_seconds: float = 1.5
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.8

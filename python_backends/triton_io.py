@@ -83,6 +83,7 @@ class ResponseEncoder:
 # Triton's gRPC stream carries only an error's message, not its code, so errors meant for the caller open with
 # this code token; the gateway maps exactly that token (anything else is an internal error it never shows).
 INVALID_REQUEST_CODE = "[invalid_request]"
+BUSY_CODE = "[busy:{retry_after}]"  # the model is past its queue budget; the gateway answers `busy` + Retry-After
 
 
 def error_response(message: str) -> Any:
@@ -93,6 +94,13 @@ def error_response(message: str) -> Any:
 def invalid_request_response(message: str) -> Any:
     """The caller's input is refused; `message` says why and is meant for the caller."""
     error = pb_utils.TritonError(f"{INVALID_REQUEST_CODE} {message}", pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def busy_response(message: str, retry_after: int) -> Any:
+    """Refused for load, not for its content: the caller may send the same request again after `retry_after` s."""
+    code = BUSY_CODE.format(retry_after=retry_after)
+    error = pb_utils.TritonError(f"{code} {message}", pb_utils.TritonError.UNAVAILABLE)
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 

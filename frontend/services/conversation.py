@@ -288,6 +288,8 @@ class Conversation:
             raise
         except Exception as exc:
             error = self._reply_error(message_id, exc)
+            if error.code == "busy":  # the llm refused for load (its queue budget): counted like the slot bound
+                self._metrics.busy.labels(channel).inc()
             published = await asyncio.shield(self._fail(session_id, message_id, text, intent, error))
             await asyncio.shield(
                 self._turn_event(session_id, channel, variant, intent, "error", "error", started, first_token,

@@ -23,7 +23,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from frontend.errors import GatewayError, triton_timeout, triton_unavailable
+from frontend.errors import GatewayError, busy, triton_timeout, triton_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ def _text(result: Any, name: str) -> str:
 
 # The models' code token for "the caller's input is refused" (python_backends.triton_io.INVALID_REQUEST_CODE).
 INVALID_REQUEST = re.compile(r"\[invalid_request\] (?P<detail>.+)", re.S)
+# ... and for "past my queue budget, ask again in N s" (python_backends.triton_io.BUSY_CODE).
+BUSY = re.compile(r"\[busy:(?P<retry_after>[0-9]{1,4})\]")
 
 
 def classify_server_error(message: str, request_id: str = "") -> GatewayError:
@@ -136,6 +138,10 @@ def classify_server_error(message: str, request_id: str = "") -> GatewayError:
     refused = INVALID_REQUEST.search(message)
     if refused:
         return GatewayError("invalid_request", f"请求无效：{refused.group('detail')}", 400)
+    overloaded = BUSY.search(message)
+    if overloaded:
+        logger.info("Triton refused request %s for load: %s", request_id or "-", message)
+        return busy(int(overloaded.group("retry_after")))
     logger.error("Triton failed request %s: %s", request_id or "-", message)
     return GatewayError("triton_error", "智能客服处理失败，请稍后再试。", 502)
 

@@ -9,6 +9,11 @@ stream's first text goes out at once and later text at most once per interval (v
 streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request. A prompt prefix that recent
 prompts shared (the per-intent system prompt) stays in the KV cache under a spare sequence id; new sequences that
 start with it share its cells (`llama_memory_seq_cp`) and prefill only the rest.
+
+On a CPU the prompt, not the reply, is the expensive part (a 135M model prefills ~400 tokens/s on two cores, so a
+600-token Chinese prompt costs ~1.5 s). With `max_queue_seconds` the engine refuses (`EngineBusyError`) a request
+whose first token, by the prompt tokens queued ahead of it and the prefill rate measured on recent steps, would
+come later than that budget; a request that finds nothing queued ahead is always taken.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import logging
+import math
 import os
 import queue
 import threading
@@ -29,6 +35,7 @@ import llama_cpp
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.stop_strings import StopStringMatcher
 from python_backends.llm.types import (
+    EngineBusyError,
     FinishReason,
     GenerationOutput,
     GenerationRequest,
@@ -44,6 +51,8 @@ logger = logging.getLogger(__name__)
 PENALTY_WINDOW = 64
 PENALTY_CANDIDATES = 128
 PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a cache entry
+PREFILL_RATE_MIN_TOKENS = 64  # a step with fewer prompt tokens says little about the prefill rate
+PREFILL_RATE_SMOOTHING = 0.3  # weight of the newest step in the rate's moving average
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
 REPLACEMENT_CHAR = "\ufffd"
 _backend_ready = threading.Lock()
@@ -62,6 +71,7 @@ class LlamaCppEngineConfig:
     num_threads: int = 0  # 0 = every core the process may use
     stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
     prefix_cache: bool = True  # keep the KV of a prompt prefix that recent prompts shared (the system prompt)
+    max_queue_seconds: float = 0.0  # refuse a request whose estimated wait for its first token is longer; 0 = off
 
     @property
     def n_ctx(self) -> int:
@@ -96,6 +106,7 @@ class _Sequence:
     sampler: Any = None
     seq_id: int = -1
     prefilled: int = 0  # prompt tokens already in the KV cache
+    queued: int = 0  # this sequence's prompt tokens still counted in the engine's queue (not yet prefilled)
     last_token: int = -1
     generated: int = 0  # sampled tokens, an ending end-of-turn token included
     completion_tokens: int = 0  # the token-count contract's count: end-of-turn tokens excluded
@@ -153,6 +164,9 @@ class LlamaCppEngine:
         self._prefix: list[int] = []  # the token ids whose KV the prefix sequence holds
         self._last_prompt: list[int] = []
         self.prefix_hits = 0
+        self.prefill_tokens_per_second = 0.0  # moving average over steps that prefilled; 0 until measured
+        self._queue_lock = threading.Lock()
+        self._queued_tokens = 0  # sum of every sequence's `queued`
         self._piece = ctypes.create_string_buffer(256)
         self._incoming: queue.Queue[_Sequence] = queue.Queue()
         self._active: list[_Sequence] = []
@@ -174,10 +188,40 @@ class LlamaCppEngine:
             raise InvalidRequestError("text_input is empty")
         prompt_ids = self.tokenize(request.prompt)
         check_prompt_fits(len(prompt_ids), self.max_input_tokens)
+        to_prefill = len(prompt_ids) - min(_common_prefix(self._prefix, prompt_ids), len(prompt_ids) - 1)
         handle = RequestHandle(sink, cancel_check)
         stopper = StopStringMatcher(request.sampling.stop)
-        self._incoming.put(_Sequence(handle=handle, request=request, prompt_ids=prompt_ids, stopper=stopper))
+        seq = _Sequence(handle=handle, request=request, prompt_ids=prompt_ids, stopper=stopper, queued=to_prefill)
+        with self._queue_lock:  # the check and the count are one step, so concurrent submits cannot both slip in
+            self._admit(to_prefill)
+            self._queued_tokens += to_prefill
+        self._incoming.put(seq)
         return handle
+
+    def queued_prompt_tokens(self) -> int:
+        """Prompt tokens submitted but not yet prefilled (the cached prefix excluded)."""
+        return self._queued_tokens
+
+    def _admit(self, to_prefill: int) -> None:
+        """Refuse, with a retry hint, a request that would wait longer than `max_queue_seconds` for its first token."""
+        rate, budget, ahead = self.prefill_tokens_per_second, self.config.max_queue_seconds, self._queued_tokens
+        if budget <= 0 or rate <= 0 or ahead == 0:
+            return
+        wait = (ahead + to_prefill) / rate
+        if wait > budget:
+            retry_after = max(1, math.ceil(ahead / rate))
+            raise EngineBusyError(
+                f"busy: {ahead} prompt tokens queued ahead, first token in ~{wait:.1f} s (budget {budget:g} s)",
+                retry_after,
+            )
+
+    def _unqueue(self, seq: _Sequence, tokens: int) -> None:
+        """`tokens` of this sequence's prompt are prefilled (or will never be): they leave the queue count."""
+        tokens = min(tokens, seq.queued)
+        if tokens > 0:
+            seq.queued -= tokens
+            with self._queue_lock:
+                self._queued_tokens -= tokens
 
     def tokenize(self, text: str) -> list[int]:
         """The prompt's token ids; chat-template markers (`<|im_start|>` …) parse as the special tokens they are."""
@@ -215,11 +259,13 @@ class LlamaCppEngine:
                 logger.exception("generation step failed; failing %d active requests", len(self._active))
                 for seq in admitted:
                     if seq not in self._active:
+                        self._unqueue(seq, seq.queued)
                         self._finish(seq, "", FinishReason.ERROR, f"generation failed: {exc}")
                 self._fail_all(f"generation failed: {exc}")
         self._fail_all(None)
         while not self._incoming.empty():
             seq = self._incoming.get_nowait()
+            self._unqueue(seq, seq.queued)
             seq.handle.emit(seq.output("", FinishReason.CANCELLED))
 
     def _take_incoming(self) -> list[_Sequence]:
@@ -232,10 +278,12 @@ class LlamaCppEngine:
                 break
             taken.append(seq)
             if seq.handle.cancelled:
+                self._unqueue(seq, seq.queued)
                 seq.handle.emit(seq.output("", FinishReason.CANCELLED))
                 continue
             seq.seq_id = self._free_seq_ids.pop()
             self._reuse_prefix(seq)
+            self._unqueue(seq, seq.queued - (len(seq.prompt_ids) - seq.prefilled))  # the prefix cache covered more
             seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
             self._active.append(seq)
         return taken
@@ -263,20 +311,31 @@ class LlamaCppEngine:
                 last = position == len(seq.prompt_ids) - 1
                 n = _put(batch, n, token, position, seq.seq_id, last)
             seq.prefilled += len(chunk)
+            self._unqueue(seq, len(chunk) if not seq.decoding else seq.queued)
             if seq.decoding:
                 sampled.append((seq, n - 1))
                 prefilled.append(seq)
         if n == 0:
             return
         batch.n_tokens = n
+        started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
+        if n - len(sampled) + len(prefilled) >= PREFILL_RATE_MIN_TOKENS:
+            self._measure_prefill(n, time.perf_counter() - started)
         for seq in prefilled:
             self._remember_prefix(seq)
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
+
+    def _measure_prefill(self, tokens: int, seconds: float) -> None:
+        """Tokens per second of a step that prefilled (the decode tokens riding along are counted too)."""
+        sample = tokens / max(seconds, 1e-6)
+        previous = self.prefill_tokens_per_second
+        smoothing = PREFILL_RATE_SMOOTHING
+        self.prefill_tokens_per_second = sample if previous == 0 else previous + smoothing * (sample - previous)
 
     def _reuse_prefix(self, seq: _Sequence) -> None:
         """Start a new sequence from the cached prefix's KV (shared cells, no copy) instead of computing it."""
@@ -356,6 +415,7 @@ class LlamaCppEngine:
 
     def _release(self, seq: _Sequence) -> None:
         """Give the sequence id and its KV cells back, and free its sampler."""
+        self._unqueue(seq, seq.queued)
         llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
         llama_cpp.llama_sampler_free(seq.sampler)
         self._free_seq_ids.append(seq.seq_id)

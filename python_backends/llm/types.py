@@ -32,6 +32,14 @@ class InvalidRequestError(ValueError):
     """A request the engine refuses: the message is meant for the caller, verbatim."""
 
 
+class EngineBusyError(RuntimeError):
+    """The engine would start this request later than its queue budget allows: ask again in `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def check_prompt_fits(prompt_tokens: int, limit: int) -> None:
     """The one refusal every engine gives, at submit, for a prompt longer than it accepts."""
     if prompt_tokens > limit:

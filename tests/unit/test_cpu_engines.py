@@ -17,6 +17,7 @@ from python_backends.llm.factory import LLMEngine, engine_kind
 from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
 from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig, find_gguf
 from python_backends.llm.types import (
+    EngineBusyError,
     FinishReason,
     GenerationOutput,
     GenerationRequest,
@@ -354,3 +355,44 @@ def test_the_llamacpp_engine_reuses_a_shared_system_prompt_and_answers_do_not_ch
         finally:
             eng.shutdown()
     assert answers[True] == answers[False]
+
+
+def test_the_llamacpp_engine_refuses_a_request_that_would_wait_past_its_queue_budget(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """Behind a long queued prompt a request is refused with a retry hint; with nothing queued ahead it is taken,
+    however long its own prompt; without a budget nothing is refused."""
+    gguf = str(find_gguf(tiny_checkpoint))
+    long_prompt = chat(tokenizer, "请帮我查一下订单的物流信息。" * 300)
+    eng = LlamaCppEngine(LlamaCppEngineConfig(gguf, max_batch_size=4, batch_tokens=128, max_queue_seconds=1e-6))
+    try:
+        assert eng.prefill_tokens_per_second == 0  # nothing measured yet: nothing refused
+        warm = generate(eng, GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))
+        assert warm[-1].finish_reason is FinishReason.LENGTH and eng.prefill_tokens_per_second > 0
+        submitted, checks = threading.Event(), iter(range(1 << 20))
+
+        def hold_the_engine_until_submitted() -> bool:  # polled by the engine thread: take, then every step
+            if next(checks) == 1:
+                submitted.wait(30)  # the step that would prefill `ahead` waits until the next request is in
+            return False
+
+        one_token = SamplingParams(max_tokens=1)
+        ahead = eng.submit(GenerationRequest(long_prompt, one_token), None, hold_the_engine_until_submitted)
+        try:
+            with pytest.raises(EngineBusyError) as refused:
+                eng.submit(GenerationRequest(chat(tokenizer, "你好"), GREEDY))
+        finally:
+            submitted.set()
+        assert refused.value.retry_after >= 1 and "queued ahead" in str(refused.value)
+        assert list(ahead.outputs(timeout=60))[-1].finish_reason is FinishReason.LENGTH  # the queued one is served
+        assert eng.queued_prompt_tokens() == 0
+        assert generate(eng, GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))[-1].text is not None
+    finally:
+        eng.shutdown()
+    unbounded = LlamaCppEngine(LlamaCppEngineConfig(gguf, max_batch_size=4, batch_tokens=128))
+    try:
+        generate(unbounded, GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))
+        handles = [unbounded.submit(GenerationRequest(long_prompt, SamplingParams(max_tokens=1))) for _ in range(3)]
+        assert all(list(h.outputs(timeout=60))[-1].finish_reason is FinishReason.LENGTH for h in handles)
+    finally:
+        unbounded.shutdown()

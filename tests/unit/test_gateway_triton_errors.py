@@ -56,3 +56,11 @@ def test_grpc_failures_are_mapped_by_status_code(code: grpc.StatusCode, details:
     assert error.code == mapped
     if mapped != "invalid_request":
         assert details not in error.message
+
+
+def test_a_model_refusing_for_load_is_busy_with_its_retry_hint() -> None:
+    error = classify_server_error(
+        "in ensemble 'customer_service', [busy:3] busy: 1200 prompt tokens queued ahead, first token in ~3.1 s"
+    )
+    assert (error.code, error.status, error.retry_after) == ("busy", 503, 3)
+    assert "tokens" not in error.message  # the customer hears the fixed notice, not the engine's numbers

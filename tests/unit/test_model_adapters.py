@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2
 from engine_build.profiles import CPU_PROFILE
 from engine_build.render import render_repository
 from python_backends.llm.handle import RequestHandle
-from python_backends.llm.types import FinishReason, GenerationOutput, GenerationRequest
+from python_backends.llm.types import EngineBusyError, FinishReason, GenerationOutput, GenerationRequest
 from tests.unit import fake_pb_utils as pb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,6 +143,25 @@ def test_llm_engine_errors_end_the_request_with_an_error(rendered: Path, monkeyp
     model.execute([request])
     ((response, flags),) = request.sender.sent
     assert "boom" in response.error.message() and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def test_llm_past_its_queue_budget_answers_busy_with_the_retry_hint(
+    rendered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's load refusal becomes a FINAL error carrying the `[busy:N]` code the gateway maps to `busy`."""
+    pb.MetricFamily.FAMILIES.clear()
+    model, engine = llm_model(rendered, monkeypatch, [])
+
+    def refuse(request: GenerationRequest, sink: Any = None, cancel_check: Any = None) -> RequestHandle:
+        raise EngineBusyError("busy: 900 prompt tokens queued ahead", retry_after=3)
+
+    monkeypatch.setattr(engine, "submit", refuse)
+    request = pb.InferenceRequest(text_input="hi")
+    model.execute([request])
+    ((response, flags),) = request.sender.sent
+    assert response.error.message().startswith("[busy:3] ") and flags == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    assert response.error.code == pb.TritonError.UNAVAILABLE
+    assert pb.MetricFamily.FAMILIES["llm_generations_finished"].values[(("finish_reason", "busy"),)] == 1
 
 
 def test_llm_refuses_to_load_without_the_decoupled_policy(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:

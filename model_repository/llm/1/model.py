@@ -20,7 +20,7 @@ from python_backends.llm.cancellation import CancellationWatcher, GuardedSender
 from python_backends.llm.factory import build_engine, default_sampling, engine_kind
 from python_backends.llm.handle import RequestHandle
 from python_backends.llm.request_parsing import SAMPLING_INPUTS, build_generation_request
-from python_backends.llm.types import GenerationOutput, InvalidRequestError
+from python_backends.llm.types import EngineBusyError, GenerationOutput, InvalidRequestError
 from python_backends.model_params import ModelParameters
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class TritonPythonModel:
                 self.watcher.watch(handle, sender.is_cancelled)
             except (triton_io.InvalidInputError, InvalidRequestError) as exc:
                 triton_io.send_final(sender, triton_io.invalid_request_response(str(exc)))
+            except EngineBusyError as exc:
+                self.finished.increment("busy")
+                triton_io.send_final(sender, triton_io.busy_response(str(exc), exc.retry_after))
             except Exception as exc:
                 logger.exception("llm request failed")
                 triton_io.send_final(sender, triton_io.error_response(f"llm failed: {exc}"))
