@@ -16,7 +16,10 @@ class RepositoryProfile:
     llm_max_batch_size: int = 32
     llm_max_input_tokens: int = 4096
     llm_max_tokens_limit: int = 2048
-    llm_num_threads: int = 0
+    # llamacpp engine threads: > 0 that many, 0 every core, -n all but n. The CPU profile runs beside the gateway,
+    # Redis and Triton's own threads (`make run`), and llama.cpp collapses when a thread of its is preempted
+    # (measured on 2 shared cores: 2 threads 3-4 tokens/s, 1 thread ~60), so it leaves them a core.
+    llm_num_threads: int = -1
     llm_dtype: str = "float32"
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
     llm_context_tokens: int = 16384  # llamacpp engine: KV cache tokens shared by all concurrent sequences

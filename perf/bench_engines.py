@@ -115,7 +115,12 @@ def bench_triton(
     engine: str, checkpoint: Path, tokenizer: object, args: argparse.Namespace
 ) -> tuple[EngineResult, str]:
     values = CPU_PROFILE.with_overrides(
-        {"checkpoint_dir": str(checkpoint), "default_temperature": 0.0, "llm_engine": engine}
+        {
+            "checkpoint_dir": str(checkpoint),
+            "default_temperature": 0.0,
+            "llm_engine": engine,
+            "llm_num_threads": THREADS,  # the peers' thread count: a quiet machine, engines compared like for like
+        }
     )
     repo = render_repository(ROOT / "build" / f"bench_engines_{engine}", values.template_values())
     server = TritonServer(

@@ -43,7 +43,7 @@ class HFEngineConfig:
     max_batch_size: int = 32
     max_input_tokens: int = 4096
     dtype: str = "float32"
-    num_threads: int = 0  # 0 keeps torch's default
+    num_threads: int = 0  # > 0: that many; 0 or less keeps torch's default
     prefix_cache_entries: int = 16  # 0 turns prefix reuse off
     prefix_min_tokens: int = 32
 

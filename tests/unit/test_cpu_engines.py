@@ -3,6 +3,7 @@ answer its own; the contract tests run against each, the rest are specific to on
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -396,3 +397,9 @@ def test_the_llamacpp_engine_refuses_a_request_that_would_wait_past_its_queue_bu
         assert all(list(h.outputs(timeout=60))[-1].finish_reason is FinishReason.LENGTH for h in handles)
     finally:
         unbounded.shutdown()
+
+
+def test_llamacpp_threads_are_a_count_all_cores_or_all_but_some() -> None:
+    cores = len(os.sched_getaffinity(0))
+    threads = {n: LlamaCppEngineConfig("m.gguf", num_threads=n).n_threads for n in (3, 0, -1, -cores - 5)}
+    assert threads == {3: 3, 0: cores, -1: max(1, cores - 1), -cores - 5: 1}
