@@ -62,7 +62,12 @@ class GatewayMetrics:
             "gateway_release_weight", "Candidate's percent of new sessions", ["variant"], registry=r
         )
         self.rollbacks = Counter("gateway_release_rollbacks", "Candidate rollbacks", ["variant", "reason"], registry=r)
-        self.busy = Counter("gateway_busy", "LLM turns refused with `busy` (generation bound)", ["channel"], registry=r)
+        self.busy = Counter(
+            "gateway_busy",
+            "LLM turns refused with `busy` (the replica's generation bound or the llm's queue budget)",
+            ["channel"],
+            registry=r,
+        )
         self.inflight_generations = Gauge("gateway_inflight_generations", "LLM generations running", registry=r)
         self.interrupted = Counter(
             "gateway_replies_interrupted", "Replies ended as interrupted after their owner's lease lapsed", registry=r

@@ -155,10 +155,21 @@ class Conversation:
                         session_id, entry.answer, entry.intent, channel, started, variant.name
                     )
                 call = ChatCall(text, history, self.max_tokens(max_tokens), streaming=True)
-                return await self._answer_from_llm(session_id, call, channel, started, generating, variant)
+                try:
+                    return await self._answer_from_llm(session_id, call, channel, started, generating, variant)
+                except ReplyFailed as failed:
+                    if failed.code == "busy":  # refused before any text: the message goes back to the customer
+                        await self._take_back(session_id, user_turn)
+                    raise
             finally:
                 if slot is not None:
                     slot.release()
+
+    async def _take_back(self, session_id: str, turn: StoredTurn) -> None:
+        try:
+            await self._sessions.remove_turn(session_id, turn)
+        except REDIS_FAILED as exc:  # the busy answer still goes out; the retry may then repeat the message
+            logger.warning("could not take back a refused message: %s", describe(exc))
 
     def _reply_lock_hold(self) -> float:
         """Without owner leases (no renewal) the turn lock must outlast the longest reply."""

@@ -178,6 +178,10 @@ class SessionStore:
             pipe.expire(key, self._ttl)
             await pipe.execute()
 
+    async def remove_turn(self, session_id: str, turn: StoredTurn) -> None:
+        """Take back a turn nothing acted on (the llm refused it for load), so the customer's retry is no duplicate."""
+        await self._redis.lrem(self._key(session_id) + ":turns", -1, turn.as_json())
+
     async def turns(self, session_id: str) -> list[StoredTurn]:
         raw = await self._redis.lrange(self._key(session_id) + ":turns", 0, -1)
         return [StoredTurn(**json.loads(item)) for item in raw]

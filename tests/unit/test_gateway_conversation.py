@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from frontend.errors import GatewayError, ReplyFailed, triton_timeout
+from frontend.errors import GatewayError, ReplyFailed, busy, triton_timeout
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import Frame
 from frontend.services.conversation import Conversation
@@ -37,6 +37,9 @@ class MemorySessions:
 
     async def append_turn(self, session_id: str, turn: StoredTurn) -> None:
         self.turns.append(turn)
+
+    async def remove_turn(self, session_id: str, turn: StoredTurn) -> None:
+        self.turns.remove(turn)
 
     async def touch(self, session_id: str) -> None:
         pass
@@ -81,13 +84,36 @@ class FailingTriton:
         raise self.failure
 
 
-def conversation(failure: Exception, events: MemoryEvents) -> tuple[Conversation, MemorySessions]:
+class RefusingTriton:
+    """The llm refuses the request for load before any text (`[busy:N]` from the engine's queue budget)."""
+
+    async def stream(self, call: ChatCall) -> AsyncIterator[ChatChunk]:
+        raise busy(3)
+        yield ChatChunk("", "", "")  # pragma: no cover - makes this an async generator
+
+
+def conversation(
+    failure: Exception, events: MemoryEvents, metrics: GatewayMetrics | None = None, triton: object = None
+) -> tuple[Conversation, MemorySessions]:
     settings = GatewaySettings(api_keys="k" * 20, admin_api_key="a" * 20, agent_keys="alice:" + "g" * 20)  # type: ignore[arg-type]
     sessions = MemorySessions()
     convo = Conversation(
-        settings, sessions, events, FailingTriton(failure), NoFaq(), None, GatewayMetrics()  # type: ignore[arg-type]
+        settings, sessions, events, triton or FailingTriton(failure), NoFaq(), None, metrics or GatewayMetrics()  # type: ignore[arg-type]
     )
     return convo, sessions
+
+
+async def test_a_reply_the_llm_refuses_for_load_is_busy_and_the_message_is_taken_back() -> None:
+    """`busy` with the engine's retry hint, counted like the gateway's own bound; the customer's message leaves
+    the history, so the chat page's retry of the same text is not stored twice."""
+    events, metrics = MemoryEvents(), GatewayMetrics()
+    convo, sessions = conversation(RuntimeError("unused"), events, metrics, RefusingTriton())
+    with pytest.raises(ReplyFailed) as info:
+        await convo.customer_message(SESSION, "你好", "ws-1", "websocket")
+    assert (info.value.code, info.value.status, info.value.retry_after) == ("busy", 503, 3)
+    assert [f["type"] for f in events.frames] == ["user", "error"] and events.frames[1]["code"] == "busy"
+    assert sessions.turns == []
+    assert metrics.registry.get_sample_value("gateway_busy_total", {"channel": "websocket"}) == 1
 
 
 @pytest.mark.parametrize(
