@@ -350,11 +350,16 @@ class LlamaCppEngine:
             self.prefix_hits += 1
 
     def _remember_prefix(self, seq: _Sequence) -> None:
-        """After a prompt's prefill: cache what it shares with the previous prompt, unless the cache serves it."""
+        """After a prompt's prefill: cache what it shares with the previous prompt, unless the cache serves it.
+
+        While nothing is cached the whole prompt is kept (as `llama-server`'s slot keeps its last prompt), so the
+        very next prompt with the same system prompt already starts from it.
+        """
         previous, self._last_prompt = self._last_prompt, seq.prompt_ids
         if not self.config.prefix_cache or _common_prefix(self._prefix, seq.prompt_ids) >= PREFIX_MIN_TOKENS:
             return
-        shared = min(_common_prefix(previous, seq.prompt_ids), len(seq.prompt_ids) - 1)
+        reference = previous if self._prefix else seq.prompt_ids
+        shared = min(_common_prefix(reference, seq.prompt_ids), len(seq.prompt_ids) - 1)
         if shared < PREFIX_MIN_TOKENS:
             return
         llama_cpp.llama_memory_seq_rm(self._memory, self._prefix_seq, -1, -1)
