@@ -151,6 +151,18 @@ class Counter:
         metric.increment(float(amount))
 
 
+class Gauge:
+    """A Prometheus gauge on Triton's `/metrics` endpoint (Python backend custom metrics), without labels."""
+
+    def __init__(self, name: str, description: str) -> None:
+        # The family must outlive its metric (Triton refuses to set a metric whose family was collected).
+        self._family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.GAUGE)
+        self._metric = self._family.Metric(labels={})
+
+    def set(self, value: float) -> None:
+        self._metric.set(float(value))
+
+
 def is_decoupled(model_config: Mapping[str, Any]) -> bool:
     return bool(pb_utils.using_decoupled_model_transaction_policy(model_config))
 

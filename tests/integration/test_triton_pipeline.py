@@ -252,6 +252,9 @@ def test_metrics_count_successful_ensemble_requests(client: PipelineClient, trit
     ask(client, "谢谢", max_tokens=2)
     ask(client, "再见", max_tokens=2)
     assert success_count_reaching(url, before + 2) >= before + 2
+    with urllib.request.urlopen(url, timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    assert "llm_queued_prompt_tokens 0" in lines  # the llm's prompt queue, empty once both replies are done
 
 
 BAD_INPUTS = [

@@ -96,9 +96,13 @@ class _Metric:
         key = tuple(sorted(self.labels.items()))
         self.family.values[key] = self.family.values.get(key, 0) + value
 
+    def set(self, value: float) -> None:
+        self.family.values[tuple(sorted(self.labels.items()))] = value
+
 
 class MetricFamily:
     COUNTER = "counter"
+    GAUGE = "gauge"
     FAMILIES: dict[str, MetricFamily] = {}
 
     def __init__(self, name: str, description: str, kind: str) -> None:

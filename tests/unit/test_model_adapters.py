@@ -164,6 +164,16 @@ def test_llm_past_its_queue_budget_answers_busy_with_the_retry_hint(
     assert pb.MetricFamily.FAMILIES["llm_generations_finished"].values[(("finish_reason", "busy"),)] == 1
 
 
+def test_llm_reports_its_engines_prompt_queue_on_tritons_metrics(
+    rendered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pb.MetricFamily.FAMILIES.clear()
+    model, engine = llm_model(rendered, monkeypatch, [GenerationOutput("好", FinishReason.STOP)])
+    engine.queued_prompt_tokens = lambda: 640  # type: ignore[attr-defined]
+    model.execute([pb.InferenceRequest(text_input="hi")])
+    assert pb.MetricFamily.FAMILIES["llm_queued_prompt_tokens"].values[()] == 640
+
+
 def test_llm_refuses_to_load_without_the_decoupled_policy(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A config without decoupled: true is rejected at load, not at the first request."""
     module = load_model("llm")

@@ -41,6 +41,9 @@ class TritonPythonModel:
         self.engine_name = engine_kind(params)
         self.prompt_tokens = triton_io.Counter("llm_prompt_tokens_total", "Prompt tokens the llm consumed", "engine")
         self.completion_tokens = triton_io.Counter("llm_completion_tokens_total", "Tokens the llm generated", "engine")
+        self.queued_tokens = triton_io.Gauge(
+            "llm_queued_prompt_tokens", "Prompt tokens waiting for prefill (the llama.cpp engine's queue)"
+        )
         self.running: dict[str, RequestHandle] = {}  # stream id -> generation, for cancels sent by pii_filter
         self.finished = triton_io.Counter(
             "llm_generations_finished", "Generations of the llm model by finish reason", "finish_reason"
@@ -79,7 +82,13 @@ class TritonPythonModel:
             except Exception as exc:
                 logger.exception("llm request failed")
                 triton_io.send_final(sender, triton_io.error_response(f"llm failed: {exc}"))
+        self._report_queue()
         return None
+
+    def _report_queue(self) -> None:
+        queued = getattr(self.engine, "queued_prompt_tokens", None)  # engines with a prefill queue of their own
+        if queued is not None:
+            self.queued_tokens.set(queued())
 
     def _cancel(self, stream_id: str) -> None:
         handle = self.running.get(stream_id)
@@ -92,6 +101,7 @@ class TritonPythonModel:
 
         def send(output: GenerationOutput) -> None:
             if output.finished:
+                self._report_queue()
                 self.prompt_tokens.increment(self.engine_name, output.prompt_tokens)
                 self.completion_tokens.increment(self.engine_name, output.completion_tokens)
                 self.running.pop(stream_id, None)
