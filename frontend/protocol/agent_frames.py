@@ -1,0 +1,124 @@
+"""What a signed-in agent sends on `/ws/agent`: one model per `type` (take, reply, release, transfer, suggest, watch,
+ping). The sign-in frame `{"type": "auth"}` is read by `frontend.agent_auth` before any of these."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, Tag, TypeAdapter, ValidationInfo
+
+from frontend.errors import GatewayError, invalid_request
+from frontend.protocol.frame_parsing import FRAME_CONFIG, by_type, field_check, parse_frame
+from frontend.protocol.message_text import message_text
+from frontend.services.sessions import SESSION_ID
+
+
+def well_formed_session_id(value: object) -> str | None:
+    """`value` when it is a well-formed session id, else None."""
+    return value if isinstance(value, str) and SESSION_ID.match(value) else None
+
+
+def _session_id(value: Any, _: ValidationInfo) -> str:
+    session_id = well_formed_session_id(value)
+    if session_id is None:
+        raise invalid_request("`session_id` 格式不正确。")
+    return session_id
+
+
+def _optional_session_id(value: Any, info: ValidationInfo) -> str | None:
+    return None if value is None else _session_id(value, info)
+
+
+def _named(value: Any, info: ValidationInfo) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_request(f"缺少 `{info.field_name}`。")
+    return value.strip()
+
+
+def _reply_text(value: Any, info: ValidationInfo) -> str:
+    return message_text(_named(value, info), (info.context or {})["max_message_chars"])
+
+
+SessionId = Annotated[str, field_check(_session_id)]
+
+
+class AgentPingFrame(BaseModel):
+    model_config = FRAME_CONFIG
+    kind: Literal["ping"] = Field(alias="type")
+
+
+class WatchFrame(BaseModel):
+    """Start pushing `queue` and `agents` frames (a console signed in by frame does from the start)."""
+
+    model_config = FRAME_CONFIG
+    kind: Literal["watch"] = Field(alias="type")
+
+
+class TakeFrame(BaseModel):
+    """Take the named waiting session, or the longest-waiting one."""
+
+    model_config = FRAME_CONFIG
+    kind: Literal["take"] = Field(alias="type")
+    session_id: Annotated[str | None, field_check(_optional_session_id)] = None
+
+
+class ReplyFrame(BaseModel):
+    model_config = FRAME_CONFIG
+    kind: Literal["reply"] = Field(alias="type")
+    session_id: SessionId = ""
+    message: Annotated[str, field_check(_reply_text)] = ""
+
+
+class ReleaseFrame(BaseModel):
+    model_config = FRAME_CONFIG
+    kind: Literal["release"] = Field(alias="type")
+    session_id: SessionId = ""
+
+
+class TransferFrame(BaseModel):
+    model_config = FRAME_CONFIG
+    kind: Literal["transfer"] = Field(alias="type")
+    session_id: SessionId = ""
+    to: Annotated[str, field_check(_named)] = ""
+
+
+class SuggestFrame(BaseModel):
+    """Draft a reply for this agent to edit (streamed as `suggestion` frames)."""
+
+    model_config = FRAME_CONFIG
+    kind: Literal["suggest"] = Field(alias="type")
+    session_id: SessionId = ""
+
+
+AgentFrame = Annotated[
+    Annotated[AgentPingFrame, Tag("ping")]
+    | Annotated[WatchFrame, Tag("watch")]
+    | Annotated[TakeFrame, Tag("take")]
+    | Annotated[ReplyFrame, Tag("reply")]
+    | Annotated[ReleaseFrame, Tag("release")]
+    | Annotated[TransferFrame, Tag("transfer")]
+    | Annotated[SuggestFrame, Tag("suggest")],
+    by_type(default=None),
+]
+AGENT_FRAMES: TypeAdapter[AgentFrame] = TypeAdapter(AgentFrame)
+
+
+def agent_frame_object(text: str | None) -> dict[str, Any]:
+    """The frame's JSON object; `invalid_json` for anything else (binary frames included)."""
+    try:
+        data = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise GatewayError("invalid_json", "需要 JSON 对象。")
+    return data
+
+
+def _unknown_kind(_: str) -> GatewayError:
+    return invalid_request("未知的消息类型。")
+
+
+def parse_agent_frame(data: dict[str, Any], max_message_chars: int) -> AgentFrame:
+    """Validate one decoded agent frame; raises `GatewayError` (`invalid_request`, `message_too_long`)."""
+    return parse_frame(AGENT_FRAMES, data, _unknown_kind, max_message_chars=max_message_chars)
