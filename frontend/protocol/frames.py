@@ -194,9 +194,11 @@ def handoff_frame(
     return server_frame("handoff", notice, session_id=session_id, intent=intent, state=state)
 
 
-def user_frame(session_id: str, message_id: str, message: str, origin: str) -> Frame:
-    """A customer message, for the session's other tabs and the agent; never sent back to `origin`."""
-    return server_frame("user", message, session_id=session_id, message_id=message_id, origin=origin)
+def user_frame(session_id: str, message_id: str, message: str, sender_tag: str) -> Frame:
+    """A customer message, for the session's other tabs and the agent. `sender_tag` names where it was sent from
+    (a socket's own tag, `rest`, a channel): the sockets drop it before sending, and the sending socket skips the
+    frame."""
+    return server_frame("user", message, session_id=session_id, message_id=message_id, sender_tag=sender_tag)
 
 
 def agent_frame(session_id: str, message_id: str, message: str, agent: str = "") -> Frame:

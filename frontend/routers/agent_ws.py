@@ -201,7 +201,7 @@ class AgentConnection:
 
     @staticmethod
     def keep(frame: Frame) -> Frame:
-        frame.pop("origin", None)
+        frame.pop("sender_tag", None)
         if frame.get("type") == "user":  # redacted for the agent even where storage keeps raw text
             frame["message"] = redact(str(frame.get("message", "")))
         return frame
