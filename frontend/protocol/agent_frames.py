@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, Tag, TypeAdapter, ValidationInfo
+from pydantic import Field, Tag, TypeAdapter, ValidationInfo
 
 from frontend.errors import GatewayError, invalid_request
-from frontend.protocol.frame_parsing import FRAME_CONFIG, by_type, field_check, parse_frame
+from frontend.protocol.frame_parsing import FrameModel, by_type, field_check, parse_frame
 from frontend.protocol.message_text import message_text
 from frontend.services.sessions import SESSION_ID
 
@@ -40,55 +40,47 @@ def _reply_text(value: Any, info: ValidationInfo) -> str:
     return message_text(_named(value, info), (info.context or {})["max_message_chars"])
 
 
-SessionId = Annotated[str, field_check(_session_id)]
+class HeldSessionFrame(FrameModel):
+    """A frame about one session the agent holds."""
+
+    session_id: Annotated[str, field_check(_session_id)] = ""
 
 
-class AgentPingFrame(BaseModel):
-    model_config = FRAME_CONFIG
+class AgentPingFrame(FrameModel):
     kind: Literal["ping"] = Field(alias="type")
 
 
-class WatchFrame(BaseModel):
+class WatchFrame(FrameModel):
     """Start pushing `queue` and `agents` frames (a console signed in by frame does from the start)."""
 
-    model_config = FRAME_CONFIG
     kind: Literal["watch"] = Field(alias="type")
 
 
-class TakeFrame(BaseModel):
+class TakeFrame(FrameModel):
     """Take the named waiting session, or the longest-waiting one."""
 
-    model_config = FRAME_CONFIG
     kind: Literal["take"] = Field(alias="type")
     session_id: Annotated[str | None, field_check(_optional_session_id)] = None
 
 
-class ReplyFrame(BaseModel):
-    model_config = FRAME_CONFIG
+class ReplyFrame(HeldSessionFrame):
     kind: Literal["reply"] = Field(alias="type")
-    session_id: SessionId = ""
     message: Annotated[str, field_check(_reply_text)] = ""
 
 
-class ReleaseFrame(BaseModel):
-    model_config = FRAME_CONFIG
+class ReleaseFrame(HeldSessionFrame):
     kind: Literal["release"] = Field(alias="type")
-    session_id: SessionId = ""
 
 
-class TransferFrame(BaseModel):
-    model_config = FRAME_CONFIG
+class TransferFrame(HeldSessionFrame):
     kind: Literal["transfer"] = Field(alias="type")
-    session_id: SessionId = ""
     to: Annotated[str, field_check(_named)] = ""
 
 
-class SuggestFrame(BaseModel):
+class SuggestFrame(HeldSessionFrame):
     """Draft a reply for this agent to edit (streamed as `suggestion` frames)."""
 
-    model_config = FRAME_CONFIG
     kind: Literal["suggest"] = Field(alias="type")
-    session_id: SessionId = ""
 
 
 AgentFrame = Annotated[

@@ -7,15 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, ConfigDict, Discriminator, TypeAdapter, ValidationError, ValidationInfo
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, TypeAdapter, ValidationError, ValidationInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from frontend.errors import GatewayError, invalid_request
 
 T = TypeVar("T")
 
-# Absent fields are checked like present ones (as their default), so "absent" and "blank" fail alike.
-FRAME_CONFIG = ConfigDict(frozen=True, validate_default=True)
+class FrameModel(BaseModel):
+    """A client frame kind. Its `kind` field reads the frame's `type`; absent fields are checked like present ones
+    (as their default), so "absent" and "blank" fail alike; unknown fields are ignored."""
+
+    model_config = ConfigDict(frozen=True, validate_default=True)
 
 
 def field_check(check: Callable[[Any, ValidationInfo], object]) -> BeforeValidator:

@@ -11,11 +11,11 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, Tag, TypeAdapter, ValidationInfo
+from pydantic import Field, Tag, TypeAdapter, ValidationInfo
 
 from frontend.errors import GatewayError, invalid_request
 from frontend.protocol.frame_parsing import (
-    FRAME_CONFIG,
+    FrameModel,
     OptionalText,
     by_type,
     field_check,
@@ -72,46 +72,41 @@ def _thumbs(value: Any, info: ValidationInfo) -> str | None:
     return value
 
 
-class MessageFrame(BaseModel):
+class CustomerFrame(FrameModel):
+    session_id: OptionalText = None  # the session the frame is for; absent: the socket's own
+
+
+class MessageFrame(CustomerFrame):
     """`{"message", "session_id"?, "max_tokens"?}`, the default kind: the blueprint sends it without `type`."""
 
-    model_config = FRAME_CONFIG
     kind: Literal["message"] = Field("message", alias="type")
-    session_id: OptionalText = None
     message: Annotated[str, field_check(_customer_message)] = ""
     max_tokens: Annotated[int | None, field_check(_max_tokens)] = None
 
 
-class ResumeFrame(BaseModel):
+class ResumeFrame(FrameModel):
     """`{"type": "resume", "session_id", "last_event_id"?}`: bind to a session, replaying after that event."""
 
-    model_config = FRAME_CONFIG
     kind: Literal["resume"] = Field(alias="type")
     session_id: Annotated[str, required_text("恢复会话需要 session_id。")] = ""
     last_event_id: Annotated[str | None, field_check(_event_id)] = None
 
 
-class HandoffFrame(BaseModel):
-    model_config = FRAME_CONFIG
+class HandoffFrame(CustomerFrame):
     kind: Literal["handoff"] = Field(alias="type")
-    session_id: OptionalText = None
 
 
-class FeedbackFrame(BaseModel):
+class FeedbackFrame(CustomerFrame):
     """`{"type": "feedback", "message_id", "rating"?, "thumbs"?}`: a rating, thumbs, or both."""
 
-    model_config = FRAME_CONFIG
     kind: Literal["feedback"] = Field(alias="type")
-    session_id: OptionalText = None
     rating: Annotated[int | None, field_check(_rating)] = None
     thumbs: Annotated[Literal["up", "down"] | None, field_check(_thumbs)] = None
     message_id: Annotated[str, required_text("评价需要 message_id。")] = ""
 
 
-class PingFrame(BaseModel):
-    model_config = FRAME_CONFIG
+class PingFrame(CustomerFrame):
     kind: Literal["ping"] = Field(alias="type")
-    session_id: OptionalText = None
 
 
 ClientFrame = Annotated[
