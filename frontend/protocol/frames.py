@@ -1,4 +1,5 @@
-"""WebSocket frames of the customer socket: what the browser sends, and the JSON frames the server sends.
+"""WebSocket frames of the customer socket: what the browser sends (one pydantic model per `type`, parsed by
+`parse_client_frame`), and the JSON frames the server sends.
 
 Every server frame carries `message`: the whole (redacted) reply so far, or a readable notice, because the
 blueprint's browser client renders `JSON.parse(event.data).message` and nothing else; and `type`, `delta`,

@@ -113,13 +113,13 @@ class SessionForwarder:
 class CustomerConnection:
     """One customer socket: a handler per frame type; bound to one session after its first message (or resume)."""
 
-    def __init__(self, websocket: WebSocket, services: GatewayServices) -> None:
+    def __init__(self, websocket: WebSocket, services: GatewayServices, ip: str) -> None:
         self.ws = websocket
         self.services = services
         self.settings = services.settings
         self.sender = FrameSender(websocket)
         self.sender_tag = "ws-" + secrets.token_hex(6)  # marks this socket's own `user` frames, not echoed back
-        self.ip = client_ip(websocket)
+        self.ip = ip
         self.session_id: str | None = None
         self.forwarder = SessionForwarder(services.fanout, self.sender, self.keep)
         self.turns = RunningTurns()
@@ -160,19 +160,25 @@ class CustomerConnection:
 
     async def dispatch(self, frame: ClientFrame) -> None:
         match frame:
-            case PingFrame():
-                await self.sender.send(pong_frame(self.session_id))
-            case ResumeFrame():
-                await self.bind(frame.session_id, frame.last_event_id, explicit=True)
             case MessageFrame():
                 await self.on_message(frame)
+            case ResumeFrame():
+                await self.on_resume(frame)
             case HandoffFrame():
-                session_id = await self.session_for(frame.session_id, may_start=False)
-                await self.services.conversation.request_handoff(session_id, reason="customer")
+                await self.on_handoff(frame)
             case FeedbackFrame():
                 await self.on_feedback(frame)
+            case PingFrame():
+                await self.sender.send(pong_frame(self.session_id))
             case _:
                 assert_never(frame)
+
+    async def on_resume(self, frame: ResumeFrame) -> None:
+        await self.bind(frame.session_id, frame.last_event_id, explicit=True)
+
+    async def on_handoff(self, frame: HandoffFrame) -> None:
+        session_id = await self.session_for(frame.session_id, may_start=False)
+        await self.services.conversation.request_handoff(session_id, reason="customer")
 
     async def on_message(self, frame: MessageFrame) -> None:
         session_id = await self.session_for(frame.session_id, may_start=True)
@@ -296,7 +302,7 @@ async def customer_socket(websocket: WebSocket, services: Services) -> None:
     gauge = services.metrics.open_websockets.labels("customer")
     gauge.inc()
     try:
-        await CustomerConnection(websocket, services).run()
+        await CustomerConnection(websocket, services, ip).run()
     finally:
         gauge.dec()
         services.sockets_per_ip.close(ip)
