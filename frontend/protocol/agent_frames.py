@@ -1,12 +1,12 @@
-"""What a signed-in agent sends on `/ws/agent`: one model per `type` (take, reply, release, transfer, suggest, watch,
-ping). The sign-in frame `{"type": "auth"}` is read by `frontend.agent_auth` before any of these."""
+"""What an agent sends on `/ws/agent`: one model per `type`. A console signs in with its first frame (`auth`,
+read by `frontend.agent_auth`); then come take, reply, release, transfer, suggest, watch and ping."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, Tag, TypeAdapter, ValidationInfo
+from pydantic import Field, Tag, TypeAdapter, ValidationError, ValidationInfo
 
 from frontend.errors import GatewayError, invalid_request
 from frontend.protocol.frame_parsing import FrameModel, by_type, field_check, parse_frame
@@ -38,6 +38,13 @@ def _named(value: Any, info: ValidationInfo) -> str:
 
 def _reply_text(value: Any, info: ValidationInfo) -> str:
     return message_text(_named(value, info), (info.context or {})["max_message_chars"])
+
+
+class AuthFrame(FrameModel):
+    """`{"type": "auth", "api_key"}`: the agent's own key, as the first frame (so it is never in a URL)."""
+
+    kind: Literal["auth"] = Field(alias="type")
+    api_key: str
 
 
 class HeldSessionFrame(FrameModel):
@@ -114,3 +121,11 @@ def _unknown_kind(_: str) -> GatewayError:
 def parse_agent_frame(data: dict[str, Any], max_message_chars: int) -> AgentFrame:
     """Validate one decoded agent frame; raises `GatewayError` (`invalid_request`, `message_too_long`)."""
     return parse_frame(AGENT_FRAMES, data, _unknown_kind, max_message_chars=max_message_chars)
+
+
+def sign_in_key(text: str | None) -> str | None:
+    """The key an `auth` frame presents; None for any other frame (which then fails sign-in like a wrong key)."""
+    try:
+        return AuthFrame.model_validate(agent_frame_object(text)).api_key
+    except (GatewayError, ValidationError):
+        return None

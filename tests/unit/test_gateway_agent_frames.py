@@ -14,6 +14,7 @@ from frontend.protocol.agent_frames import (
     TransferFrame,
     agent_frame_object,
     parse_agent_frame,
+    sign_in_key,
 )
 
 SESSION = "0123456789abcdef" * 2
@@ -56,3 +57,10 @@ def test_anything_but_a_json_object_is_invalid_json(text: str | None) -> None:
     with pytest.raises(GatewayError) as info:
         agent_frame_object(text)
     assert info.value.code == "invalid_json"
+
+
+def test_only_an_auth_frame_with_a_string_key_presents_a_key() -> None:
+    """Anything else signs in as no key at all (and fails like a wrong one)."""
+    assert sign_in_key('{"type": "auth", "api_key": "k-123"}') == "k-123"
+    for text in (None, "{oops", '{"type": "auth"}', '{"type": "auth", "api_key": 5}', '{"type": "take"}', '["auth"]'):
+        assert sign_in_key(text) is None, text
