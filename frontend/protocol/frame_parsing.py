@@ -14,6 +14,7 @@ from frontend.errors import GatewayError, invalid_request
 
 T = TypeVar("T")
 
+
 class FrameModel(BaseModel):
     """A client frame kind. Its `kind` field reads the frame's `type`; absent fields are checked like present ones
     (as their default), so "absent" and "blank" fail alike; unknown fields are ignored."""
