@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, Tag, TypeAdapter, ValidationError, ValidationInfo
+from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo
 
 from frontend.errors import GatewayError, invalid_request
-from frontend.protocol.frame_parsing import FrameModel, by_type, field_check, parse_frame
+from frontend.protocol.frame_parsing import FrameModel, field_check, frame_union, parse_frame
 from frontend.protocol.message_text import message_text
 from frontend.services.sessions import SESSION_ID
 
@@ -90,17 +90,10 @@ class SuggestFrame(HeldSessionFrame):
     kind: Literal["suggest"] = Field(alias="type")
 
 
-AgentFrame = Annotated[
-    Annotated[AgentPingFrame, Tag("ping")]
-    | Annotated[WatchFrame, Tag("watch")]
-    | Annotated[TakeFrame, Tag("take")]
-    | Annotated[ReplyFrame, Tag("reply")]
-    | Annotated[ReleaseFrame, Tag("release")]
-    | Annotated[TransferFrame, Tag("transfer")]
-    | Annotated[SuggestFrame, Tag("suggest")],
-    by_type(default=None),
-]
-AGENT_FRAMES: TypeAdapter[AgentFrame] = TypeAdapter(AgentFrame)
+AgentFrame = (
+    AgentPingFrame | WatchFrame | TakeFrame | ReplyFrame | ReleaseFrame | TransferFrame | SuggestFrame
+)
+AGENT_FRAMES: TypeAdapter[AgentFrame] = frame_union(AgentFrame)
 
 
 def agent_frame_object(text: str | None) -> dict[str, Any]:

@@ -5,9 +5,18 @@ failed check back into that `GatewayError`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, TypeAdapter, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from frontend.errors import GatewayError, invalid_request
@@ -57,15 +66,23 @@ def required_text(missing: str) -> BeforeValidator:
     return field_check(check)
 
 
-def by_type(default: str | None) -> Discriminator:
-    """Tells the kinds apart by the frame's `type` (`default` when absent); any other value is an unknown kind."""
+def frame_union(union: Any, default: str | None = None) -> TypeAdapter[Any]:
+    """The adapter for a union of `FrameModel`s, told apart by the frame's `type` (`default` when absent; any other
+    value is an unknown kind). Each model's tag is the one value of its `kind` field."""
 
     def kind(value: Any) -> str | None:
         if isinstance(value, dict):
             return str(value.get("type", default))
         return getattr(value, "kind", None)
 
-    return Discriminator(kind)
+    tagged = tuple(Annotated[model, Tag(_kind_of(model))] for model in get_args(union))
+    built: Any = Annotated[Union[tagged], Discriminator(kind)]  # noqa: UP007  # a union built at run time
+    return TypeAdapter(built)
+
+
+def _kind_of(model: type[FrameModel]) -> str:
+    (kind,) = get_args(model.model_fields["kind"].annotation)
+    return str(kind)
 
 
 def parse_frame(

@@ -12,14 +12,14 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, Tag, TypeAdapter, ValidationInfo
+from pydantic import Field, TypeAdapter, ValidationInfo
 
 from frontend.errors import GatewayError, invalid_request
 from frontend.protocol.frame_parsing import (
     FrameModel,
     OptionalText,
-    by_type,
     field_check,
+    frame_union,
     parse_frame,
     required_text,
     text_or_none,
@@ -110,15 +110,8 @@ class PingFrame(CustomerFrame):
     kind: Literal["ping"] = Field(alias="type")
 
 
-ClientFrame = Annotated[
-    Annotated[MessageFrame, Tag("message")]
-    | Annotated[ResumeFrame, Tag("resume")]
-    | Annotated[HandoffFrame, Tag("handoff")]
-    | Annotated[FeedbackFrame, Tag("feedback")]
-    | Annotated[PingFrame, Tag("ping")],
-    by_type(default="message"),
-]
-CLIENT_FRAMES: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+ClientFrame = MessageFrame | ResumeFrame | HandoffFrame | FeedbackFrame | PingFrame
+CLIENT_FRAMES: TypeAdapter[ClientFrame] = frame_union(ClientFrame, default="message")
 
 
 def _unknown_kind(kind: str) -> GatewayError:
