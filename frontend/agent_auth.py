@@ -4,13 +4,13 @@ limited per IP (checked before the key, so keys cannot be guessed quickly)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from frontend.errors import GatewayError, rate_limited, unauthorized
+from frontend.protocol.agent_frames import sign_in_key
 from frontend.protocol.frames import error_frame
 from frontend.realtime import FrameSender
 from frontend.security import client_ip, matches_any
@@ -60,12 +60,7 @@ async def sign_in(websocket: WebSocket, services: GatewayServices) -> str | Gate
         return unauthorized()
     if message["type"] == "websocket.disconnect":
         return unauthorized()
-    try:
-        data = json.loads(message.get("text") or "")
-    except json.JSONDecodeError:
-        data = None
-    key = data.get("api_key") if isinstance(data, dict) and data.get("type") == "auth" else None
-    return await verified(websocket, services, key if isinstance(key, str) else None)
+    return await verified(websocket, services, sign_in_key(message.get("text")))
 
 
 async def refuse(websocket: WebSocket, error: GatewayError) -> None:

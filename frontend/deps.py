@@ -37,8 +37,9 @@ def agent(conn: HTTPConnection, services: Services) -> str:
     return found
 
 
-def customer(conn: HTTPConnection, services: Services) -> str:
-    """The chat page's own calls (feedback, history): the site key when one is configured, or any API key."""
+def customer_ip(conn: HTTPConnection, services: Services) -> str:
+    """The chat page's own calls (feedback, history) present the site key when one is configured, or any API key;
+    gives the caller's IP (for rate limits)."""
     site_key = services.settings.site_key
     candidate = presented_key(conn, query_name="site_key") or conn.headers.get("x-site-key")
     if site_key is None or matches_any(candidate, [site_key.get_secret_value(), *services.settings.api_key_values()]):
@@ -48,5 +49,5 @@ def customer(conn: HTTPConnection, services: Services) -> str:
 
 ApiClient = Annotated[str, Depends(api_client)]
 Admin = Annotated[str, Depends(admin)]
-Customer = Annotated[str, Depends(customer)]
+CustomerIp = Annotated[str, Depends(customer_ip)]
 Agent = Annotated[str, Depends(agent)]

@@ -1,4 +1,5 @@
-"""WebSocket frames of the customer socket: what the browser sends, and the JSON frames the server sends.
+"""WebSocket frames of the customer socket: what the browser sends (one pydantic model per `type`, parsed by
+`parse_client_frame`), and the JSON frames the server sends.
 
 Every server frame carries `message`: the whole (redacted) reply so far, or a readable notice, because the
 blueprint's browser client renders `JSON.parse(event.data).message` and nothing else; and `type`, `delta`,
@@ -9,15 +10,25 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationInfo
 
 from frontend.errors import GatewayError, invalid_request
+from frontend.protocol.frame_parsing import (
+    FrameModel,
+    OptionalText,
+    field_check,
+    frame_union,
+    parse_frame,
+    required_text,
+    text_or_none,
+)
+from frontend.protocol.message_text import message_text
 
 Frame = dict[str, Any]
-ClientKind = Literal["message", "resume", "handoff", "feedback", "ping"]
 
-STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # a Redis stream entry id, `<ms>-<seq>`
+EVENT_ID_PATTERN = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # a Redis stream entry id, `<ms>-<seq>`
 
 HANDOFF_QUEUED = "正在为您转接人工客服，请稍候……"
 HANDOFF_ASSIGNED = "人工客服已接入，请问有什么可以帮您？"
@@ -26,38 +37,85 @@ HANDOFF_WAITING = "您已在排队等待人工客服，请稍候；客服接入�
 HANDOFF_TIMED_OUT = "抱歉，暂时没有人工客服可以接待，智能客服将继续为您服务。"
 
 
-@dataclass(frozen=True)
-class ClientFrame:
-    """One parsed frame from the customer: `message` is the default kind (the blueprint sends only that)."""
-
-    kind: ClientKind
-    message: str = ""
-    session_id: str | None = None
-    last_event_id: str | None = None
-    message_id: str | None = None
-    rating: int | None = None
-    thumbs: str | None = None
-    max_tokens: int | None = None
+# --- what the customer sends: one model per `type` -------------------------------------------------------------
 
 
-def _optional_str(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise invalid_request(f"`{key}` 必须是字符串。")
+def _customer_message(value: Any, info: ValidationInfo) -> str:
+    return message_text(value, (info.context or {})["max_message_chars"])
+
+
+def _max_tokens(value: Any, _: ValidationInfo) -> int | None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise invalid_request("max_tokens 必须是正整数。")
     return value
 
 
-def _event_id(data: dict[str, Any]) -> str | None:
+def _event_id(value: Any, info: ValidationInfo) -> str | None:
     """`last_event_id` goes to XREAD: only a real stream id (both parts below 2**64), never Redis syntax."""
-    value = _optional_str(data, "last_event_id")
+    value = text_or_none(value, info)
     if value is None:
         return None
-    match = STREAM_ID.fullmatch(value)
+    match = EVENT_ID_PATTERN.fullmatch(value)
     if match is None or any(int(part) >= 2**64 for part in match.groups()):
         raise invalid_request("last_event_id 无效：应为事件 id，例如 1700000000000-0。")
     return value
+
+
+def _rating(value: Any, _: ValidationInfo) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5):
+        raise invalid_request("评分必须是 1 到 5 的整数。")
+    return value
+
+
+def _thumbs(value: Any, info: ValidationInfo) -> str | None:
+    if value not in (None, "up", "down") or (info.data.get("rating") is None and value is None):
+        raise invalid_request("请给出评分（1-5）或 thumbs（up/down）。")
+    return value
+
+
+class CustomerFrame(FrameModel):
+    session_id: OptionalText = None  # the session the frame is for; absent: the socket's own
+
+
+class MessageFrame(CustomerFrame):
+    """`{"message", "session_id"?, "max_tokens"?}`, the default kind: the blueprint sends it without `type`."""
+
+    kind: Literal["message"] = Field("message", alias="type")
+    message: Annotated[str, field_check(_customer_message)] = ""
+    max_tokens: Annotated[int | None, field_check(_max_tokens)] = None
+
+
+class ResumeFrame(FrameModel):
+    """`{"type": "resume", "session_id", "last_event_id"?}`: bind to a session, replaying after that event."""
+
+    kind: Literal["resume"] = Field(alias="type")
+    session_id: Annotated[str, required_text("恢复会话需要 session_id。")] = ""
+    last_event_id: Annotated[str | None, field_check(_event_id)] = None
+
+
+class HandoffFrame(CustomerFrame):
+    kind: Literal["handoff"] = Field(alias="type")
+
+
+class FeedbackFrame(CustomerFrame):
+    """`{"type": "feedback", "message_id", "rating"?, "thumbs"?}`: a rating, thumbs, or both."""
+
+    kind: Literal["feedback"] = Field(alias="type")
+    rating: Annotated[int | None, field_check(_rating)] = None
+    thumbs: Annotated[Literal["up", "down"] | None, field_check(_thumbs)] = None
+    message_id: Annotated[str, required_text("评价需要 message_id。")] = ""
+
+
+class PingFrame(CustomerFrame):
+    kind: Literal["ping"] = Field(alias="type")
+
+
+ClientFrame = MessageFrame | ResumeFrame | HandoffFrame | FeedbackFrame | PingFrame
+CLIENT_FRAMES: TypeAdapter[ClientFrame] = frame_union(ClientFrame, default="message")
+
+
+def _unknown_kind(kind: str) -> GatewayError:
+    return invalid_request(f"未知的消息类型：{kind[:40]}")
 
 
 def parse_client_frame(raw: str, max_message_chars: int) -> ClientFrame:
@@ -68,39 +126,10 @@ def parse_client_frame(raw: str, max_message_chars: int) -> ClientFrame:
         raise GatewayError("invalid_json", "消息格式错误：需要 JSON，例如 {\"message\": \"你好\"}。") from None
     if not isinstance(data, dict):
         raise GatewayError("invalid_json", "消息格式错误：需要一个 JSON 对象。")
-    kind = data.get("type", "message")
-    if kind not in ("message", "resume", "handoff", "feedback", "ping"):
-        raise invalid_request(f"未知的消息类型：{str(kind)[:40]}")
-    session_id = _optional_str(data, "session_id")
-    if kind == "message":
-        message = data.get("message")
-        if not isinstance(message, str):
-            raise GatewayError("empty_message", "消息不能为空。")
-        message = message.strip()
-        if not message:
-            raise GatewayError("empty_message", "消息不能为空。")
-        if len(message) > max_message_chars:
-            raise GatewayError("message_too_long", f"消息过长：最多 {max_message_chars} 个字符。", 413)
-        max_tokens = data.get("max_tokens")
-        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-            raise invalid_request("max_tokens 必须是正整数。")
-        return ClientFrame("message", message=message, session_id=session_id, max_tokens=max_tokens)
-    if kind == "resume":
-        if session_id is None:
-            raise invalid_request("恢复会话需要 session_id。")
-        return ClientFrame("resume", session_id=session_id, last_event_id=_event_id(data))
-    if kind == "feedback":
-        rating = data.get("rating")
-        if rating is not None and (not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5):
-            raise invalid_request("评分必须是 1 到 5 的整数。")
-        thumbs = data.get("thumbs")
-        if thumbs not in (None, "up", "down") or (rating is None and thumbs is None):
-            raise invalid_request("请给出评分（1-5）或 thumbs（up/down）。")
-        message_id = _optional_str(data, "message_id")
-        if message_id is None:
-            raise invalid_request("评价需要 message_id。")
-        return ClientFrame("feedback", session_id=session_id, message_id=message_id, rating=rating, thumbs=thumbs)
-    return ClientFrame(kind, session_id=session_id)
+    return parse_frame(CLIENT_FRAMES, data, _unknown_kind, max_message_chars=max_message_chars)
+
+
+# --- what the server sends -------------------------------------------------------------------------------------
 
 
 def server_frame(
@@ -154,9 +183,11 @@ def handoff_frame(
     return server_frame("handoff", notice, session_id=session_id, intent=intent, state=state)
 
 
-def user_frame(session_id: str, message_id: str, message: str, origin: str) -> Frame:
-    """A customer message, for the session's other tabs and the agent; never sent back to `origin`."""
-    return server_frame("user", message, session_id=session_id, message_id=message_id, origin=origin)
+def user_frame(session_id: str, message_id: str, message: str, sender_tag: str) -> Frame:
+    """A customer message, for the session's other tabs and the agent. `sender_tag` names where it was sent from
+    (a socket's own tag, `rest`, a channel): the sockets drop it before sending, and the sending socket skips the
+    frame."""
+    return server_frame("user", message, session_id=session_id, message_id=message_id, sender_tag=sender_tag)
 
 
 def agent_frame(session_id: str, message_id: str, message: str, agent: str = "") -> Frame:

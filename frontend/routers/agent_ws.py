@@ -12,23 +12,30 @@ customer).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, assert_never
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from frontend.agent_auth import refuse, sign_in, verified
 from frontend.channels.wechat.hub import relay_agent_reply
-from frontend.errors import (
-    GatewayError,
-    internal_error,
-    invalid_request,
-    redis_unavailable,
+from frontend.deps import Services
+from frontend.errors import GatewayError, internal_error, redis_unavailable
+from frontend.protocol.agent_frames import (
+    AgentFrame,
+    AgentPingFrame,
+    ReleaseFrame,
+    ReplyFrame,
+    SuggestFrame,
+    TakeFrame,
+    TransferFrame,
+    WatchFrame,
+    agent_frame_object,
+    parse_agent_frame,
+    well_formed_session_id,
 )
 from frontend.protocol.frames import Frame, error_frame, pong_frame, server_frame
 from frontend.realtime import FrameSender, forward_events
@@ -40,35 +47,6 @@ from python_backends.pii import redact
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["agent"])
-
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def _field(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise invalid_request(f"缺少 `{key}`。")
-    return value.strip()
-
-
-def _session_id(data: dict[str, Any], required: bool = True) -> str | None:
-    """A well-formed session id, or None when optional and absent; anything else is an `invalid_request`."""
-    value = data.get("session_id")
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not SESSION_ID.match(value):
-        raise invalid_request("`session_id` 格式不正确。")
-    return value
-
-
-def _json_object(text: str | None) -> dict[str, Any]:
-    try:
-        data = json.loads(text) if text is not None else None
-    except json.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict):
-        raise GatewayError("invalid_json", "需要 JSON 对象。")
-    return data
 
 
 class AgentConnection:
@@ -84,15 +62,6 @@ class AgentConnection:
         self.watching = watching  # pushes `queue` and `agents` frames (the console; others send `watch`)
         self.refresh = asyncio.Event()
         self.stopped = False
-        self.handlers: dict[str, Handler] = {
-            "ping": self.on_ping,
-            "watch": self.on_watch,
-            "take": self.on_take,
-            "reply": self.on_reply,
-            "release": self.on_release,
-            "transfer": self.on_transfer,
-            "suggest": self.on_suggest,
-        }
 
     async def run(self) -> None:
         watcher: asyncio.Task[None] | None = None
@@ -123,13 +92,9 @@ class AgentConnection:
         """Run one frame's handler; its errors go back as `error` frames naming the frame's session."""
         session_id = None
         try:
-            data = _json_object(text)
-            named = data.get("session_id")
-            session_id = named if isinstance(named, str) and SESSION_ID.match(named) else None
-            handler = self.handlers.get(str(data.get("type")))
-            if handler is None:
-                raise invalid_request("未知的消息类型。")
-            await handler(data)
+            data = agent_frame_object(text)
+            session_id = well_formed_session_id(data.get("session_id"))
+            await self.dispatch(parse_agent_frame(data, self.services.settings.max_message_chars))
         except GatewayError as exc:
             await self.sender.send(error_frame(exc, session_id))
         except REDIS_DOWN:
@@ -139,6 +104,26 @@ class AgentConnection:
             await self.sender.send(error_frame(internal_error(), session_id))
 
     # --- frames from the agent ---
+
+    async def dispatch(self, frame: AgentFrame) -> None:
+        """One handler per frame type; each gets its frame already validated."""
+        match frame:
+            case AgentPingFrame():
+                await self.sender.send(pong_frame(None))
+            case WatchFrame():
+                await self.on_watch()
+            case TakeFrame():
+                await self.on_take(frame)
+            case ReplyFrame():
+                await self.on_reply(frame)
+            case ReleaseFrame():
+                await self.on_release(frame)
+            case TransferFrame():
+                await self.on_transfer(frame)
+            case SuggestFrame():
+                await self.on_suggest(frame)
+            case _:
+                assert_never(frame)
 
     def welcome(self) -> Frame:
         settings = self.services.settings
@@ -150,16 +135,13 @@ class AgentConnection:
             long_wait_seconds=settings.agent_long_wait_seconds,
         )
 
-    async def on_ping(self, _: dict[str, Any]) -> None:
-        await self.sender.send(pong_frame(None))
-
-    async def on_watch(self, _: dict[str, Any]) -> None:
+    async def on_watch(self) -> None:
         self.watching = True
         await self.sender.send(self.welcome())
         self.refresh.set()
 
-    async def on_take(self, data: dict[str, Any]) -> None:
-        requested = _session_id(data, required=False)
+    async def on_take(self, frame: TakeFrame) -> None:
+        requested = frame.session_id
         after = await self.services.events.last_id(requested) if requested is not None else None
         session_id = await self.services.desk.take(self.agent, requested)
         if session_id is None:
@@ -168,31 +150,26 @@ class AgentConnection:
         await self.assign(session_id, after)
         self.refresh.set()  # the taken session leaves this console's queue now, not at the next refresh
 
-    async def on_reply(self, data: dict[str, Any]) -> None:
-        session_id = str(_session_id(data))
-        text = _field(data, "message")
-        limit = self.services.settings.max_message_chars
-        if len(text) > limit:
-            raise GatewayError("message_too_long", f"消息过长：最多 {limit} 个字符。", 413)
+    async def on_reply(self, frame: ReplyFrame) -> None:
+        session_id, text = frame.session_id, frame.message
         message_id = await self.services.desk.reply(self.agent, session_id, text)
         await relay_agent_reply(self.ws.app, session_id, text)  # WeChat/WeCom customers get it through their channel
         await self.sender.send(server_frame("sent", session_id=session_id, message_id=message_id))
 
-    async def on_release(self, data: dict[str, Any]) -> None:
-        session_id = str(_session_id(data))
+    async def on_release(self, frame: ReleaseFrame) -> None:
+        session_id = frame.session_id
         await self.services.desk.release(self.agent, session_id)
         await self.drop(session_id)
         await self.sender.send(server_frame("released", session_id=session_id))
 
-    async def on_transfer(self, data: dict[str, Any]) -> None:
-        session_id = str(_session_id(data))
-        to = _field(data, "to")
+    async def on_transfer(self, frame: TransferFrame) -> None:
+        session_id, to = frame.session_id, frame.to
         await self.services.desk.transfer(self.agent, session_id, to, self.services.settings.agent_names())
         await self.drop(session_id)
         await self.sender.send(server_frame("transferred", f"已转接给 {to}。", session_id=session_id, to=to))
 
-    async def on_suggest(self, data: dict[str, Any]) -> None:
-        session_id = str(_session_id(data))
+    async def on_suggest(self, frame: SuggestFrame) -> None:
+        session_id = frame.session_id
         await self.services.desk.require_holding(self.agent, session_id)
         await self.stop_drafting(session_id)
         suggestion_id = "sug_" + secrets.token_hex(8)
@@ -224,7 +201,7 @@ class AgentConnection:
 
     @staticmethod
     def keep(frame: Frame) -> Frame:
-        frame.pop("origin", None)
+        frame.pop("sender_tag", None)
         if frame.get("type") == "user":  # redacted for the agent even where storage keeps raw text
             frame["message"] = redact(str(frame.get("message", "")))
         return frame
@@ -344,8 +321,7 @@ class AgentConnection:
 
 
 @router.websocket("/ws/agent")
-async def agent_socket(websocket: WebSocket) -> None:
-    services: GatewayServices = websocket.app.state.services
+async def agent_socket(websocket: WebSocket, services: Services) -> None:
     key = presented_key(websocket)
     try:
         if key is not None:

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request
 
 from frontend.deps import ApiClient, Services
-from frontend.errors import GatewayError, invalid_request
+from frontend.errors import invalid_request
 from frontend.protocol.chat import ChatRequest, ChatResponse
 from frontend.protocol.errors import ErrorResponse
+from frontend.protocol.message_text import message_text
 from frontend.security import client_ip
 
 router = APIRouter(tags=["chat"], responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}})
@@ -28,14 +29,8 @@ async def chat(
     if body is None:
         if prompt is None:
             raise invalid_request("需要 `prompt` 查询参数或 JSON 请求体 {\"message\": ...}。")
-        body = ChatRequest(message=prompt, session_id=session_id) if prompt.strip() else None
-        if body is None:
-            raise GatewayError("empty_message", "消息不能为空。")
-    message = body.message.strip()
-    if not message:
-        raise GatewayError("empty_message", "消息不能为空。")
-    if len(message) > settings.max_message_chars:
-        raise GatewayError("message_too_long", f"消息过长：最多 {settings.max_message_chars} 个字符。", 413)
+        body = ChatRequest.model_construct(message=prompt, session_id=session_id, max_tokens=None)  # checked below
+    message = message_text(body.message, settings.max_message_chars)
     await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
     # Per API key (a hash, never the key): a caller rotating session ids still shares one budget.
     await services.limiter.check("key", client, settings.rate_limit_per_user)
@@ -43,7 +38,7 @@ async def chat(
         await services.session_starts.check("session-ip", client_ip(request), settings.new_sessions_per_ip_per_minute)
     info = await services.conversation.open_session(body.session_id)
     result = await services.conversation.customer_message(
-        info.session_id, message, origin="rest", channel="rest", max_tokens=body.max_tokens
+        info.session_id, message, sender_tag="rest", channel="rest", max_tokens=body.max_tokens
     )
     return ChatResponse(
         message=result.message,

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any, assert_never
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from frontend.deps import Services
 from frontend.errors import (
     GatewayError,
     ReplyFailed,
@@ -30,16 +33,22 @@ from frontend.observability.logging import session_id_var
 from frontend.protocol.feedback import FeedbackRequest
 from frontend.protocol.frames import (
     ClientFrame,
+    FeedbackFrame,
     Frame,
+    HandoffFrame,
+    MessageFrame,
+    PingFrame,
+    ResumeFrame,
     error_frame,
     feedback_frame,
     parse_client_frame,
     pong_frame,
     resumed_frame,
 )
-from frontend.realtime import FrameSender, forward_events
+from frontend.realtime import FrameFilter, FrameSender, forward_events
 from frontend.security import client_ip, matches_any, origin_allowed
 from frontend.services.container import GatewayServices
+from frontend.services.fanout import EventFanout
 from frontend.services.feedback import submit_feedback
 from frontend.services.redis_store import REDIS_FAILED, describe
 
@@ -47,20 +56,73 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])
 STORE_BEFORE_CANCEL_SECONDS = 10.0
 
+Turn = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class RunningTurns:
+    """The turns this socket started, and what happens to them when the customer leaves."""
+
+    def __init__(self) -> None:
+        self._running: dict[asyncio.Task[None], asyncio.Event] = {}
+
+    @property
+    def running(self) -> bool:
+        return bool(self._running)
+
+    def start(self, turn: Turn) -> None:
+        """Run `turn(generating)`; the turn sets `generating` once the message is stored and its reply started."""
+        generating = asyncio.Event()
+        task = asyncio.create_task(turn(generating))
+        self._running[task] = generating
+        task.add_done_callback(lambda done: self._running.pop(done, None))
+
+    async def cancel_all(self) -> None:
+        """Cancel every running turn (partial replies are kept as `cancelled`). A message that arrived just before
+        the disconnect is still stored and its reply started first (up to `STORE_BEFORE_CANCEL_SECONDS`), so the
+        customer finds both when they come back."""
+        running = dict(self._running)
+        for task, generating in running.items():
+            waiter = asyncio.ensure_future(generating.wait())
+            await asyncio.wait([task, waiter], timeout=STORE_BEFORE_CANCEL_SECONDS, return_when="FIRST_COMPLETED")
+            waiter.cancel()
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+class SessionForwarder:
+    """Sends the bound session's frames (from its event stream) to this socket, one forwarding task at a time."""
+
+    def __init__(self, fanout: EventFanout, sender: FrameSender, keep: FrameFilter) -> None:
+        self._fanout = fanout
+        self._sender = sender
+        self._keep = keep
+        self._task: asyncio.Task[None] | None = None
+
+    def follow(self, session_id: str, after: str) -> None:
+        """Forward `session_id`'s frames after event `after`, unless already forwarding (a stopped one restarts)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(forward_events(self._fanout, session_id, after, self._sender, self._keep))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
 
 class CustomerConnection:
-    """One customer socket, bound to one session after its first message (or resume)."""
+    """One customer socket: a handler per frame type; bound to one session after its first message (or resume)."""
 
-    def __init__(self, websocket: WebSocket, services: GatewayServices) -> None:
+    def __init__(self, websocket: WebSocket, services: GatewayServices, ip: str) -> None:
         self.ws = websocket
         self.services = services
         self.settings = services.settings
         self.sender = FrameSender(websocket)
-        self.origin = "ws-" + secrets.token_hex(6)
-        self.ip = client_ip(websocket)
+        self.sender_tag = "ws-" + secrets.token_hex(6)  # marks this socket's own `user` frames, not echoed back
+        self.ip = ip
         self.session_id: str | None = None
-        self.forwarder: asyncio.Task[None] | None = None
-        self.turns: dict[asyncio.Task[None], asyncio.Event] = {}
+        self.forwarder = SessionForwarder(services.fanout, self.sender, self.keep)
+        self.turns = RunningTurns()
 
     async def run(self) -> None:
         try:
@@ -68,19 +130,20 @@ class CustomerConnection:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                await self.on_frame(message.get("text"), message.get("bytes"))
+                await self.on_frame(message.get("text"))
         except WebSocketDisconnect:
             return
         finally:
             await self.close()
 
-    async def on_frame(self, text: str | None, data: bytes | None) -> None:
+    async def on_frame(self, text: str | None) -> None:
+        """Parse and handle one frame; every failure becomes an error frame and the socket keeps serving."""
         try:
             if text is None:
                 raise GatewayError("unsupported_frame", "不支持二进制消息，请发送 JSON 文本。")
             if len(text.encode("utf-8")) > self.settings.max_ws_frame_bytes:
                 raise GatewayError("message_too_long", "消息过长。", 413)
-            await self.handle(parse_client_frame(text, self.settings.max_message_chars))
+            await self.dispatch(parse_client_frame(text, self.settings.max_message_chars))
         except GatewayError as exc:
             await self.send_error(exc)
         except REDIS_FAILED as exc:  # down, or refusing (OOM): an error frame, never a dropped socket
@@ -93,40 +156,60 @@ class CustomerConnection:
         self.services.metrics.errors.labels(exc.code).inc()
         await self.sender.send(error_frame(exc, self.session_id, message_id))
 
-    async def handle(self, frame: ClientFrame) -> None:
-        if frame.kind == "ping":
-            await self.sender.send(pong_frame(self.session_id))
-            return
-        if frame.kind == "resume":
-            assert frame.session_id is not None
-            await self.bind(frame.session_id, frame.last_event_id, explicit=True)
-            return
-        await self.services.limiter.check("ip", self.ip, self.settings.rate_limit_per_ip)
-        if frame.kind != "message" and self.session_id is None and frame.session_id is None:
-            raise invalid_request("请先发送一条消息开始会话。")  # only a message starts a new session
-        if self.session_id is None or frame.session_id not in (None, self.session_id):
-            await self.bind(frame.session_id, None, explicit=False)
-        assert self.session_id is not None
-        if frame.kind == "message":
-            await self.services.limiter.check("user", self.session_id, self.settings.rate_limit_per_user)
-            generating = asyncio.Event()
-            task = asyncio.create_task(self.turn(self.session_id, frame.message, frame.max_tokens, generating))
-            self.turns[task] = generating
-            task.add_done_callback(lambda done: self.turns.pop(done, None))
-        elif frame.kind == "handoff":
-            await self.services.conversation.request_handoff(self.session_id, reason="customer")
-        elif frame.kind == "feedback":
-            assert frame.message_id is not None
-            request = FeedbackRequest(
-                session_id=self.session_id, message_id=frame.message_id, rating=frame.rating,
-                thumbs=frame.thumbs,  # type: ignore[arg-type]
-            )
-            s = self.services
-            await submit_feedback(s.feedback, s.sessions, s.metrics, request)
-            await self.sender.send(feedback_frame(self.session_id, frame.message_id))
+    # --- one handler per frame type ---
 
-    async def bind(self, session_id: str | None, last_event_id: str | None, explicit: bool) -> None:
-        """Attach the socket to a session and start forwarding its events (replaying after `last_event_id`).
+    async def dispatch(self, frame: ClientFrame) -> None:
+        match frame:
+            case MessageFrame():
+                await self.on_message(frame)
+            case ResumeFrame():
+                await self.on_resume(frame)
+            case HandoffFrame():
+                await self.on_handoff(frame)
+            case FeedbackFrame():
+                await self.on_feedback(frame)
+            case PingFrame():
+                await self.sender.send(pong_frame(self.session_id))
+            case _:
+                assert_never(frame)
+
+    async def on_resume(self, frame: ResumeFrame) -> None:
+        await self.bind(frame.session_id, frame.last_event_id, explicit=True)
+
+    async def on_handoff(self, frame: HandoffFrame) -> None:
+        session_id = await self.session_for(frame.session_id, may_start=False)
+        await self.services.conversation.request_handoff(session_id, reason="customer")
+
+    async def on_message(self, frame: MessageFrame) -> None:
+        session_id = await self.session_for(frame.session_id, may_start=True)
+        await self.services.limiter.check("user", session_id, self.settings.rate_limit_per_user)
+        self.turns.start(lambda generating: self.turn(session_id, frame.message, frame.max_tokens, generating))
+
+    async def on_feedback(self, frame: FeedbackFrame) -> None:
+        session_id = await self.session_for(frame.session_id, may_start=False)
+        request = FeedbackRequest(
+            session_id=session_id, message_id=frame.message_id, rating=frame.rating, thumbs=frame.thumbs
+        )
+        s = self.services
+        await submit_feedback(s.feedback, s.sessions, s.metrics, request)
+        await self.sender.send(feedback_frame(session_id, frame.message_id))
+
+    # --- which session the socket is bound to ---
+
+    async def session_for(self, requested: str | None, may_start: bool) -> str:
+        """The session a message, handoff or feedback is for (counted against the IP's rate limit): the one it names
+        (the socket binds to it), else the socket's own; only a message may start a new one."""
+        await self.services.limiter.check("ip", self.ip, self.settings.rate_limit_per_ip)
+        current = self.session_id
+        if current is not None and requested in (None, current):
+            return current
+        if current is None and requested is None and not may_start:
+            raise invalid_request("请先发送一条消息开始会话。")
+        return await self.bind(requested, None, explicit=False)
+
+    async def bind(self, session_id: str | None, last_event_id: str | None, explicit: bool) -> str:
+        """Attach the socket to a session (a new one when `session_id` is None) and forward its events (replaying
+        after `last_event_id`); `explicit` (a resume) answers with a `resumed` frame.
 
         The new id is checked first: an unknown one leaves the current binding (and its forwarder) as it was.
         """
@@ -135,7 +218,7 @@ class CustomerConnection:
             await self.services.session_starts.check("session-ip", self.ip, limit)
         info = await self.services.conversation.open_session(session_id)
         switching = self.session_id is not None and info.session_id != self.session_id
-        if switching and self.turns:
+        if switching and self.turns.running:
             raise GatewayError("session_mismatch", "当前连接已绑定其他会话。", 409)
         if session_id is None:
             after = "0-0"
@@ -144,15 +227,13 @@ class CustomerConnection:
         else:
             after = await self.services.events.last_id(info.session_id)
         if switching:
-            await self.stop_forwarder()
+            await self.forwarder.stop()
         self.session_id = info.session_id
         session_id_var.set(info.session_id)
-        if self.forwarder is None or self.forwarder.done():  # (re)start; a resume revives a stopped forwarder
-            self.forwarder = asyncio.create_task(
-                forward_events(self.services.fanout, info.session_id, after, self.sender, self.keep)
-            )
+        self.forwarder.follow(info.session_id, after)  # a resume also revives a stopped forwarder
         if explicit:
             await self.sender.send(resumed_frame(info.session_id, info.state))
+        return info.session_id
 
     async def unbind_if_expired(self) -> None:
         """The bound session expired: stop forwarding it, so the next message starts a new session (as the page
@@ -164,19 +245,22 @@ class CustomerConnection:
         except REDIS_FAILED:
             return
         if expired:
-            await self.stop_forwarder()
+            await self.forwarder.stop()
             self.session_id = None
 
     def keep(self, frame: Frame) -> Frame | None:
-        if frame.get("type") == "user" and frame.pop("origin", None) == self.origin:
+        """Forward every frame but this socket's own `user` frames (the page shows those as it sends them)."""
+        if frame.get("type") == "user" and frame.pop("sender_tag", None) == self.sender_tag:
             return None
         return frame
+
+    # --- a turn: the customer's message and the reply ---
 
     async def turn(self, session_id: str, text: str, max_tokens: int | None, generating: asyncio.Event) -> None:
         session_id_var.set(session_id)
         try:
             await self.services.conversation.customer_message(
-                session_id, text, self.origin, "websocket", max_tokens, generating
+                session_id, text, self.sender_tag, "websocket", max_tokens, generating
             )
         except ReplyFailed as exc:
             if exc.published:  # the error frame reaches this socket through the event stream, after the deltas
@@ -192,31 +276,14 @@ class CustomerConnection:
             logger.exception("turn failed")
             await self.send_error(internal_error())
 
-    async def stop_forwarder(self) -> None:
-        if self.forwarder is not None:
-            self.forwarder.cancel()
-            await asyncio.gather(self.forwarder, return_exceptions=True)
-            self.forwarder = None
-
     async def close(self) -> None:
-        """The customer left: cancel running generations (partial replies are kept as `cancelled`).
-
-        A message that arrived just before the disconnect is still stored and its reply started first, so the
-        customer finds both (the reply marked cancelled) when they come back.
-        """
-        turns = dict(self.turns)
-        for task, generating in turns.items():
-            waiter = asyncio.ensure_future(generating.wait())
-            await asyncio.wait([task, waiter], timeout=STORE_BEFORE_CANCEL_SECONDS, return_when="FIRST_COMPLETED")
-            waiter.cancel()
-            task.cancel()
-        await asyncio.gather(*turns, return_exceptions=True)
-        await self.stop_forwarder()
+        """The customer left: running turns end (see `RunningTurns.cancel_all`), then forwarding stops."""
+        await self.turns.cancel_all()
+        await self.forwarder.stop()
 
 
 @router.websocket("/ws/chat")
-async def customer_socket(websocket: WebSocket) -> None:
-    services: GatewayServices = websocket.app.state.services
+async def customer_socket(websocket: WebSocket, services: Services) -> None:
     settings = services.settings
     if not origin_allowed(websocket, settings.origins):
         services.metrics.errors.labels(forbidden().code).inc()
@@ -235,7 +302,7 @@ async def customer_socket(websocket: WebSocket) -> None:
     gauge = services.metrics.open_websockets.labels("customer")
     gauge.inc()
     try:
-        await CustomerConnection(websocket, services).run()
+        await CustomerConnection(websocket, services, ip).run()
     finally:
         gauge.dec()
         services.sockets_per_ip.close(ip)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from frontend.deps import Customer, Services
+from frontend.deps import CustomerIp, Services
 from frontend.errors import GatewayError
 from frontend.protocol.errors import ErrorResponse
 
@@ -38,7 +38,7 @@ class ReplyOut(BaseModel):
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-async def get_session(session_id: str, services: Services, _: Customer) -> SessionOut:
+async def get_session(session_id: str, services: Services, _: CustomerIp) -> SessionOut:
     info = await services.sessions.require(session_id)
     turns = await services.sessions.turns(session_id)
     return SessionOut(
@@ -50,7 +50,7 @@ async def get_session(session_id: str, services: Services, _: Customer) -> Sessi
 
 
 @router.get("/{session_id}/replies/{message_id}", response_model=ReplyOut)
-async def get_reply(session_id: str, message_id: str, services: Services, _: Customer) -> ReplyOut:
+async def get_reply(session_id: str, message_id: str, services: Services, _: CustomerIp) -> ReplyOut:
     """A reply as stored so far: `status` is streaming, done, cancelled (customer left), error or handoff."""
     await services.sessions.require(session_id)
     reply = await services.sessions.get_reply(message_id)

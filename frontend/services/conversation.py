@@ -107,7 +107,7 @@ class Conversation:
         self,
         session_id: str,
         text: str,
-        origin: str,
+        sender_tag: str,
         channel: str,
         max_tokens: int | None = None,
         generating: asyncio.Event | None = None,
@@ -136,7 +136,7 @@ class Conversation:
                 user_id = new_message_id()
                 user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
                 await self._sessions.append_turn(session_id, user_turn)
-                await self._events.publish(session_id, user_frame(session_id, user_id, stored_text, origin))
+                await self._events.publish(session_id, user_frame(session_id, user_id, stored_text, sender_tag))
                 await self._sessions.touch(session_id)
                 logger.info("message %s on %s (%d chars)", user_id, channel, len(text))
                 if info.state != "bot":

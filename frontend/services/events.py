@@ -29,7 +29,7 @@ def session_of_key(key: str) -> str:
     return key[len(_PREFIX) : -len(_SUFFIX)]
 
 
-def stream_id(event_id: str) -> tuple[int, int]:
+def event_position(event_id: str) -> tuple[int, int]:
     """A stream entry id `<ms>-<seq>` as a comparable pair."""
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)

@@ -24,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from frontend.protocol.frames import Frame
-from frontend.services.events import SessionEvents, events_key, session_of_key, stream_id
+from frontend.services.events import SessionEvents, event_position, events_key, session_of_key
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Subscription:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, event_id: str, frame: Frame, limit: int) -> None:
-        if self.lagging or stream_id(event_id) <= self.floor:
+        if self.lagging or event_position(event_id) <= self.floor:
             return
         if len(self.queue) >= limit:
             self.lagging = True  # the socket re-reads from its cursor once it has drained the queue
@@ -172,14 +172,14 @@ class EventFanout:
         """Follow `session_id` from just after event `after` (synchronous: no frame can slip in between)."""
         reader = self._reader(session_id)
         followed = reader.sessions.get(session_id)
-        subscription = Subscription(session_id, after, stream_id(after))
+        subscription = Subscription(session_id, after, event_position(after))
         if followed is None:
             followed = _Followed(after)
             reader.sessions[session_id] = followed
             reader.wake()
-        elif stream_id(after) < stream_id(followed.cursor):
+        elif event_position(after) < event_position(followed.cursor):
             subscription.upto = followed.cursor
-            subscription.floor = stream_id(followed.cursor)
+            subscription.floor = event_position(followed.cursor)
         followed.subscriptions.add(subscription)
         return subscription
 
@@ -196,15 +196,15 @@ class EventFanout:
         """A lagging socket drained its queue: read the rest from Redis up to the reader, then go live again."""
         followed = self._reader(subscription.session_id).sessions.get(subscription.session_id)
         subscription.lagging = False
-        if followed is not None and stream_id(followed.cursor) > stream_id(subscription.cursor):
+        if followed is not None and event_position(followed.cursor) > event_position(subscription.cursor):
             subscription.upto = followed.cursor
-            subscription.floor = stream_id(followed.cursor)
+            subscription.floor = event_position(followed.cursor)
 
     async def next_batch(self, subscription: Subscription) -> list[Event]:
         """The next frames of the session (waits for them); each frame is the socket's own copy."""
         while True:
             upto = subscription.upto
-            if upto is not None and stream_id(subscription.cursor) < stream_id(upto):
+            if upto is not None and event_position(subscription.cursor) < event_position(upto):
                 batch = await self._events.range(subscription.session_id, subscription.cursor, upto, count=200)
                 if batch:
                     subscription.cursor = batch[-1][0]

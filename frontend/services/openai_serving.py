@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from frontend.errors import GatewayError, invalid_request
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
+from frontend.protocol.message_text import message_text
 from frontend.protocol.openai import (
     SYSTEM_ROLES,
     ChatCompletionChunk,
@@ -82,11 +83,7 @@ class OpenAIServing:
         turns = [Turn(m.role, m.text()) for m in request.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
             raise invalid_request("最后一条消息必须是 user 消息。")
-        message = turns[-1].content.strip()
-        if not message:
-            raise GatewayError("empty_message", "消息不能为空。")
-        if len(message) > settings.max_message_chars:
-            raise GatewayError("message_too_long", f"消息过长：最多 {settings.max_message_chars} 个字符。", 413)
+        message = message_text(turns[-1].content, settings.max_message_chars)
         history = trim_history(turns[:-1], settings.max_history_turns, settings.history_token_budget)
         requested = request.max_completion_tokens or request.max_tokens
         return ChatCall(
@@ -119,11 +116,7 @@ class OpenAIServing:
                 )
             )
         text = "\n\n".join(m.text().strip() for _, m in system if m.text().strip())
-        if len(text) > self._settings.max_message_chars:
-            raise GatewayError(
-                "message_too_long", f"system 消息过长：最多 {self._settings.max_message_chars} 个字符。", 413
-            )
-        return text
+        return message_text(text, self._settings.max_message_chars, label="system 消息", allow_empty=True)
 
     # ---- responses --------------------------------------------------------------------------------------
     async def complete(self, request: ChatCompletionRequest, call: ChatCall) -> ChatCompletionResponse:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from frontend.protocol.frames import Frame
-from frontend.services.events import stream_id
+from frontend.services.events import event_position
 from frontend.services.fanout import EventFanout, Subscription, _Reader
 
 SESSION = "f" * 32
@@ -26,7 +26,7 @@ class MemoryStream:
         return entry
 
     async def range(self, session_id: str, after: str, upto: str, count: int) -> list[tuple[str, Frame]]:
-        inside = [e for e in self.entries if stream_id(after) < stream_id(e[0]) <= stream_id(upto)]
+        inside = [e for e in self.entries if event_position(after) < event_position(e[0]) <= event_position(upto)]
         return inside[:count]
 
 

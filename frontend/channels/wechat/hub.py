@@ -38,6 +38,7 @@ from frontend.channels.wechat.text import PASSIVE_REPLY_BYTES, truncate_utf8
 from frontend.channels.wechat.tokens import AccessTokenStore, TokenUnavailable
 from frontend.channels.wechat.turns import Answer, CallbackTurns
 from frontend.errors import GatewayError
+from frontend.protocol.message_text import message_text
 from frontend.services.container import GatewayServices
 from frontend.services.redis_store import REDIS_DOWN
 
@@ -239,17 +240,16 @@ class ChannelHub:
     async def reply_to(self, binding: Binding, text: str) -> str:
         services = self.services
         settings = services.settings
-        text = text.strip()
-        if not text:
-            return self.notices.text_only
-        if len(text) > settings.max_message_chars:
-            return self.notices.too_long
+        try:
+            text = message_text(text, settings.max_message_chars)
+        except GatewayError as exc:  # the channel answers in its own words
+            return self.notices.too_long if exc.code == "message_too_long" else self.notices.text_only
         try:
             identity = f"{binding.account}:{binding.user}"
             await services.limiter.check(binding.channel, identity, settings.rate_limit_per_user)
             session_id = await self.customers.session_for(binding)
             result = await services.conversation.customer_message(
-                session_id, text, origin=binding.channel, channel=binding.channel
+                session_id, text, sender_tag=binding.channel, channel=binding.channel
             )
             return result.message
         except GatewayError as exc:
