@@ -6,9 +6,9 @@ one batch: a token for every decoding sequence plus chunks of new prompts (chunk
 (penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
 context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
 stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`): every
-streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request. A prompt prefix that recent
-prompts shared (the per-intent system prompt) stays in the KV cache under a spare sequence id; new sequences that
-start with it share its cells (`llama_memory_seq_cp`) and prefill only the rest.
+streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request. Prompt prefixes that prompts
+share (each intent's system prompt) stay in the KV cache under spare sequence ids (`llamacpp_prefixes`); new
+sequences that start with one share its cells and prefill only the rest.
 
 On a CPU the prompt, not the reply, is the expensive part (a 135M model prefills ~400 tokens/s on two cores, so a
 600-token Chinese prompt costs ~1.5 s). With `max_queue_seconds` the engine refuses (`EngineBusyError`) a request
@@ -33,6 +33,7 @@ from typing import Any
 import llama_cpp
 
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
+from python_backends.llm.llamacpp_prefixes import PrefixCache
 from python_backends.llm.stop_strings import StopStringMatcher
 from python_backends.llm.types import (
     EngineBusyError,
@@ -70,7 +71,9 @@ class LlamaCppEngineConfig:
     batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
     num_threads: int = 0  # > 0: that many; 0: every core the process may use; -n: all of them but n
     stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
-    prefix_cache: bool = True  # keep the KV of a prompt prefix that recent prompts shared (the system prompt)
+    prefix_cache: bool = True  # keep the KV of prompt prefixes that prompts share (the system prompts)
+    prefix_entries: int = 8  # prefixes kept at once (one per intent's system prompt in use), LRU
+    prefix_max_tokens: int = 512  # longest prefix kept: a candidate is a prompt's start, trimmed when shared
     max_queue_seconds: float = 0.0  # refuse a request whose estimated wait for its first token is longer; 0 = off
 
     @property
@@ -111,6 +114,7 @@ class _Sequence:
     seq_id: int = -1
     prefilled: int = 0  # prompt tokens already in the KV cache
     queued: int = 0  # this sequence's prompt tokens still counted in the engine's queue (not yet prefilled)
+    prefix_served: bool = False  # started from a whole cached prefix (else offered to the cache after prefill)
     last_token: int = -1
     generated: int = 0  # sampled tokens, an ending end-of-turn token included
     completion_tokens: int = 0  # the token-count contract's count: end-of-turn tokens excluded
@@ -149,7 +153,8 @@ class LlamaCppEngine:
         ctx_params.n_ctx = config.n_ctx
         ctx_params.n_batch = config.batch_tokens
         ctx_params.n_ubatch = config.batch_tokens
-        ctx_params.n_seq_max = config.max_batch_size + 1  # the last sequence id holds the cached prefix
+        entries = config.prefix_entries if config.prefix_cache else 0
+        ctx_params.n_seq_max = config.max_batch_size + entries  # the last ids hold the cached prefixes
         ctx_params.n_threads = config.n_threads
         ctx_params.n_threads_batch = config.n_threads
         ctx_params.kv_unified = True
@@ -164,10 +169,9 @@ class LlamaCppEngine:
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._interval_ns = config.stream_interval_ms * 1_000_000
         self._free_seq_ids = list(range(config.max_batch_size - 1, -1, -1))
-        self._prefix_seq = config.max_batch_size
-        self._prefix: list[int] = []  # the token ids whose KV the prefix sequence holds
-        self._last_prompt: list[int] = []
-        self.prefix_hits = 0
+        self._prefixes = PrefixCache(
+            self._memory, config.max_batch_size, entries, PREFIX_MIN_TOKENS, config.prefix_max_tokens
+        )
         self.prefill_tokens_per_second = 0.0  # moving average over steps that prefilled; 0 until measured
         self._queue_lock = threading.Lock()
         self._queued_tokens = 0  # sum of every sequence's `queued`
@@ -192,7 +196,7 @@ class LlamaCppEngine:
             raise InvalidRequestError("text_input is empty")
         prompt_ids = self.tokenize(request.prompt)
         check_prompt_fits(len(prompt_ids), self.max_input_tokens)
-        to_prefill = len(prompt_ids) - min(_common_prefix(self._prefix, prompt_ids), len(prompt_ids) - 1)
+        to_prefill = len(prompt_ids) - min(self._prefixes.covered(prompt_ids), len(prompt_ids) - 1)
         handle = RequestHandle(sink, cancel_check)
         stopper = StopStringMatcher(request.sampling.stop)
         seq = _Sequence(handle=handle, request=request, prompt_ids=prompt_ids, stopper=stopper, queued=to_prefill)
@@ -329,7 +333,8 @@ class LlamaCppEngine:
         if n - len(sampled) + len(prefilled) >= PREFILL_RATE_MIN_TOKENS:
             self._measure_prefill(n, time.perf_counter() - started)
         for seq in prefilled:
-            self._remember_prefix(seq)
+            if not seq.prefix_served:
+                self._prefixes.offer(seq.seq_id, seq.prompt_ids)
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
@@ -342,29 +347,12 @@ class LlamaCppEngine:
         self.prefill_tokens_per_second = sample if previous == 0 else previous + smoothing * (sample - previous)
 
     def _reuse_prefix(self, seq: _Sequence) -> None:
-        """Start a new sequence from the cached prefix's KV (shared cells, no copy) instead of computing it."""
-        shared = min(_common_prefix(self._prefix, seq.prompt_ids), len(seq.prompt_ids) - 1)
-        if self.config.prefix_cache and shared >= PREFIX_MIN_TOKENS:
-            llama_cpp.llama_memory_seq_cp(self._memory, self._prefix_seq, seq.seq_id, 0, shared)
-            seq.prefilled = shared
-            self.prefix_hits += 1
+        """Start a new sequence from the longest cached prefix of its prompt instead of computing it."""
+        seq.prefilled, seq.prefix_served = self._prefixes.start(seq.seq_id, seq.prompt_ids)
 
-    def _remember_prefix(self, seq: _Sequence) -> None:
-        """After a prompt's prefill: cache what it shares with the previous prompt, unless the cache serves it.
-
-        While nothing is cached the whole prompt is kept (as `llama-server`'s slot keeps its last prompt), so the
-        very next prompt with the same system prompt already starts from it.
-        """
-        previous, self._last_prompt = self._last_prompt, seq.prompt_ids
-        if not self.config.prefix_cache or _common_prefix(self._prefix, seq.prompt_ids) >= PREFIX_MIN_TOKENS:
-            return
-        reference = previous if self._prefix else seq.prompt_ids
-        shared = min(_common_prefix(reference, seq.prompt_ids), len(seq.prompt_ids) - 1)
-        if shared < PREFIX_MIN_TOKENS:
-            return
-        llama_cpp.llama_memory_seq_rm(self._memory, self._prefix_seq, -1, -1)
-        llama_cpp.llama_memory_seq_cp(self._memory, seq.seq_id, self._prefix_seq, 0, shared)
-        self._prefix = seq.prompt_ids[:shared]
+    @property
+    def prefix_hits(self) -> int:
+        return self._prefixes.hits
 
     def _accept(self, seq: _Sequence, token: int) -> None:
         """Account one new token: emit its text, or finish on an end id, a stop string or the token limit."""
@@ -435,14 +423,6 @@ class LlamaCppEngine:
             self._finish(seq, "", reason, error)
             self._release(seq)
         self._active = []
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _put(batch: Any, n: int, token: int, position: int, seq_id: int, logits: bool) -> int:

@@ -358,6 +358,35 @@ def test_the_llamacpp_engine_reuses_a_shared_system_prompt_and_answers_do_not_ch
     assert answers[True] == answers[False]
 
 
+def test_the_llamacpp_engine_keeps_one_prefix_per_system_prompt_and_answers_do_not_change(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """Prompts of two intents, interleaved: after the first of each, every prompt starts from its own intent's
+    cached system prompt (not one customer's whole prompt), and the answers are the uncached ones."""
+
+    def intent_chat(system: str, text: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+        return str(
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+        )
+
+    systems = [SYSTEM, "你是一家电商平台的物流客服。解答物流进度、快递公司、配送时效、运费和配送范围的问题。" * 2]
+    prompts = [intent_chat(systems[i % 2], f"第{i}个问题：我的包裹到哪里了？") for i in range(8)]
+    answers = {}
+    for cached in (False, True):
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached))
+        try:
+            answers[cached] = [text_of(generate(eng, GenerationRequest(p, GREEDY))) for p in prompts]
+            assert eng.prefix_hits == (len(prompts) - 2 if cached else 0)
+            if cached:
+                kept = sorted(len(entry.tokens) for entry in eng._prefixes._entries)
+                system_lengths = sorted(len(eng.tokenize(intent_chat(s, ""))) for s in systems)
+                assert len(kept) == 2 and all(k < n for k, n in zip(kept, system_lengths, strict=True))
+        finally:
+            eng.shutdown()
+    assert answers[True] == answers[False]
+
+
 def test_the_llamacpp_engine_refuses_a_request_that_would_wait_past_its_queue_budget(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:

@@ -1,0 +1,85 @@
+"""Prompt prefixes kept in llama.cpp's KV cache, one spare sequence id each, so new prompts skip computing them.
+
+Every intent has its own system prompt, so one cached prefix is not enough: up to `entries` are kept, least
+recently used evicted first. A prompt that no entry covers becomes a *candidate* (its first `max_tokens`
+tokens); the first later prompt that shares at least `min_tokens` of it trims it to what they share and confirms
+it: what remains is the part prompts have in common (the system prompt), not one customer's conversation. A
+confirmed entry is never trimmed by a prompt that shares only part of it; that prompt uses the part and becomes a
+candidate itself. New sequences share the entry's cells (`llama_memory_seq_cp`), nothing is copied.
+Only the engine thread calls this class.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+
+
+@dataclass
+class _Entry:
+    seq_id: int
+    tokens: list[int]
+    confirmed: bool = False
+    used: int = 0  # a tick of the cache's clock: the smallest is evicted first
+
+
+class PrefixCache:
+    def __init__(self, memory: Any, first_seq_id: int, entries: int, min_tokens: int, max_tokens: int) -> None:
+        self._memory = memory
+        self._free = list(range(first_seq_id + entries - 1, first_seq_id - 1, -1))
+        self._entries: list[_Entry] = []
+        self._min, self._max = min_tokens, max_tokens
+        self._clock = itertools.count(1)
+        self.hits = 0
+
+    def covered(self, prompt: list[int]) -> int:
+        """How many leading tokens of `prompt` some entry holds (thread-safe enough for an estimate)."""
+        return max((_common_prefix(e.tokens, prompt) for e in list(self._entries)), default=0)
+
+    def start(self, seq_id: int, prompt: list[int]) -> tuple[int, bool]:
+        """Give a new sequence the longest cached prefix of its prompt (at most all but its last token).
+
+        Returns how many tokens it starts with, and whether a whole entry served it (else it should be offered
+        to the cache with `offer` after its prefill).
+        """
+        best, shared = None, 0
+        for entry in self._entries:
+            common = _common_prefix(entry.tokens, prompt)
+            if common > shared:
+                best, shared = entry, common
+        shared = min(shared, len(prompt) - 1)
+        if best is None or shared < self._min:
+            return 0, False
+        if not best.confirmed and shared < len(best.tokens):
+            llama_cpp.llama_memory_seq_rm(self._memory, best.seq_id, shared, -1)
+            best.tokens = best.tokens[:shared]
+        best.confirmed = True
+        best.used = next(self._clock)
+        llama_cpp.llama_memory_seq_cp(self._memory, best.seq_id, seq_id, 0, shared)
+        self.hits += 1
+        return shared, shared == len(best.tokens)
+
+    def offer(self, seq_id: int, prompt: list[int]) -> None:
+        """After a prefill that no whole entry served: keep the prompt's start as a candidate entry."""
+        length = min(len(prompt) - 1, self._max)
+        if length < self._min or not (self._free or self._entries):
+            return
+        if not self._free:
+            victim = min(self._entries, key=lambda e: e.used)
+            llama_cpp.llama_memory_seq_rm(self._memory, victim.seq_id, -1, -1)
+            self._entries.remove(victim)
+            self._free.append(victim.seq_id)
+        entry = _Entry(self._free.pop(), prompt[:length], used=next(self._clock))
+        llama_cpp.llama_memory_seq_cp(self._memory, seq_id, entry.seq_id, 0, length)
+        self._entries.append(entry)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
