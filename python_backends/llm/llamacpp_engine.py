@@ -328,6 +328,9 @@ class LlamaCppEngine:
         batch.n_tokens = n
         started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
+        if status == 1 and self._prefixes.clear():  # no room in the KV cache: cached prefixes give way first
+            logger.warning("KV cache full: dropped the cached prompt prefixes")
+            status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
         if n - len(sampled) + len(prefilled) >= PREFILL_RATE_MIN_TOKENS:

@@ -77,6 +77,15 @@ class PrefixCache:
         self._entries.append(entry)
 
 
+    def clear(self) -> int:
+        """Drop every entry (the KV cache is full: live sequences come first); returns how many were dropped."""
+        for entry in self._entries:
+            llama_cpp.llama_memory_seq_rm(self._memory, entry.seq_id, -1, -1)
+            self._free.append(entry.seq_id)
+        dropped, self._entries = len(self._entries), []
+        return dropped
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0

@@ -432,3 +432,21 @@ def test_llamacpp_threads_are_a_count_all_cores_or_all_but_some() -> None:
     cores = len(os.sched_getaffinity(0))
     threads = {n: LlamaCppEngineConfig("m.gguf", num_threads=n).n_threads for n in (3, 0, -1, -cores - 5)}
     assert threads == {3: 3, 0: cores, -1: max(1, cores - 1), -cores - 5: 1}
+
+
+def test_cached_prefixes_give_way_when_the_kv_cache_is_full(tiny_checkpoint: Path, tokenizer: Any) -> None:
+    """A small KV cache half held by a cached prefix: a long unrelated prompt still runs (the prefixes are
+    dropped), instead of failing with 'KV cache full'."""
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=2, context_tokens=1024))
+    try:
+        first = chat(tokenizer, "请帮我查一下订单的物流信息。" * 70)
+        assert len(eng.tokenize(first)) > 512
+        generate(eng, GenerationRequest(first, SamplingParams(max_tokens=1)))
+        assert [len(e.tokens) for e in eng._prefixes._entries] == [512]
+        other = "<|im_start|>user\n" + "退货流程是怎样的？" * 140
+        assert 700 < len(eng.tokenize(other)) < 1000
+        outputs = generate(eng, GenerationRequest(other, SamplingParams(max_tokens=8, temperature=0)))
+        assert outputs[-1].error is None and outputs[-1].finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
+        assert eng._prefixes._entries == [] or all(len(e.tokens) <= 512 for e in eng._prefixes._entries)
+    finally:
+        eng.shutdown()
