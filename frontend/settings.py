@@ -128,7 +128,8 @@ class GatewaySettings(BaseSettings):
     owner_lease_seconds: float = Field(default=10.0, ge=1.0, description="a streaming reply's owner renews within")
     reply_store_interval_seconds: float = Field(default=1.0, ge=0.0, description="stored reply text write period")
     trusted_proxies: CommaList = Field(default_factory=list, description="IPs/CIDRs whose X-Forwarded-For counts")
-    max_sockets_per_ip: int = Field(default=20, ge=1, description="concurrent customer sockets per IP per replica")
+    max_sockets_per_ip: int = Field(default=20, ge=1, description="concurrent customer sockets per IP, all replicas")
+    ip_socket_claim_seconds: float = Field(default=90, ge=1, description="a dead replica's sockets count this long")
     new_sessions_per_ip_per_minute: int = Field(default=30, ge=1)
 
     @field_validator("trusted_proxies", mode="before")

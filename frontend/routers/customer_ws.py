@@ -295,17 +295,20 @@ async def customer_socket(websocket: WebSocket, services: Services) -> None:
         await websocket.close(code=1008, reason="site key required")
         return
     ip = client_ip(websocket)
-    if not services.sockets_per_ip.open(ip):
+    claim = await services.sockets_per_ip.open(ip)
+    if claim is None:
         await refuse(websocket, services, too_many_connections(retry_after=30))
         return
-    await websocket.accept()
     gauge = services.metrics.open_websockets.labels("customer")
-    gauge.inc()
     try:
-        await CustomerConnection(websocket, services, ip).run()
+        await websocket.accept()
+        gauge.inc()
+        try:
+            await CustomerConnection(websocket, services, ip).run()
+        finally:
+            gauge.dec()
     finally:
-        gauge.dec()
-        services.sockets_per_ip.close(ip)
+        await services.sockets_per_ip.close(claim)
 
 
 async def refuse(websocket: WebSocket, services: GatewayServices, error: GatewayError) -> None:

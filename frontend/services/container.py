@@ -25,6 +25,7 @@ from frontend.services.redis_store import connect_redis
 from frontend.services.release import ReleaseService, RollbackPolicy, Variant
 from frontend.services.reply_suggester import ReplySuggester
 from frontend.services.sessions import SessionStore
+from frontend.services.socket_caps import SharedSocketCap
 from frontend.services.triton import TritonChat
 from frontend.services.turn_log import TurnLog
 from frontend.services.variant_router import VariantRouter
@@ -50,7 +51,7 @@ class GatewayServices:
     fanout: EventFanout
     slots: GenerationSlots
     leases: ReplyLeases
-    sockets_per_ip: SocketsPerIp
+    sockets_per_ip: SharedSocketCap
     session_starts: RateLimiter  # new sessions per IP per minute
     roster: AgentRoster
     queue_view: QueueView
@@ -127,7 +128,12 @@ class GatewayServices:
             fanout=fanout,
             slots=slots,
             leases=leases,
-            sockets_per_ip=SocketsPerIp(settings.max_sockets_per_ip),
+            sockets_per_ip=SharedSocketCap(
+                redis,
+                settings.max_sockets_per_ip,
+                settings.ip_socket_claim_seconds,
+                SocketsPerIp(settings.max_sockets_per_ip),
+            ),
             session_starts=RateLimiter(redis, 60),
         )
 
@@ -135,10 +141,12 @@ class GatewayServices:
         """Background tasks of the replica: the fan-out readers and the lease keeper."""
         self.fanout.start()
         self.leases.start()
+        self.sockets_per_ip.start()
 
     async def close(self) -> None:
         await self.router.close()
         await self.leases.close()
+        await self.sockets_per_ip.stop()
         await self.fanout.close()
         await self.triton.close()
         await self.redis.aclose()
