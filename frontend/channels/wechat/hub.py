@@ -98,14 +98,14 @@ class Notices:
     menu_head: str
     menu_up: str
     menu_down: str
-    menu_tail: str
     menu_thanks: str
     menu_expired: str
+    menu_tail: str = ""
 
     @classmethod
     def load(cls, path: Path = NOTICES_FILE) -> Notices:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return cls(**{field.name: str(data.get(field.name) or "") for field in fields(cls)})
+        return cls(**{field.name: str(data[field.name] or "") for field in fields(cls) if field.name in data})
 
     @property
     def menu(self) -> MenuLabels:
@@ -309,13 +309,17 @@ class ChannelHub:
 
     async def _turn(self, binding: Binding, text: str, key: str, entry: str) -> None:
         """Run one customer message through the pipeline; send the reply when no callback can answer it."""
-        reply = await self.reply_to(binding, text, key)
         sent = False
-        if await self.turns.finish(key, reply):
-            if reply:
-                sent = await self.deliver(binding, reply)
-            await self.turns.mark_sent(key)
-        await self.outbox.close(entry)
+        try:
+            reply = await self.reply_to(binding, text, key)
+            if await self.turns.finish(key, reply):
+                if reply:
+                    sent = await self.deliver(binding, reply)
+                await self.turns.mark_sent(key)
+            await self.outbox.close(entry)
+        except Exception:
+            self.outbox.forget(entry)  # e.g. Redis failed mid-way: a sweep finishes it after the lease
+            raise
         if sent:
             await self._offer_menu(binding, key)
 
@@ -388,8 +392,12 @@ class ChannelHub:
     async def post(self, binding: Binding, text: str) -> bool:
         """`deliver`, recorded as a pending delivery first, so that a replica dying mid-send leaves it to another."""
         entry = await self.outbox.open({"kind": "text", "text": text, **asdict(binding)})
-        sent = await self.deliver(binding, text)
-        await self.outbox.close(entry)
+        try:
+            sent = await self.deliver(binding, text)
+            await self.outbox.close(entry)
+        except Exception:
+            self.outbox.forget(entry)
+            raise
         return sent
 
     async def post_in_order(self, binding: Binding, text: str) -> asyncio.Task[Any]:
@@ -401,8 +409,12 @@ class ChannelHub:
         async def send() -> None:
             if previous is not None:
                 await asyncio.wait({previous})
-            await self.deliver(binding, text)
-            await self.outbox.close(entry)
+            try:
+                await self.deliver(binding, text)
+                await self.outbox.close(entry)
+            except Exception:
+                self.outbox.forget(entry)
+                raise
 
         task = self.spawn(send())
         self._lanes[binding] = task

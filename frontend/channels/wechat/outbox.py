@@ -77,6 +77,7 @@ class DeliveryOutbox:
         self._owned: set[str] = set()
         self._recovering: dict[str, dict[str, str]] = {}
         self._grouped = False
+        self._cursor = "0-0"
         self._task: asyncio.Task[None] | None = None
 
     async def _ensure_group(self) -> None:
@@ -93,7 +94,14 @@ class DeliveryOutbox:
         """A new pending delivery owned by this replica; `close` it once sent."""
         await self._ensure_group()
         pairs = [item for pair in fields.items() for item in pair]
-        entry_id = str(await self._redis.eval(_OPEN, 1, STREAM, GROUP, self.consumer, *pairs))
+        try:
+            entry_id = str(await self._redis.eval(_OPEN, 1, STREAM, GROUP, self.consumer, *pairs))
+        except ResponseError as exc:  # Redis lost the group (restarted without persistence): make it again
+            if "NOGROUP" not in str(exc):
+                raise
+            self._grouped = False
+            await self._ensure_group()
+            entry_id = str(await self._redis.eval(_OPEN, 1, STREAM, GROUP, self.consumer, *pairs))
         self._owned.add(entry_id)
         return entry_id
 
@@ -129,7 +137,16 @@ class DeliveryOutbox:
         await self._ensure_group()
         for entry_id, fields in list(self._recovering.items()):
             await self._finish(entry_id, fields)
-        result: Any = await self._redis.xautoclaim(STREAM, GROUP, self.consumer, self._lease_ms, "0-0", count=count)
+        try:
+            result: Any = await self._redis.xautoclaim(
+                STREAM, GROUP, self.consumer, self._lease_ms, self._cursor, count=count
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._grouped = False  # made again on the next sweep or open
+                return 0
+            raise
+        self._cursor = str(result[0]) if result else "0-0"  # a long pending list is scanned over several sweeps
         taken = 0
         for entry_id, fields in result[1] if result else []:
             entry_id = str(entry_id)

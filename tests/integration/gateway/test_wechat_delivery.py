@@ -130,6 +130,20 @@ async def test_a_taken_over_delivery_is_asked_again_until_done_and_kept_meanwhil
     assert [f["key"] for f in patient.calls] == ["wechat:x:1"] * 3 and bystander.calls == []
 
 
+async def test_a_lost_consumer_group_is_made_again(redis: Redis) -> None:
+    """Redis restarted without its data (the group is gone): sweeping goes on, and the next delivery is recorded."""
+    outbox = DeliveryOutbox(redis, 1.0, Recovery(), "a")
+    await outbox.close(await outbox.open({"kind": "text", "text": "一"}))
+    await redis.flushdb()
+    assert await outbox.sweep() == 0
+    entry = await outbox.open({"kind": "text", "text": "二"})
+    assert await _pending(redis) == 1
+    await redis.flushdb()
+    entry = await outbox.open({"kind": "text", "text": "三"})  # the open itself notices and makes it again
+    assert await _pending(redis) == 1
+    await outbox.close(entry)
+
+
 # ---- two replicas in one process ------------------------------------------------------------------------------
 
 
