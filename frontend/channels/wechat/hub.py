@@ -12,35 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from collections.abc import Coroutine
+from dataclasses import asdict
 from typing import Any
 
 import httpx
-import yaml
-from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
-from frontend.channels.wechat.accounts import ChannelAccounts, OfficialAccount, WeComAccount, load_accounts
-from frontend.channels.wechat.api import (
-    WINDOW_CLOSED,
-    ApiTransport,
-    AuthorisedApi,
-    OfficialAccountApi,
-    WeChatApiError,
-    WeComApi,
-    fetch_official_token,
-    fetch_wecom_token,
-)
-from frontend.channels.wechat.crypto import CallbackCrypto, check_fresh
+from frontend.channels.wechat.accounts import ChannelAccounts, load_accounts
+from frontend.channels.wechat.api import WINDOW_CLOSED, WeChatApiError
 from frontend.channels.wechat.customers import Binding, CustomerSessions
+from frontend.channels.wechat.endpoints import ChannelMetrics, Endpoint, Endpoints
 from frontend.channels.wechat.kf import KfPuller
+from frontend.channels.wechat.notices import Notices
 from frontend.channels.wechat.outbox import DeliveryOutbox
 from frontend.channels.wechat.recovery import owed_text
-from frontend.channels.wechat.satisfaction import Menu, MenuLabels, SatisfactionMenus
+from frontend.channels.wechat.satisfaction import SatisfactionMenus
 from frontend.channels.wechat.text import PASSIVE_REPLY_BYTES, truncate_utf8
-from frontend.channels.wechat.tokens import AccessTokenStore, TokenUnavailable
+from frontend.channels.wechat.tokens import TokenUnavailable
 from frontend.channels.wechat.turns import Answer, CallbackTurns
 from frontend.errors import GatewayError
 from frontend.protocol.feedback import FeedbackRequest
@@ -51,84 +40,7 @@ from frontend.services.redis_store import REDIS_DOWN
 
 logger = logging.getLogger(__name__)
 
-NOTICES_FILE = Path(__file__).resolve().parents[2] / "data" / "wechat_notices.yaml"
-
-Sender = Callable[[str, str], Awaitable[None]]
-MenuSender = Callable[[str, Menu], Awaitable[None]]
 RATED_SOURCES = ("llm", "faq")  # bot answers; notices, errors and agent-held turns get no satisfaction menu
-
-
-class ChannelMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.callbacks = Counter(
-            "gateway_channel_callbacks",
-            "Channel messages by outcome: passive, async/send (reply by API), held (a retry decides), event, not_text",
-            ["channel", "outcome"],
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "gateway_channel_rejected", "Channel callbacks rejected", ["channel", "reason"], registry=registry
-        )
-        self.sends = Counter(
-            "gateway_channel_sends", "Messages sent through a channel API by result", ["channel", "result"],
-            registry=registry,
-        )
-        self.token_refreshes = Counter(
-            "gateway_channel_token_refreshes", "access_token fetches", ["channel"], registry=registry
-        )
-        self.recovered = Counter(
-            "gateway_channel_deliveries_recovered",
-            "Deliveries of a dead replica finished by another (kind: turn, text)", ["channel", "kind"],
-            registry=registry,
-        )
-        self.feedback = Counter(
-            "gateway_channel_feedback",
-            "Satisfaction menus: offered, menu_failed, recorded (a click), unknown_menu", ["channel", "outcome"],
-            registry=registry,
-        )
-
-
-@dataclass(frozen=True)
-class Notices:
-    welcome: str
-    text_only: str
-    too_long: str
-    failed: str
-    interrupted: str
-    menu_head: str
-    menu_up: str
-    menu_down: str
-    menu_thanks: str
-    menu_expired: str
-    menu_tail: str = ""
-
-    @classmethod
-    def load(cls, path: Path = NOTICES_FILE) -> Notices:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return cls(**{field.name: str(data[field.name] or "") for field in fields(cls) if field.name in data})
-
-    @property
-    def menu(self) -> MenuLabels:
-        return MenuLabels(self.menu_head, self.menu_up, self.menu_down, self.menu_tail)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One account of one channel: how its callbacks are checked and how it sends."""
-
-    channel: str  # "wechat" | "wecom" | "wecom_kf": the label on metrics and logs
-    account: str
-    crypto: CallbackCrypto
-    passive_wait: float
-    passive_tries: int  # how many of WeChat's tries may wait for a passive reply (1: `success` after the first)
-    send: Sender | None  # (user, text); None when the account has no secret (passive replies only)
-    timestamp_window: int = 0  # seconds a callback's timestamp may be from now (0: unchecked)
-    send_menu: MenuSender | None = None  # (user, menu): Official Accounts with a secret
-
-    def verify(self, signature: str, timestamp: str, nonce: str, *extra: str) -> None:
-        """The callback's signature, then its freshness: `BadSignature` or `StaleTimestamp` (a replay)."""
-        self.crypto.verify(signature, timestamp, nonce, *extra)
-        check_fresh(timestamp, self.timestamp_window)
 
 
 class ChannelHub:
@@ -153,13 +65,8 @@ class ChannelHub:
         self.menus = SatisfactionMenus(services.redis, notices.menu)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lanes: dict[Binding, asyncio.Task[Any]] = {}
-        self.wechat = {name: self._official(name, acc) for name, acc in accounts.wechat.items()}
-        self.wecom: dict[str, Endpoint] = {}
-        self.wecom_apis: dict[str, WeComApi] = {}
-        for name, acc in accounts.wecom.items():
-            self.wecom[name], self.wecom_apis[name] = self._wecom(name, acc)
-        self._kf_senders = {name: self._kf_sender(api) for name, api in self.wecom_apis.items()}
-        self._kf_menu_senders = {name: self._kf_menu_sender(api) for name, api in self.wecom_apis.items()}
+        self.endpoints = Endpoints(services.settings, accounts, http, services.redis, metrics)
+        self.wechat, self.wecom = self.endpoints.wechat, self.endpoints.wecom
 
     @classmethod
     def build(cls, services: GatewayServices) -> ChannelHub:
@@ -168,64 +75,6 @@ class ChannelHub:
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         metrics = ChannelMetrics(services.metrics.registry)
         return cls(services, load_accounts(services.settings), http, metrics, Notices.load())
-
-    def _patience(self, account: OfficialAccount | WeComAccount) -> tuple[float, int]:
-        """(passive window, tries): the account's own, else the gateway's."""
-        settings = self.services.settings
-        wait, tries = account.passive_wait_seconds, account.passive_tries
-        return (
-            settings.wechat_passive_wait_seconds if wait is None else wait,
-            settings.wechat_passive_tries if tries is None else tries,
-        )
-
-    def _window(self, account: OfficialAccount | WeComAccount) -> int:
-        window = account.timestamp_window_seconds
-        return self.services.settings.wechat_timestamp_window_seconds if window is None else window
-
-    def _tokens(self, channel: str, name: str, fetch: Callable[[], Awaitable[Any]]) -> AccessTokenStore:
-        return AccessTokenStore(
-            self.redis, f"chan:token:{channel}:{name}", fetch,
-            on_refresh=self.metrics.token_refreshes.labels(channel).inc,
-        )
-
-    def _official(self, name: str, acc: OfficialAccount) -> Endpoint:
-        aes = acc.aes_key.get_secret_value() if acc.aes_key else None
-        crypto = CallbackCrypto(acc.token.get_secret_value(), aes, acc.app_id)
-        send: Sender | None = None
-        send_menu: MenuSender | None = None
-        if acc.secret is not None:
-            transport = ApiTransport(self._http, self.services.settings.wechat_api_base)
-            secret = acc.secret.get_secret_value()
-            tokens = self._tokens("wechat", name, lambda: fetch_official_token(transport, acc.app_id, secret))
-            api = OfficialAccountApi(AuthorisedApi(transport, tokens))
-            send, send_menu = api.send_text, api.send_menu
-        return Endpoint("wechat", name, crypto, *self._patience(acc), send, self._window(acc), send_menu)
-
-    def _wecom(self, name: str, acc: WeComAccount) -> tuple[Endpoint, WeComApi]:
-        assert acc.aes_key is not None  # validated: WeCom always encrypts
-        crypto = CallbackCrypto(acc.token.get_secret_value(), acc.aes_key.get_secret_value(), acc.corp_id)
-        transport = ApiTransport(self._http, self.services.settings.wecom_api_base)
-        secret = acc.secret.get_secret_value() if acc.secret else ""
-        tokens = self._tokens("wecom", name, lambda: fetch_wecom_token(transport, acc.corp_id, secret))
-        api = WeComApi(AuthorisedApi(transport, tokens), acc.agent_id)
-        send = api.send_app_text if acc.secret is not None and acc.agent_id is not None else None
-        return Endpoint("wecom", name, crypto, *self._patience(acc), send, self._window(acc)), api
-
-    @staticmethod
-    def _kf_sender(api: WeComApi) -> Sender:
-        async def send(user: str, text: str) -> None:
-            open_kfid, _, external_userid = user.partition("/")
-            await api.kf_send_text(open_kfid, external_userid, text)
-
-        return send
-
-    @staticmethod
-    def _kf_menu_sender(api: WeComApi) -> MenuSender:
-        async def send(user: str, menu: Menu) -> None:
-            open_kfid, _, external_userid = user.partition("/")
-            await api.kf_send_menu(open_kfid, external_userid, menu)
-
-        return send
 
     def start(self) -> None:
         """Keep this replica's pending deliveries and take over those of dead replicas; relay handoff notices."""
@@ -258,23 +107,6 @@ class ChannelHub:
                 logger.error("channel task failed", exc_info=error)
 
     # ---- turns ----------------------------------------------------------------------------------------------
-
-    def sender(self, binding: Binding) -> Sender | None:
-        if binding.channel == "wechat" and binding.account in self.wechat:
-            return self.wechat[binding.account].send
-        if binding.channel == "wecom" and binding.account in self.wecom:
-            return self.wecom[binding.account].send
-        if binding.channel == "wecom_kf":
-            return self._kf_senders.get(binding.account)
-        return None
-
-    def menu_sender(self, binding: Binding) -> MenuSender | None:
-        """Who sends `binding` a menu message: Official Accounts and 微信客服 have them, WeCom apps do not."""
-        if binding.channel == "wechat" and binding.account in self.wechat:
-            return self.wechat[binding.account].send_menu
-        if binding.channel == "wecom_kf":
-            return self._kf_menu_senders.get(binding.account)
-        return None
 
     async def answer_text(self, endpoint: Endpoint, user: str, text: str, dedup_key: str) -> Answer:
         """The callback's answer to a text message: the reply if ready within the window, else `success`."""
@@ -367,7 +199,7 @@ class ChannelHub:
 
     async def deliver(self, binding: Binding, text: str) -> bool:
         """Send `text` through the channel API; 45015 (48-hour window closed) is counted and left for an agent."""
-        send = self.sender(binding)
+        send = self.endpoints.sender(binding)
         if send is None:
             logger.warning("%s account %s cannot send (no secret/agent_id)", binding.channel, binding.account)
             self.metrics.sends.labels(binding.channel, "not_configured").inc()
@@ -451,7 +283,7 @@ class ChannelHub:
 
     def pull_kf(self, account: str, open_kfid: str, callback_token: str) -> None:
         """A `kf_msg_or_event` arrived: pull the news in the background (the callback answers at once)."""
-        self.spawn(self.kf.pull(self.wecom_apis[account], account, open_kfid, callback_token))
+        self.spawn(self.kf.pull(self.endpoints.wecom_apis[account], account, open_kfid, callback_token))
 
     async def _kf_text(self, binding: Binding, text: str, key: str) -> None:
         self.metrics.callbacks.labels(binding.channel, "send").inc()
@@ -468,7 +300,7 @@ class ChannelHub:
 
     async def _offer_menu(self, binding: Binding, key: str) -> None:
         """After a bot answer was delivered: a 满意/不满意 menu rating it, where the channel has menus."""
-        send_menu = self.menu_sender(binding)
+        send_menu = self.endpoints.menu_sender(binding)
         if not self.services.settings.wechat_feedback_menu or send_menu is None:
             return
         turn = await self.turns.snapshot(key)

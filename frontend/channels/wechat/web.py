@@ -12,7 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from frontend.channels.wechat.crypto import BadPayload, BadSignature, CallbackCrypto, StaleTimestamp
-from frontend.channels.wechat.hub import ChannelHub, Endpoint
+from frontend.channels.wechat.endpoints import Endpoint
+from frontend.channels.wechat.hub import ChannelHub
 from frontend.channels.wechat.messages import Inbound, encrypted_envelope, text_reply
 from frontend.errors import GatewayError
 

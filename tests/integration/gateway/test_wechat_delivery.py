@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from engine_build.ports import free_port
 from frontend.channels.wechat.crypto import sha1_signature
 from frontend.channels.wechat.customers import Binding
-from frontend.channels.wechat.hub import ChannelHub, Notices
+from frontend.channels.wechat.hub import ChannelHub
+from frontend.channels.wechat.notices import Notices
 from frontend.channels.wechat.outbox import GROUP, STREAM, DeliveryOutbox
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import HANDOFF_TIMED_OUT
