@@ -23,10 +23,13 @@ from frontend.channels.wechat.customers import Binding
 from frontend.channels.wechat.hub import ChannelHub
 from frontend.channels.wechat.notices import Notices
 from frontend.channels.wechat.outbox import GROUP, STREAM, DeliveryOutbox
+from frontend.channels.wechat.recovery import owed_text
 from frontend.observability.metrics import GatewayMetrics
-from frontend.protocol.frames import HANDOFF_TIMED_OUT
+from frontend.protocol.frames import HANDOFF_QUEUED, HANDOFF_TIMED_OUT, handoff_frame, stored_delta, user_frame
 from frontend.services.container import GatewayServices
+from frontend.services.events import SessionEvents
 from frontend.services.redis_store import connect_redis
+from frontend.services.sessions import SessionStore
 from frontend.settings import GatewaySettings
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import ADMIN_KEY, AGENT_KEY, API_KEY, eventually, gateway_env, metric_value
@@ -143,6 +146,50 @@ async def test_a_lost_consumer_group_is_made_again(redis: Redis) -> None:
     entry = await outbox.open({"kind": "text", "text": "三"})  # the open itself notices and makes it again
     assert await _pending(redis) == 1
     await outbox.close(entry)
+
+
+@pytest.mark.parametrize(
+    ("story", "owed"),
+    [
+        ("final reply, replica died before sending it", "完整的答复。"),
+        ("reply finished, replica died before recording it", "完整的答复。"),
+        ("reply interrupted mid-way", "答复的前半\n\n" + APOLOGY),
+        ("reply cancelled before any text", APOLOGY),
+        ("reply still streaming", None),
+        ("handed to a human agent", HANDOFF_QUEUED),
+        ("held by an agent: the agent answers", ""),
+        ("died before the message was stored", APOLOGY),
+        ("died before the message reached a session", APOLOGY),
+    ],
+)
+async def test_what_a_dead_replicas_turn_still_owes_the_customer(redis: Redis, story: str, owed: str | None) -> None:
+    """Read from Redis alone by the replica that took the turn over."""
+    sessions, events = SessionStore(redis, 3600, 10, 1024, "v"), SessionEvents(redis, 500, 3600)
+    session_id = (await sessions.create()).session_id
+    turn = {"state": "async", "session": session_id, "after": await events.last_id(session_id)}
+    if story == "died before the message reached a session":
+        turn = {"state": "running"}
+    if story.startswith("final reply"):
+        turn = {**turn, "state": "sending", "reply": "完整的答复。"}
+    if story != "died before the message was stored" and "session" in turn:
+        await events.publish(session_id, user_frame(session_id, "msg_u", "问题", "wechat"))
+    message_id, status, text = "msg_r", "", ""
+    if story.startswith("reply finished"):
+        status, text = "done", "完整的答复。"
+    elif story == "reply interrupted mid-way":
+        status, text = "interrupted", "答复的前半"
+    elif story == "reply cancelled before any text":
+        status = "cancelled"
+    elif story == "reply still streaming":
+        status, text = "streaming", "答复"
+    if status:
+        await sessions.start_reply(session_id, message_id, "llm", status=status, text=text)
+        await events.publish(session_id, stored_delta(session_id, message_id, 0, text or "", ""))
+    if story == "handed to a human agent":
+        await events.publish(session_id, handoff_frame(session_id, "queued", "human_agent"))
+    if story.startswith("held by an agent"):
+        await sessions.set_state(session_id, "agent", "alice")
+    assert await owed_text(turn, sessions, events, APOLOGY) == owed
 
 
 # ---- two replicas in one process ------------------------------------------------------------------------------
