@@ -1,8 +1,9 @@
 """`GET/POST /channels/wecom/{account}`: a WeCom self-built app's callback URL (included by `routers.wechat`).
 
 Everything is encrypted and signed with `msg_signature`, URL verification too (decrypt `echostr`, answer the
-plaintext). A member's text message is answered like an Official Account's (passive within the window, else
-`message/send`); `kf_msg_or_event` (微信客服) starts a `kf/sync_msg` pull and is answered `success` at once.
+plaintext); callbacks outside the timestamp window are refused as replays. A member's text message is answered
+like an Official Account's (passive within the window, else `message/send`); `kf_msg_or_event` (微信客服) starts
+a `kf/sync_msg` pull and is answered `success` at once.
 """
 
 from __future__ import annotations

@@ -66,14 +66,12 @@ class DeliveryOutbox:
         recover: Recover,
         consumer: str | None = None,
         max_age_seconds: float = MAX_AGE_SECONDS,
-        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self._redis = redis
         self._lease_ms = int(lease_seconds * 1000)
         self._recover = recover
         self.consumer = consumer or "replica-" + secrets.token_hex(6)
         self._max_age = max_age_seconds
-        self._on_recovered = on_recovered
         self._owned: set[str] = set()
         self._recovering: dict[str, dict[str, str]] = {}
         self._grouped = False
@@ -127,10 +125,11 @@ class DeliveryOutbox:
         if not ids:
             return
         mine = {str(i) for i in await self._redis.eval(_RENEW, 1, STREAM, GROUP, self.consumer, *ids)}
-        for lost in set(ids) - mine:  # taken over while this replica stalled past its lease
-            logger.warning("delivery %s was taken over by another replica", lost)
-            self._owned.discard(lost)
-            self._recovering.pop(lost, None)
+        for lost in set(ids) - mine:
+            if lost in self._owned or lost in self._recovering:  # not closed meanwhile: taken over while stalled
+                logger.warning("delivery %s was taken over by another replica", lost)
+                self._owned.discard(lost)
+                self._recovering.pop(lost, None)
 
     async def sweep(self, count: int = 20) -> int:
         """Finish what this replica took over earlier, then take over entries idle past the lease; how many."""
@@ -150,15 +149,13 @@ class DeliveryOutbox:
         taken = 0
         for entry_id, fields in result[1] if result else []:
             entry_id = str(entry_id)
-            if entry_id in self._owned:  # this replica's own entry (its renewal was late): still its own
+            if entry_id in self._owned or entry_id in self._recovering:  # its own (a renewal was late)
                 continue
             if not fields:  # deleted meanwhile
                 await self._redis.xack(STREAM, GROUP, entry_id)
                 continue
             taken += 1
             logger.warning("taking over delivery %s: its replica's lease lapsed", entry_id)
-            if self._on_recovered is not None:
-                self._on_recovered()
             self._recovering[entry_id] = {str(k): str(v) for k, v in fields.items()}
             await self._finish(entry_id, self._recovering[entry_id])
         if taken:
