@@ -190,6 +190,12 @@ class GatewaySettings(BaseSettings):
     agent_suggestion_max_tokens: int = Field(default=128, ge=1, description="tokens per drafted reply")
     agent_sign_in_seconds: float = Field(default=10.0, gt=0, description="socket closed without a credential")
     agent_sign_in_per_ip: int = Field(default=20, ge=1, description="failed agent sign-ins per window per IP")
+    # WeChat/WeCom channel hardening (issue 13): replayed callbacks, satisfaction menus, deliveries that survive
+    # a replica's death (each pending delivery's owner renews within `owner_lease_seconds`).
+    wechat_timestamp_window_seconds: int = Field(
+        default=300, ge=0, description="callbacks whose timestamp is further from now are refused; 0 = off"
+    )
+    wechat_feedback_menu: bool = Field(default=False, description="after a bot answer, send a 满意/不满意 menu")
 
     @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod

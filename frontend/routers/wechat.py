@@ -2,8 +2,10 @@
 
 GET verifies the URL (`signature` over token, timestamp, nonce; answer `echostr`). POST carries a message:
 plaintext (`signature`) or safe mode (`encrypt_type=aes`: `msg_signature` over the `Encrypt` element, reply
-encrypted). Text goes through the conversation pipeline; the reply is passive when ready within the window,
-else `success` and the customer-service API. The router's lifespan builds the channel hub (also for WeCom).
+encrypted). Callbacks older or newer than the timestamp window are refused (403, a replay). Text goes through
+the conversation pipeline; the reply is passive when ready within the window, else `success` and the
+customer-service API; a text carrying `bizmsgmenuid` is a click on a satisfaction menu, recorded as a rating.
+The router's lifespan builds the channel hub (also for WeCom).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from frontend.channels.wechat.crypto import BadPayload, BadSignature
+from frontend.channels.wechat.crypto import BadPayload, BadSignature, StaleTimestamp
 from frontend.channels.wechat.messages import Inbound, parse_xml
 from frontend.channels.wechat.web import channels_lifespan, endpoint_of, hub_of, rejected, reply_body, success
 from frontend.routers import wecom
@@ -31,8 +33,8 @@ async def verify_url(
     hub = hub_of(request)
     endpoint = endpoint_of(hub.wechat, account)
     try:
-        endpoint.crypto.verify(signature, timestamp, nonce)
-    except BadSignature as exc:
+        endpoint.verify(signature, timestamp, nonce)
+    except (BadSignature, StaleTimestamp) as exc:
         raise rejected(hub, "wechat", exc) from None
     return PlainTextResponse(echostr)
 
@@ -55,13 +57,16 @@ async def callback(
     try:
         if encrypted:
             envelope = parse_xml(body)
-            crypto.verify(msg_signature, timestamp, nonce, envelope.get("Encrypt", ""))
+            endpoint.verify(msg_signature, timestamp, nonce, envelope.get("Encrypt", ""))
             inbound = Inbound.from_fields(parse_xml(crypto.decrypt(envelope.get("Encrypt", ""))))
         else:
-            crypto.verify(signature, timestamp, nonce)
+            endpoint.verify(signature, timestamp, nonce)
             inbound = Inbound.from_fields(parse_xml(body))
-    except (BadSignature, BadPayload) as exc:
+    except (BadSignature, BadPayload, StaleTimestamp) as exc:
         raise rejected(hub, "wechat", exc) from None
+    if inbound.msg_type == "text" and inbound.get("bizmsgmenuid"):  # a click on a satisfaction menu
+        thanks = await hub.answer_click(endpoint, inbound.from_user, inbound.get("bizmsgmenuid"), inbound.dedup_key)
+        return reply_body(crypto, encrypted, inbound, thanks)
     if inbound.msg_type == "text":
         answer = await hub.answer_text(endpoint, inbound.from_user, inbound.content, inbound.dedup_key)
         if answer.reply is None:

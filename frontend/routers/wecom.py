@@ -1,8 +1,9 @@
 """`GET/POST /channels/wecom/{account}`: a WeCom self-built app's callback URL (included by `routers.wechat`).
 
 Everything is encrypted and signed with `msg_signature`, URL verification too (decrypt `echostr`, answer the
-plaintext). A member's text message is answered like an Official Account's (passive within the window, else
-`message/send`); `kf_msg_or_event` (微信客服) starts a `kf/sync_msg` pull and is answered `success` at once.
+plaintext); callbacks outside the timestamp window are refused as replays. A member's text message is answered
+like an Official Account's (passive within the window, else `message/send`); `kf_msg_or_event` (微信客服) starts
+a `kf/sync_msg` pull and is answered `success` at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from frontend.channels.wechat.crypto import BadPayload, BadSignature
+from frontend.channels.wechat.crypto import BadPayload, BadSignature, StaleTimestamp
 from frontend.channels.wechat.messages import Inbound, parse_xml
 from frontend.channels.wechat.web import endpoint_of, hub_of, rejected, reply_body, success
 
@@ -29,9 +30,9 @@ async def verify_url(
     hub = hub_of(request)
     endpoint = endpoint_of(hub.wecom, account)
     try:
-        endpoint.crypto.verify(msg_signature, timestamp, nonce, echostr)
+        endpoint.verify(msg_signature, timestamp, nonce, echostr)
         return PlainTextResponse(endpoint.crypto.decrypt(echostr))
-    except (BadSignature, BadPayload) as exc:
+    except (BadSignature, BadPayload, StaleTimestamp) as exc:
         raise rejected(hub, "wecom", exc) from None
 
 
@@ -44,9 +45,9 @@ async def callback(
     crypto = endpoint.crypto
     try:
         envelope = parse_xml(await request.body())
-        crypto.verify(msg_signature, timestamp, nonce, envelope.get("Encrypt", ""))
+        endpoint.verify(msg_signature, timestamp, nonce, envelope.get("Encrypt", ""))
         inbound = Inbound.from_fields(parse_xml(crypto.decrypt(envelope.get("Encrypt", ""))))
-    except (BadSignature, BadPayload) as exc:
+    except (BadSignature, BadPayload, StaleTimestamp) as exc:
         raise rejected(hub, "wecom", exc) from None
     if inbound.msg_type == "event" and inbound.event == "kf_msg_or_event":
         hub.metrics.callbacks.labels("wecom_kf", "event").inc()

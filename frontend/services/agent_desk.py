@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from frontend.errors import GatewayError, invalid_request
 from frontend.observability.metrics import GatewayMetrics
-from frontend.protocol.frames import HANDOFF_TIMED_OUT, agent_frame, handoff_frame, transferred_notice
+from frontend.protocol.frames import HANDOFF_TIMED_OUT, Frame, agent_frame, handoff_frame, transferred_notice
 from frontend.services.agent_roster import AgentRoster
 from frontend.services.assignment_clock import AssignmentClock
 from frontend.services.events import SessionEvents
@@ -20,6 +21,9 @@ from frontend.services.sessions import SessionStore, StoredTurn, new_message_id
 from python_backends.pii import redact
 
 logger = logging.getLogger(__name__)
+
+
+NoticeHook = Callable[[str, Frame], Awaitable[None]]
 
 
 def not_holding() -> GatewayError:
@@ -44,6 +48,17 @@ class AgentDesk:
         self._roster = roster
         self._metrics = metrics
         self._store_redacted = store_redacted
+        self._notice_hooks: list[NoticeHook] = []
+
+    def on_notice(self, hook: NoticeHook) -> None:
+        """Also give every handoff notice (assigned, released, queued again, timed out) to `hook(session_id,
+        frame)`, after it is published: the WeChat/WeCom channels send it to customers who are not on a socket."""
+        self._notice_hooks.append(hook)
+
+    async def _notice(self, session_id: str, frame: Frame) -> None:
+        await self._events.publish(session_id, frame)
+        for hook in self._notice_hooks:
+            await hook(session_id, frame)
 
     async def take(self, agent: str, session_id: str | None = None) -> str | None:
         """Claim `session_id`, or the oldest queued session; None when the queue is empty."""
@@ -64,7 +79,7 @@ class AgentDesk:
             self._metrics.handoff_wait_seconds.observe(waited)
         await self._clock.assigned(session_id)
         self._metrics.agent_sessions.labels(agent).inc()
-        await self._events.publish(session_id, handoff_frame(session_id, "assigned", "human_agent"))
+        await self._notice(session_id, handoff_frame(session_id, "assigned", "human_agent"))
         logger.info("agent %s took session %s", agent, session_id)
         return session_id
 
@@ -92,7 +107,7 @@ class AgentDesk:
         await self.require_holding(agent, session_id)
         await self._observe_handled(session_id, "released")
         await self._sessions.set_state(session_id, "bot")
-        await self._events.publish(session_id, handoff_frame(session_id, "released"))
+        await self._notice(session_id, handoff_frame(session_id, "released"))
         logger.info("agent %s released session %s", agent, session_id)
 
     async def transfer(self, agent: str, session_id: str, to: str, agents: list[str]) -> None:
@@ -113,7 +128,7 @@ class AgentDesk:
         self._metrics.agent_sessions.labels(to).inc()
         await self._roster.deliver(to, session_id, agent)
         notice = transferred_notice(to)
-        await self._events.publish(session_id, handoff_frame(session_id, "assigned", "human_agent", notice=notice))
+        await self._notice(session_id, handoff_frame(session_id, "assigned", "human_agent", notice=notice))
         logger.info("agent %s transferred session %s to %s", agent, session_id, to)
 
     async def requeue(self, agent: str, session_id: str) -> None:
@@ -126,7 +141,7 @@ class AgentDesk:
         if queued:
             if handled is not None:
                 self._metrics.agent_handle_seconds.labels("requeued").observe(handled)
-            await self._events.publish(session_id, handoff_frame(session_id, "queued", "human_agent"))
+            await self._notice(session_id, handoff_frame(session_id, "queued", "human_agent"))
 
     async def _observe_handled(self, session_id: str, outcome: str) -> None:
         handled = await self._clock.held_for(session_id)
@@ -137,6 +152,6 @@ class AgentDesk:
         """Sessions nobody took within `wait_seconds` go back to the bot, and the customer is told so."""
         returned = await self._queue.return_overdue(wait_seconds)
         for session_id in returned:
-            await self._events.publish(session_id, handoff_frame(session_id, "released", notice=HANDOFF_TIMED_OUT))
+            await self._notice(session_id, handoff_frame(session_id, "released", notice=HANDOFF_TIMED_OUT))
             logger.info("session %s waited too long for an agent; back to the bot", session_id)
         return len(returned)

@@ -6,7 +6,15 @@ import base64
 
 import pytest
 
-from frontend.channels.wechat.crypto import BadPayload, BadSignature, CallbackCrypto, decode_aes_key, sha1_signature
+from frontend.channels.wechat.crypto import (
+    BadPayload,
+    BadSignature,
+    CallbackCrypto,
+    StaleTimestamp,
+    check_fresh,
+    decode_aes_key,
+    sha1_signature,
+)
 from frontend.channels.wechat.messages import Inbound, encrypted_envelope, parse_xml, text_reply
 
 # Official Account sample (WXBizMsgCrypt Sample.py, 公众平台 消息加解密 示例).
@@ -109,3 +117,19 @@ def test_wrong_appid_or_tampered_ciphertext_is_rejected() -> None:
 def test_encoding_aes_key_must_be_43_base64_characters(key: str) -> None:
     with pytest.raises(ValueError, match="EncodingAESKey"):
         decode_aes_key(key)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "fresh"),
+    [("1700000000", True), ("1699999701", True), ("1700000299", True), ("1699999699", False), ("1700000301", False),
+     ("", False), ("17e8", False), ("not-a-time", False)],
+)
+def test_callback_timestamp_must_be_within_the_window(timestamp: str, fresh: bool) -> None:
+    """A correctly signed callback more than 300 s from now (either way), or without a numeric timestamp, is a
+    replay; a window of 0 turns the check off."""
+    if fresh:
+        check_fresh(timestamp, 300, now=1_700_000_000)
+    else:
+        with pytest.raises(StaleTimestamp):
+            check_fresh(timestamp, 300, now=1_700_000_000)
+    check_fresh(timestamp, 0, now=1_700_000_000)

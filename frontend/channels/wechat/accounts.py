@@ -6,7 +6,8 @@ File shape (names are URL path segments: letters, digits, `-`, `_`):
       shop: {token: ..., app_id: wx..., aes_key: ..., secret: ...}
     wecom:
       support: {token: ..., corp_id: ww..., aes_key: ..., secret: ..., agent_id: 1000002}
-Optional per account: `passive_wait_seconds`, `passive_tries` (else the gateway's settings).
+Optional per account: `passive_wait_seconds`, `passive_tries`, `timestamp_window_seconds` (else the gateway's
+settings).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class _Account(BaseModel):
     secret: SecretStr | None = Field(default=None, description="AppSecret/Secret for outbound calls")
     passive_wait_seconds: float | None = Field(default=None, ge=0, lt=5, description="overrides the gateway's")
     passive_tries: int | None = Field(default=None, ge=1, le=3, description="overrides the gateway's")
+    timestamp_window_seconds: int | None = Field(default=None, ge=0, description="overrides the gateway's")
 
     @field_validator("token")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from frontend.channels.wechat.satisfaction import Menu
 from frontend.channels.wechat.text import SEND_TEXT_BYTES, split_utf8
 from frontend.channels.wechat.tokens import AccessTokenStore, IssuedToken
 
@@ -124,6 +125,14 @@ class OfficialAccountApi:
             await self.api.post("/cgi-bin/message/custom/send", body)
 
 
+    async def send_menu(self, openid: str, menu: Menu) -> None:
+        """`message/custom/send` with `msgtype: msgmenu`: a click comes back as text with `bizmsgmenuid`."""
+        items = [{"id": item_id, "content": label} for item_id, label in menu.items]
+        body = {"touser": openid, "msgtype": "msgmenu",
+                "msgmenu": {"head_content": menu.head, "list": items, "tail_content": menu.tail}}
+        await self.api.post("/cgi-bin/message/custom/send", body)
+
+
 class WeComApi:
     def __init__(self, api: AuthorisedApi, agent_id: int | None) -> None:
         self.api = api
@@ -148,3 +157,10 @@ class WeComApi:
         for piece in split_utf8(text, SEND_TEXT_BYTES):
             body = {"touser": external_userid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": piece}}
             await self.api.post("/cgi-bin/kf/send_msg", body)
+
+    async def kf_send_menu(self, open_kfid: str, external_userid: str, menu: Menu) -> None:
+        """`kf/send_msg` with `msgtype: msgmenu`: a click comes back from `sync_msg` as text with `menu_id`."""
+        items = [{"type": "click", "click": {"id": item_id, "content": label}} for item_id, label in menu.items]
+        body = {"touser": external_userid, "open_kfid": open_kfid, "msgtype": "msgmenu",
+                "msgmenu": {"head_content": menu.head, "list": items, "tail_content": menu.tail}}
+        await self.api.post("/cgi-bin/kf/send_msg", body)

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import struct
+import time
 
 from wechatpy.crypto import PrpCrypto
 from wechatpy.exceptions import InvalidAppIdException
@@ -29,6 +30,10 @@ class BadPayload(CallbackRejected):
     pass
 
 
+class StaleTimestamp(CallbackRejected):
+    """Correctly signed, but its `timestamp` is too far from now: a replay of a captured request."""
+
+
 def decode_aes_key(encoding_aes_key: str) -> bytes:
     """The 32-byte AES key from the console's 43-character EncodingAESKey; ValueError when it is not one."""
     if len(encoding_aes_key) != 43:
@@ -40,6 +45,18 @@ def decode_aes_key(encoding_aes_key: str) -> bytes:
     if len(key) != 32:
         raise ValueError("EncodingAESKey must decode to 32 bytes")
     return key
+
+
+def check_fresh(timestamp: str, window_seconds: int, now: float | None = None) -> None:
+    """Raise `StaleTimestamp` unless `timestamp` (Unix seconds) is within `window_seconds` of now (0: no check)."""
+    if window_seconds <= 0:
+        return
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise StaleTimestamp("timestamp is not a number") from None
+    if abs((time.time() if now is None else now) - sent) > window_seconds:
+        raise StaleTimestamp("timestamp outside the accepted window")
 
 
 def sha1_signature(*parts: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -25,20 +25,27 @@ MAX_PAGES = 20
 LOCK_SECONDS = 60
 
 
+OnText = Callable[[Binding, str, str], Awaitable[None]]  # (customer, text, turn key)
+OnClick = Callable[[Binding, str], Awaitable[None]]  # (customer, menu id)
+
+
 class KfPuller:
-    """Calls `on_text(binding, text)` for each new customer text message, `on_other(binding)` for other types."""
+    """Awaits `on_text(binding, text, key)` for each new customer text message, `on_click(binding, menu_id)` for
+    a click on a menu message (text with `menu_id`); calls `on_other(binding)` for other types."""
 
     def __init__(
         self,
         redis: Redis,
         turns: CallbackTurns,
-        on_text: Callable[[Binding, str], None],
+        on_text: OnText,
+        on_click: OnClick,
         on_other: Callable[[Binding], None],
         on_failure: Callable[[], None],
     ) -> None:
         self._redis = redis
         self._turns = turns
         self._on_text = on_text
+        self._on_click = on_click
         self._on_other = on_other
         self._on_failure = on_failure
 
@@ -70,13 +77,18 @@ class KfPuller:
         if message.get("origin") != CUSTOMER_ORIGIN:
             return
         msgid = str(message.get("msgid", ""))
-        if not msgid or not await self._turns.first_sight(f"{CHANNEL}:{account}:{msgid}"):
+        key = f"{CHANNEL}:{account}:{msgid}"
+        if not msgid or not await self._turns.first_sight(key, by_api=True):
             return
         if time.time() - float(message.get("send_time") or 0) > MAX_AGE_SECONDS:
             return
         user = f"{message.get('open_kfid', '')}/{message.get('external_userid', '')}"
         binding = Binding(CHANNEL, account, user)
-        if message.get("msgtype") == "text":
-            self._on_text(binding, str((message.get("text") or {}).get("content", "")))
-        else:
+        if message.get("msgtype") != "text":
             self._on_other(binding)
+            return
+        text = message.get("text") or {}
+        if text.get("menu_id"):
+            await self._on_click(binding, str(text["menu_id"]))
+        else:
+            await self._on_text(binding, str(text.get("content", "")), key)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 SEEN_TTL_SECONDS = 24 * 3600  # WeChat retries within ~15 s; MsgIds are kept longer to be safe
 HOLD_SECONDS = 8.0  # a held try waits this long for WeChat's retry (which comes ~5 s after the try)
@@ -57,6 +58,16 @@ end
 return {state, ''}
 """
 
+# A replica that took over the delivery of a dead replica's turn: it sends, unless a callback answered it
+# passively, it was sent, or a callback is about to take the ready reply.
+_TAKE_OVER = """
+local state = redis.call('hget', KEYS[1], 'state')
+if state == 'passive' or state == 'sent' or state == 'ready' then return 0 end
+redis.call('hset', KEYS[1], 'state', 'sending', 'reply', ARGV[1])
+redis.call('expire', KEYS[1], ARGV[2])
+return 1
+"""
+
 Outcome = Literal["passive", "async", "held", "send"]
 
 
@@ -84,13 +95,28 @@ class CallbackTurns:
     def _turn_key(self, key: str) -> str:
         return f"{self._prefix}:turn:{key}"
 
-    async def first_sight(self, key: str) -> bool:
-        """True for the one callback that should start the work; False for WeChat's retries (and duplicates)."""
+    async def first_sight(self, key: str, by_api: bool = False) -> bool:
+        """True for the one callback that should start the work; False for WeChat's retries (and duplicates).
+
+        `by_api`: no callback waits for this turn (微信客服), so its reply always goes through the send API.
+        """
         if not await self._redis.set(self._seen_key(key), "1", nx=True, ex=SEEN_TTL_SECONDS):
             return False
-        await self._redis.hsetnx(self._turn_key(key), "state", "running")
+        await self._redis.hsetnx(self._turn_key(key), "state", "async" if by_api else "running")
         await self._redis.expire(self._turn_key(key), SEEN_TTL_SECONDS)
         return True
+
+    async def note(self, key: str, **fields: str) -> None:
+        """Facts about the turn another replica needs to finish it (its session, where its events start)."""
+        mapping: dict[FieldT, EncodableT] = dict(fields.items())
+        await self._redis.hset(self._turn_key(key), mapping=mapping)
+
+    async def snapshot(self, key: str) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (await self._redis.hgetall(self._turn_key(key))).items()}
+
+    async def take_over(self, key: str, reply: str) -> bool:
+        """True when the replica finishing a dead replica's turn must send `reply` itself."""
+        return int(await self._redis.eval(_TAKE_OVER, 1, self._turn_key(key), reply, SEEN_TTL_SECONDS)) == 1
 
     async def finish(self, key: str, reply: str) -> bool:
         """Record the reply; True when no callback can answer it any more, so the caller must send it."""

@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from frontend.channels.wechat.crypto import BadPayload, BadSignature, CallbackCrypto
-from frontend.channels.wechat.hub import ChannelHub, Endpoint
+from frontend.channels.wechat.crypto import BadPayload, BadSignature, CallbackCrypto, StaleTimestamp
+from frontend.channels.wechat.endpoints import Endpoint
+from frontend.channels.wechat.hub import ChannelHub
 from frontend.channels.wechat.messages import Inbound, encrypted_envelope, text_reply
 from frontend.errors import GatewayError
 
@@ -24,6 +25,7 @@ async def channels_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the app's lifespan (router lifespans nest), so `app.state.services` is built already."""
     hub = ChannelHub.build(app.state.services)
     app.state.channels = hub
+    hub.start()
     if hub.wechat or hub.wecom:
         logger.info("channels: %d WeChat and %d WeCom account(s)", len(hub.wechat), len(hub.wecom))
     try:
@@ -44,11 +46,15 @@ def endpoint_of(accounts: dict[str, Endpoint], account: str) -> Endpoint:
     return endpoint
 
 
-def rejected(hub: ChannelHub, channel: str, exc: BadSignature | BadPayload) -> GatewayError:
-    """403 for a bad signature, 400 for an unreadable payload; both counted on `gateway_channel_rejected`."""
+def rejected(hub: ChannelHub, channel: str, exc: BadSignature | BadPayload | StaleTimestamp) -> GatewayError:
+    """403 for a bad signature or a stale timestamp (a replay), 400 for an unreadable payload; each counted on
+    `gateway_channel_rejected` with its own reason."""
     if isinstance(exc, BadSignature):
         hub.metrics.rejected.labels(channel, "bad_signature").inc()
         return GatewayError("bad_signature", "签名校验失败。", 403)
+    if isinstance(exc, StaleTimestamp):
+        hub.metrics.rejected.labels(channel, "stale_timestamp").inc()
+        return GatewayError("stale_timestamp", "回调时间戳超出允许范围（疑似重放）。", 403)
     hub.metrics.rejected.labels(channel, "malformed").inc()
     return GatewayError("malformed_callback", f"无法解析的回调消息：{exc}", 400)
 

@@ -1,8 +1,9 @@
 """A loopback stand-in for the WeChat and WeCom HTTP APIs, following their contract and error codes.
 
 Issues access_tokens (a new one invalidates the previous, as WeChat does), answers 40001 for an unknown or
-replaced token and 42001 for one the test expired, records every message sent, answers 45015 for users whose
-48-hour window the test closed, and serves queued 微信客服 messages to `kf/sync_msg` by cursor.
+replaced token and 42001 for one the test expired, records every message sent (text and 菜单消息 menus, checked
+against each API's documented shape), answers 45015 for users whose 48-hour window the test closed, and serves
+queued 微信客服 messages to `kf/sync_msg` by cursor.
 """
 
 from __future__ import annotations
@@ -66,8 +67,14 @@ class FakeWeChat:
     # ---- what tests look at and change ----
 
     def sent_to(self, user: str) -> list[Sent]:
+        """Text messages sent to `user`, in order."""
         with self.state.lock:
-            return [s for s in self.state.sent if s.to == user]
+            return [s for s in self.state.sent if s.to == user and s.body.get("msgtype") == "text"]
+
+    def menus_to(self, user: str) -> list[Sent]:
+        """菜单消息 (msgmenu) sent to `user`, in order."""
+        with self.state.lock:
+            return [s for s in self.state.sent if s.to == user and s.body.get("msgtype") == "msgmenu"]
 
     def tokens_issued(self) -> int:
         with self.state.lock:
@@ -124,6 +131,8 @@ class FakeWeChat:
             content = str((body.get("text") or {}).get("content", ""))
             if len(content.encode("utf-8")) > 2048:
                 return {"errcode": 45002, "errmsg": "content size out of limit"}
+            if body.get("msgtype") == "msgmenu" and not _menu_ok(path, body.get("msgmenu")):
+                return {"errcode": 40008, "errmsg": "invalid message type"}
             with self.state.lock:
                 if to in self.state.closed_window:
                     return {"errcode": 45015, "errmsg": "response out of time limit or subscription is canceled"}
@@ -165,3 +174,17 @@ class FakeWeChat:
                 return
 
         return Handler
+
+
+def _menu_ok(path: str, menu: Any) -> bool:
+    """A 菜单消息 as each API documents it: custom/send items are {id, content}; kf/send_msg items are
+    {type: click, click: {id (1-64 bytes), content}}; WeCom app messages have no menus."""
+    if not isinstance(menu, dict) or not isinstance(menu.get("list"), list) or not 0 < len(menu["list"]) <= 10:
+        return False
+    if path == "/cgi-bin/message/custom/send":
+        return all(isinstance(i, dict) and i.get("id") and i.get("content") for i in menu["list"])
+    if path == "/cgi-bin/kf/send_msg":
+        clicks = [i.get("click") if isinstance(i, dict) and i.get("type") == "click" else None for i in menu["list"]]
+        return all(isinstance(c, dict) and 0 < len(str(c.get("id", "")).encode()) <= 64 and c.get("content")
+                   for c in clicks)
+    return False

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from engine_build.ports import free_port
 from frontend.channels.wechat.crypto import CallbackCrypto, sha1_signature
 from frontend.channels.wechat.messages import parse_xml
-from frontend.protocol.frames import HANDOFF_QUEUED
+from frontend.protocol.frames import HANDOFF_ASSIGNED, HANDOFF_QUEUED, HANDOFF_RELEASED
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import (
     ADMIN_KEY,
@@ -69,18 +69,25 @@ def wechat_gateway(
     """A gateway with: `default` = the official 公众号 sample account in safe mode (from GATEWAY_WECHAT_*);
     from a mounted accounts file, in plaintext mode: `plain` (4 s window, 3 tries), `late` (window over at once,
     one try: always `success` + custom/send) and `patient` (window over at once, 3 tries: only WeChat's
-    retries can carry the reply); and WeCom `default` = the official 企业微信 sample corp (`late` likewise)."""
+    retries can carry the reply), and `sample` = the official sample account again, with the timestamp check
+    off (its documented callback is from 2014); WeCom `default` = the official 企业微信 sample corp (`late`
+    likewise, `sample` with the timestamp check off). Satisfaction menus are on."""
     folder = tmp_path_factory.mktemp("gw-wechat")
     accounts = folder / "accounts.yaml"
     plain = {"token": PLAIN_TOKEN, "app_id": "wxplain000000001", "secret": SECRET}
     late = {**plain, "passive_wait_seconds": 0, "passive_tries": 1}
     patient = {**plain, "passive_wait_seconds": 0, "passive_tries": 3}
+    sample = {"token": MP_TOKEN, "app_id": MP_APPID, "aes_key": MP_AES_KEY, "secret": SECRET,
+              "timestamp_window_seconds": 0}
+    wecom_sample = {"token": WECOM_TOKEN, "corp_id": WECOM_CORPID, "aes_key": WECOM_AES_KEY,
+                    "timestamp_window_seconds": 0}
     accounts.write_text(
         yaml.safe_dump({
-            "wechat": {"plain": plain, "late": late, "patient": patient},
+            "wechat": {"plain": plain, "late": late, "patient": patient, "sample": sample},
             "wecom": {"late": {"token": WECOM_TOKEN, "corp_id": WECOM_CORPID, "aes_key": WECOM_AES_KEY,
                                "secret": CORP_SECRET, "agent_id": 1000002, "passive_wait_seconds": 0,
-                               "passive_tries": 1}},
+                               "passive_tries": 1},
+                      "sample": wecom_sample},
         }),
         encoding="utf-8",
     )
@@ -100,6 +107,7 @@ def wechat_gateway(
         wecom_agentid="1000002",
         wecom_api_base=fake_wechat.url,
         default_max_tokens="16",
+        wechat_feedback_menu="true",
     )
     server = GatewayServer(free_port(), env, log_file=folder / "gateway.log").start()
     yield server.url
@@ -131,8 +139,9 @@ def text_xml(user: str, content: str, msg_id: str | None = None, create_time: st
     )
 
 
-def signed(token: str = PLAIN_TOKEN, *extra: str) -> dict[str, str]:
-    timestamp, nonce = str(int(time.time())), str(next(_ids))
+def signed(token: str = PLAIN_TOKEN, *extra: str, age: int = 0) -> dict[str, str]:
+    """Query parameters of a callback signed `age` seconds ago (negative: from the future)."""
+    timestamp, nonce = str(int(time.time()) - age), str(next(_ids))
     return {"timestamp": timestamp, "nonce": nonce, "signature": sha1_signature(token, timestamp, nonce, *extra)}
 
 
@@ -179,6 +188,37 @@ async def test_bad_signature_is_403_and_counted(wx: httpx.AsyncClient) -> None:
     assert after == before + 2
 
 
+async def test_callbacks_outside_the_timestamp_window_are_refused_as_replays(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat
+) -> None:
+    """Correctly signed callbacks more than 300 s old or ahead are refused (403 `stale_timestamp`, counted under
+    its own reason, not `bad_signature`) on GET and POST, and start no turn; within the window they are served.
+    The documentation's 2014 sample, replayed on an account with the check on, is refused the same way."""
+    def rejected(reason: str, text: str) -> float:
+        return metric_value(text, "gateway_channel_rejected_total", channel="wechat", reason=reason)
+
+    before = await metrics(wx)
+    user = new_user()
+    for age in (400, -400):
+        old = {**signed(age=age), "echostr": "42"}
+        refused = await wx.get("/channels/wechat/plain", params=old)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "stale_timestamp"
+        response = await wx.post("/channels/wechat/plain", params=old, content=text_xml(user, FAQ_QUESTION).encode())
+        assert response.status_code == 403 and response.json()["error"]["code"] == "stale_timestamp"
+    replayed = await wx.post("/channels/wechat/default", params=SAMPLE_PARAMS, content=SAMPLE_BODY.encode())
+    assert replayed.status_code == 403 and replayed.json()["error"]["code"] == "stale_timestamp"
+    after = await metrics(wx)
+    assert rejected("stale_timestamp", after) == rejected("stale_timestamp", before) + 5
+    assert rejected("bad_signature", after) == rejected("bad_signature", before)
+    assert fake_wechat.sent_to(user) == []
+
+    within = await wx.get("/channels/wechat/plain", params={**signed(age=200), "echostr": "43"})
+    assert within.status_code == 200 and within.text == "43"
+    answered = await wx.post("/channels/wechat/plain", params=signed(age=-200),
+                             content=text_xml(user, FAQ_QUESTION).encode())
+    assert FAQ_ANSWER in (reply_content(answered) or "")
+
+
 async def test_unknown_account_is_404(wx: httpx.AsyncClient) -> None:
     assert (await wx.get("/channels/wechat/nobody", params=signed())).status_code == 404
     assert (await wx.post("/channels/wecom/nobody", params=signed(), content=b"<xml/>")).status_code == 404
@@ -217,12 +257,17 @@ async def test_faq_is_answered_passively_in_safe_mode(wx: httpx.AsyncClient, fak
     assert (await wx.post("/channels/wechat/default", params=forged, content=body.encode())).status_code == 403
 
 
+SAMPLE_PARAMS = {"timestamp": MP_TIMESTAMP, "nonce": MP_NONCE, "encrypt_type": "aes",
+                 "msg_signature": MP_MSG_SIGNATURE, "signature": "unused-in-safe-mode"}
+SAMPLE_BODY = (
+    f"<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{MP_ENCRYPT}]]></Encrypt></xml>"
+)
+
+
 async def test_official_sample_callback_is_accepted(wx: httpx.AsyncClient, fake_wechat: FakeWeChat) -> None:
-    """The documentation's own encrypted message (msg_signature 5d197aa…) is verified, decrypted and answered."""
-    params = {"timestamp": MP_TIMESTAMP, "nonce": MP_NONCE, "encrypt_type": "aes", "msg_signature": MP_MSG_SIGNATURE,
-              "signature": "unused-in-safe-mode"}
-    body = f"<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{MP_ENCRYPT}]]></Encrypt></xml>"
-    response = await wx.post("/channels/wechat/default", params=params, content=body.encode())
+    """The documentation's own encrypted message (msg_signature 5d197aa…) is verified, decrypted and answered
+    (on the account whose timestamp check is off: the sample is from 2014)."""
+    response = await wx.post("/channels/wechat/sample", params=SAMPLE_PARAMS, content=SAMPLE_BODY.encode())
     assert response.status_code == 200
     customer = "oyORnuP8q7ou2gfYjqLzSIWZf0rs"
     if response.text == "success":  # the generation outlived the passive window: it arrives by custom/send
@@ -344,10 +389,17 @@ async def _state_is(rdb: Redis, session_id: str, state: str) -> bool:
     return await rdb.hget(f"sess:{session_id}", "state") == state
 
 
-async def test_handoff_agent_reply_goes_back_through_wechat(
+async def _contents(fake: FakeWeChat, user: str, count: int) -> list[str]:
+    await eventually(lambda: _sent(fake, user, count), what=f"{count} messages to the WeChat user")
+    return [s.content for s in fake.sent_to(user)]
+
+
+async def test_handoff_notices_and_agent_replies_go_back_through_wechat(
     wx: httpx.AsyncClient, wechat_gateway: str, fake_wechat: FakeWeChat, rdb: Redis
 ) -> None:
-    """'转人工' queues the session; the agent's reply on /ws/agent reaches the WeChat user by custom/send."""
+    """'转人工' queues the session; by custom/send, in order, the WeChat user gets: the agent joined, the agent's
+    reply, back in the queue when the agent's console closed without releasing, joined again, and released to
+    the bot when the agent ends the session."""
     user = new_user()
     response = await post_plain(wx, "plain", text_xml(user, "转人工客服"))
     session_id = await session_of(rdb, "wechat", "plain", user)
@@ -358,17 +410,25 @@ async def test_handoff_agent_reply_goes_back_through_wechat(
         assert reply_content(response) == HANDOFF_QUEUED
     await eventually(lambda: _state_is(rdb, session_id, "queued"), what="session queued")
     already = len(fake_wechat.sent_to(user))
-    async with connect(wechat_gateway, "/ws/agent?agent=wx-agent", additional_headers={"X-API-Key": AGENT_KEY}) as ws:
+    agent = "/ws/agent?agent=wx-agent"
+    async with connect(wechat_gateway, agent, additional_headers={"X-API-Key": AGENT_KEY}) as ws:
         await ws.send(json.dumps({"type": "take", "session_id": session_id}))
         await ws_frames_until(ws, "assigned")
-        await ws.send(json.dumps({"type": "reply", "session_id": session_id, "message": "您好，我是人工客服小王。"}))
+        greeting = "您好，我是人工客服小王。"
+        await ws.send(json.dumps({"type": "reply", "session_id": session_id, "message": greeting}))
         await ws_frames_until(ws, "sent")
-        await eventually(lambda: _sent(fake_wechat, user, already + 1), what="agent reply sent to WeChat")
-        assert fake_wechat.sent_to(user)[-1].content == "您好，我是人工客服小王。"
+        assert (await _contents(fake_wechat, user, already + 2))[already:] == [HANDOFF_ASSIGNED, greeting]
         # While the agent holds the session, the customer's next message gets no bot reply.
         assert reply_content(await post_plain(wx, "plain", text_xml(user, "好的，谢谢"))) is None
+    # The console closed without releasing: the customer is queued again and told so.
+    assert (await _contents(fake_wechat, user, already + 3))[-1] == HANDOFF_QUEUED
+    async with connect(wechat_gateway, agent, additional_headers={"X-API-Key": AGENT_KEY}) as ws:
+        await ws.send(json.dumps({"type": "take", "session_id": session_id}))
+        await ws_frames_until(ws, "assigned")
         await ws.send(json.dumps({"type": "release", "session_id": session_id}))
         await ws_frames_until(ws, "released")
+    assert (await _contents(fake_wechat, user, already + 5))[already + 3 :] == [HANDOFF_ASSIGNED, HANDOFF_RELEASED]
+    assert fake_wechat.menus_to(user) == []  # notices and agent replies are not rated
 
 
 async def test_long_passive_reply_is_cut_at_2047_bytes_and_the_rest_sent(
@@ -409,11 +469,14 @@ def wecom_post(inner_xml: str) -> tuple[dict[str, str], bytes]:
 
 
 async def test_wecom_url_verification_with_the_official_sample(wx: httpx.AsyncClient) -> None:
-    """WeCom signs the encrypted echostr with msg_signature; the gateway answers its plaintext."""
-    response = await wx.get("/channels/wecom/default", params=WECOM_VERIFY)
+    """WeCom signs the encrypted echostr with msg_signature; the gateway answers its plaintext (account `sample`:
+    timestamp check off). On `default` the same 2014 request is a replay: 403 `stale_timestamp`."""
+    response = await wx.get("/channels/wecom/sample", params=WECOM_VERIFY)
     assert response.status_code == 200 and response.text == WECOM_ECHO_PLAIN
     forged = {**WECOM_VERIFY, "msg_signature": "0" * 40}
-    assert (await wx.get("/channels/wecom/default", params=forged)).status_code == 403
+    assert (await wx.get("/channels/wecom/sample", params=forged)).status_code == 403
+    replayed = await wx.get("/channels/wecom/default", params=WECOM_VERIFY)
+    assert replayed.status_code == 403 and replayed.json()["error"]["code"] == "stale_timestamp"
 
 
 async def test_wecom_member_faq_gets_an_encrypted_passive_reply(wx: httpx.AsyncClient) -> None:
@@ -478,3 +541,89 @@ async def test_wecom_kf_event_syncs_with_a_cursor_and_replies_by_send_msg(
 async def _synced(fake: FakeWeChat, count: int) -> bool:
     return len(fake.state.kf_syncs) >= count
 
+
+
+# ---- satisfaction menus --------------------------------------------------------------------------------------
+
+THANKS, EXPIRED = "感谢您的评价！", "该评价已失效，感谢您的反馈。"
+
+
+def click_xml(user: str, menu_id: str, content: str) -> str:
+    """What WeChat posts when a customer clicks a menu item: a text message carrying `bizmsgmenuid`."""
+    return text_xml(user, content).replace("</xml>", f"<bizmsgmenuid>{menu_id}</bizmsgmenuid></xml>")
+
+
+async def _menus(fake: FakeWeChat, user: str) -> bool:
+    return len(fake.menus_to(user)) >= 1
+
+
+async def ratings(rdb: Redis, message_id: str) -> list[dict[str, Any]]:
+    """Every rating of `message_id` in the feedback service's log stream, oldest first."""
+    entries = [json.loads(fields["entry"]) for _, fields in await rdb.xrange("feedback:log")]
+    return [e for e in entries if e["message_id"] == message_id]
+
+
+async def test_answer_is_followed_by_a_menu_and_a_click_rates_it(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat, rdb: Redis
+) -> None:
+    """After a bot answer the customer gets a 菜单消息 (custom/send, msgtype msgmenu: 满意 / 不满意). A click comes
+    back as text with `bizmsgmenuid`: recorded by the feedback service as a rating of that answer, once however
+    often WeChat retries the callback, and thanked passively. A click on another customer's menu rates nothing;
+    typing 满意 without clicking is an ordinary message."""
+    user = new_user()
+    assert FAQ_ANSWER in (reply_content(await post_plain(wx, "plain", text_xml(user, FAQ_QUESTION))) or "")
+    await eventually(lambda: _menus(fake_wechat, user), what="satisfaction menu")
+    [menu] = fake_wechat.menus_to(user)
+    assert menu.path == "/cgi-bin/message/custom/send"
+    items = menu.body["msgmenu"]["list"]
+    assert [item["content"] for item in items] == ["满意", "不满意"] and menu.body["msgmenu"]["head_content"]
+    session_id = await session_of(rdb, "wechat", "plain", user)
+    answer_id = (await turns(rdb, session_id))[-1]["message_id"]
+
+    click = click_xml(user, items[1]["id"], "不满意")
+    for _ in range(2):  # the click and WeChat's retry of it
+        assert reply_content(await post_plain(wx, "plain", click)) == THANKS
+    [rating] = await ratings(rdb, answer_id)
+    assert rating["thumbs"] == "down" and rating["variant"]
+    assert len(await turns(rdb, session_id)) == 2  # a click is not a message to the bot
+
+    stranger = new_user()
+    assert reply_content(await post_plain(wx, "plain", click_xml(stranger, items[0]["id"], "满意"))) == EXPIRED
+    assert reply_content(await post_plain(wx, "plain", click_xml(user, "123", "满意"))) == EXPIRED
+    assert len(await ratings(rdb, answer_id)) == 1
+
+    await post_plain(wx, "plain", text_xml(user, "满意"))
+    assert [t["content"] for t in await turns(rdb, session_id) if t["role"] == "user"] == [FAQ_QUESTION, "满意"]
+    assert len(await ratings(rdb, answer_id)) == 1
+
+
+async def test_wecom_kf_answer_menu_click_comes_back_through_sync_msg(
+    wx: httpx.AsyncClient, fake_wechat: FakeWeChat, rdb: Redis
+) -> None:
+    """微信客服: the answer by send_msg is followed by a send_msg 菜单消息 (click items); the customer's click comes
+    back from sync_msg as text with `menu_id`, is recorded as a rating of that answer and thanked by send_msg."""
+    external = f"wm-ext-{next(_ids)}"
+
+    async def customer_sends(text: dict[str, str]) -> None:
+        fake_wechat.queue_kf({"msgid": f"kf-{next(_ids)}", "open_kfid": "wkSUPPORT", "external_userid": external,
+                              "send_time": int(time.time()), "origin": 3, "msgtype": "text", "text": text})
+        event = (f"<xml><ToUserName>{WECOM_CORPID}</ToUserName><CreateTime>{int(time.time())}</CreateTime>"
+                 "<MsgType>event</MsgType><Event>kf_msg_or_event</Event><Token>T</Token>"
+                 "<OpenKfId>wkSUPPORT</OpenKfId></xml>")
+        params, body = wecom_post(event)
+        assert (await wx.post("/channels/wecom/default", params=params, content=body)).text == "success"
+
+    await customer_sends({"content": FAQ_QUESTION})
+    await eventually(lambda: _menus(fake_wechat, external), timeout=REPLY_TIMEOUT, what="kf satisfaction menu")
+    [menu] = fake_wechat.menus_to(external)
+    assert menu.path == "/cgi-bin/kf/send_msg" and menu.body["open_kfid"] == "wkSUPPORT"
+    clicks = [item["click"] for item in menu.body["msgmenu"]["list"]]
+    assert [c["content"] for c in clicks] == ["满意", "不满意"]
+    session_id = await session_of(rdb, "wecom_kf", "default", f"wkSUPPORT/{external}")
+    answer_id = (await turns(rdb, session_id))[-1]["message_id"]
+
+    await customer_sends({"content": "满意", "menu_id": clicks[0]["id"]})
+    await eventually(lambda: _sent(fake_wechat, external, 2), what="thanks by send_msg")
+    assert [s.content for s in fake_wechat.sent_to(external)][-1] == THANKS
+    [rating] = await ratings(rdb, answer_id)
+    assert rating["thumbs"] == "up"
