@@ -87,5 +87,5 @@ async def hub() -> AsyncIterator[ChannelHub]:
 async def test_wechat_answers_refused_text_with_its_notices(hub: ChannelHub) -> None:
     """WeChat customers get the channel's own notices for what the one check refuses."""
     binding = Binding("wechat", "default", "o-user")
-    assert await hub.reply_to(binding, "  ") == hub.notices.text_only
-    assert await hub.reply_to(binding, "长" * (LIMIT + 1)) == hub.notices.too_long
+    assert await hub.reply_to(binding, "  ", "turn-1") == hub.notices.text_only
+    assert await hub.reply_to(binding, "长" * (LIMIT + 1), "turn-2") == hub.notices.too_long
