@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from python_backends.limits import DEFAULT_LIMITS
+
 
 @dataclass(frozen=True)
 class RepositoryProfile:
@@ -15,7 +17,7 @@ class RepositoryProfile:
     llm_instance_kind: str = "KIND_CPU"
     llm_max_batch_size: int = 32
     llm_max_input_tokens: int = 4096
-    llm_max_tokens_limit: int = 2048
+    llm_max_tokens_limit: int = DEFAULT_LIMITS.max_tokens_limit
     llm_num_threads: int = 0
     llm_dtype: str = "float32"
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
@@ -33,9 +35,11 @@ class RepositoryProfile:
     intent_instances: int = 1
     intent_llm_fallback: bool = False  # low-confidence intents asked of the `llm` (BLS); GPU profile only
     intent_llm_budget_ms: int = 300  # after this the rule/model label stands
-    max_history_turns: int = 5
-    history_token_budget: int = 1024
-    max_message_chars: int = 4000
+    # The conversation limits (python_backends/limits.py): prompt_builder's (max_history_chars: intent's too).
+    max_history_turns: int = DEFAULT_LIMITS.max_history_turns
+    history_token_budget: int = DEFAULT_LIMITS.history_token_budget
+    max_message_chars: int = DEFAULT_LIMITS.max_message_chars
+    max_history_chars: int = DEFAULT_LIMITS.max_history_chars
     enable_thinking: bool = False
     system_prompts_file: str = ""
     pii_stream_idle_seconds: float = 120.0  # a stream with no chunk for this long lost its client: forget it

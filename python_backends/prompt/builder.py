@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from python_backends.limits import DEFAULT_LIMITS, ConversationLimits
 from python_backends.prompt.control_tokens import ControlTokenEscaper
 
 DEFAULT_SYSTEM_PROMPTS = Path(__file__).parent / "data" / "system_prompts.yaml"
@@ -39,17 +40,14 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class PromptConfig:
-    """`max_history_turns` counts user+assistant exchanges; the token budget covers history only."""
+    """The shared conversation limits (message length, history turns and token budget) and the prompt's format."""
 
-    max_history_turns: int = 5
-    history_token_budget: int = 1024
-    max_message_chars: int = 4000
-    max_history_chars: int = 64000
+    limits: ConversationLimits = field(default_factory=ConversationLimits)
     enable_thinking: bool = False
     system_prompts_file: Path = DEFAULT_SYSTEM_PROMPTS
 
 
-def parse_history(raw: str | None, max_chars: int = 64000) -> list[ChatMessage]:
+def parse_history(raw: str | None, max_chars: int = DEFAULT_LIMITS.max_history_chars) -> list[ChatMessage]:
     """Validate the `history` input: a JSON list of {role: user|assistant, content: str}."""
     if raw is None or not raw.strip():
         return []
@@ -103,15 +101,19 @@ class PromptBuilder:
         return self.system_prompts.get(intent or "default", self.system_prompts["default"])
 
     def trim_history(self, history: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """Keep the last N exchanges, then drop the oldest messages until the token budget holds."""
-        kept = list(history[-2 * self.config.max_history_turns :]) if self.config.max_history_turns > 0 else []
-        costs = [self._count_tokens(m.content) for m in kept]
-        total = sum(costs)
-        start = 0
-        while start < len(kept) and total > self.config.history_token_budget:
-            total -= costs[start]
-            start += 1
-        kept = kept[start:]
+        """The newest history that fits: blank messages dropped, at most `max_history_turns` exchanges, within
+        `history_token_budget` tokens of the checkpoint's tokenizer (the only place history is cut by tokens; the
+        gateway sends its stored turns as they are). The result never starts with a reply without its question."""
+        limits = self.config.limits
+        recent = [m for m in history if m.content.strip()][-2 * limits.max_history_turns :]
+        kept: list[ChatMessage] = []
+        total = 0
+        for message in reversed(recent):  # newest first: older messages are never tokenized once over budget
+            total += self._count_tokens(message.content)
+            if total > limits.history_token_budget:
+                break
+            kept.append(message)
+        kept.reverse()
         while kept and kept[0].role != "user":  # a reply without its question confuses the model
             kept.pop(0)
         return kept
@@ -126,8 +128,9 @@ class PromptBuilder:
         extra = (instructions or "").strip()
         if not extra:
             return base
-        if len(extra) > self.config.max_message_chars:
-            raise PromptError(f"instructions are {len(extra)} characters; the limit is {self.config.max_message_chars}")
+        limit = self.config.limits.max_message_chars
+        if len(extra) > limit:
+            raise PromptError(f"instructions are {len(extra)} characters; the limit is {limit}")
         return f"{base}\n\n{CALLER_INSTRUCTIONS_HEADER}\n{self.escape_user_text(extra)}"
 
     def build(
@@ -140,8 +143,9 @@ class PromptBuilder:
         text = message.strip()
         if not text:
             raise PromptError("text_input is empty")
-        if len(message) > self.config.max_message_chars:
-            raise PromptError(f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}")
+        limit = self.config.limits.max_message_chars
+        if len(message) > limit:
+            raise PromptError(f"text_input is {len(message)} characters; the limit is {limit}")
         kept = self.trim_history([ChatMessage(m.role, self.escape_user_text(m.content)) for m in history])
         messages = [ChatMessage("system", self.system_content(intent, instructions)), *kept]
         messages.append(ChatMessage("user", self.escape_user_text(text)))
