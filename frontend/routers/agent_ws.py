@@ -171,7 +171,7 @@ class AgentConnection:
     async def on_reply(self, data: dict[str, Any]) -> None:
         session_id = str(_session_id(data))
         text = _field(data, "message")
-        limit = self.services.settings.max_message_chars
+        limit = self.services.limits.current.max_message_chars
         if len(text) > limit:
             raise GatewayError("message_too_long", f"消息过长：最多 {limit} 个字符。", 413)
         message_id = await self.services.desk.reply(self.agent, session_id, text)

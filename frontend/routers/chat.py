@@ -34,8 +34,9 @@ async def chat(
     message = body.message.strip()
     if not message:
         raise GatewayError("empty_message", "消息不能为空。")
-    if len(message) > settings.max_message_chars:
-        raise GatewayError("message_too_long", f"消息过长：最多 {settings.max_message_chars} 个字符。", 413)
+    limit = services.limits.current.max_message_chars  # the gateway's setting, never above Triton's
+    if len(message) > limit:
+        raise GatewayError("message_too_long", f"消息过长：最多 {limit} 个字符。", 413)
     await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
     # Per API key (a hash, never the key): a caller rotating session ids still shares one budget.
     await services.limiter.check("key", client, settings.rate_limit_per_user)

@@ -32,7 +32,8 @@ from frontend.protocol.openai import (
     check_supported,
     openai_finish_reason,
 )
-from frontend.services.history import Turn, trim_history
+from frontend.services.history import Turn, history_to_send
+from frontend.services.limits import GatewayLimits
 from frontend.services.triton import ChatCall, ChatChunk, SamplingOverrides, TritonChat
 from frontend.settings import GatewaySettings
 
@@ -65,10 +66,17 @@ class _Totals:
 
 
 class OpenAIServing:
-    def __init__(self, settings: GatewaySettings, triton: TritonChat, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        triton: TritonChat,
+        metrics: GatewayMetrics,
+        limits: GatewayLimits | None = None,
+    ) -> None:
         self._settings = settings
         self._triton = triton
         self._metrics = metrics
+        self._limits = limits or GatewayLimits(settings)
 
     # ---- request -> ensemble call -----------------------------------------------------------------------
     def to_call(self, request: ChatCompletionRequest) -> ChatCall:
@@ -78,6 +86,7 @@ class OpenAIServing:
         except UnsupportedParameter as exc:
             raise unsupported(exc) from None
         settings = self._settings
+        limits = self._limits.current
         instructions = self._instructions(request)
         turns = [Turn(m.role, m.text()) for m in request.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
@@ -85,14 +94,13 @@ class OpenAIServing:
         message = turns[-1].content.strip()
         if not message:
             raise GatewayError("empty_message", "消息不能为空。")
-        if len(message) > settings.max_message_chars:
-            raise GatewayError("message_too_long", f"消息过长：最多 {settings.max_message_chars} 个字符。", 413)
-        history = trim_history(turns[:-1], settings.max_history_turns, settings.history_token_budget)
+        if len(message) > limits.max_message_chars:
+            raise GatewayError("message_too_long", f"消息过长：最多 {limits.max_message_chars} 个字符。", 413)
         requested = request.max_completion_tokens or request.max_tokens
         return ChatCall(
             message,
-            [{"role": t.role, "content": t.content} for t in history],
-            min(requested or settings.default_max_tokens, settings.max_tokens_limit),
+            history_to_send(turns[:-1], limits),
+            self._limits.max_tokens(requested, settings.default_max_tokens),
             streaming=request.stream,
             instructions=instructions,
             sampling=SamplingOverrides(
@@ -119,10 +127,9 @@ class OpenAIServing:
                 )
             )
         text = "\n\n".join(m.text().strip() for _, m in system if m.text().strip())
-        if len(text) > self._settings.max_message_chars:
-            raise GatewayError(
-                "message_too_long", f"system 消息过长：最多 {self._settings.max_message_chars} 个字符。", 413
-            )
+        limit = self._limits.current.max_message_chars
+        if len(text) > limit:
+            raise GatewayError("message_too_long", f"system 消息过长：最多 {limit} 个字符。", 413)
         return text
 
     # ---- responses --------------------------------------------------------------------------------------

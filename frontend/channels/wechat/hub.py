@@ -242,7 +242,7 @@ class ChannelHub:
         text = text.strip()
         if not text:
             return self.notices.text_only
-        if len(text) > settings.max_message_chars:
+        if len(text) > services.limits.current.max_message_chars:
             return self.notices.too_long
         try:
             identity = f"{binding.account}:{binding.user}"
