@@ -154,11 +154,16 @@ def test_the_profile_renders_one_set_of_conversation_limits_every_model_reads_al
         "llm_max_tokens_limit": 1500,
     }
     repo = render_repository(tmp_path / "repo", CPU_PROFILE.with_overrides(overrides).template_values())
-    served = [MessageToDict(parse(p), preserving_proto_field_name=True) for p in repo.glob("*/config.pbtxt")]
+    served = parse_served(repo)
     assert ConversationLimits.served_by(served) == raised
     intent = ModelParameters.from_model_config(served_config(served, "intent_classifier"))
     assert ConversationLimits.from_parameters(intent).max_history_chars == 90000
     assert ConversationLimits.served_by([]) == ConversationLimits() == DEFAULT_LIMITS
+
+
+def parse_served(repo: Path) -> list[dict[str, Any]]:
+    """The rendered configs as Triton serves them as JSON (`get_model_config(..., as_json=True)["config"]`)."""
+    return [MessageToDict(parse(p), preserving_proto_field_name=True) for p in repo.glob("*/config.pbtxt")]
 
 
 def served_config(configs: list[dict[str, Any]], name: str) -> dict[str, Any]:
