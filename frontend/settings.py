@@ -50,7 +50,7 @@ class GatewaySettings(BaseSettings):
 
     # Conversation limits: defaults shared with the models (python_backends/limits.py); the gateway enforces these,
     # lowered to what Triton serves (frontend/services/limits.py). The history token budget is the prompt builder's.
-    max_history_turns: int = Field(default=DEFAULT_LIMITS.max_history_turns, ge=1, le=50, description="stored")
+    max_history_turns: int = Field(default=DEFAULT_LIMITS.max_history_turns, ge=1, le=50, description="kept, sent")
     session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     events_retained: int = Field(default=500, ge=50, description="session event stream length kept for replay")
     store_redacted: bool = True
