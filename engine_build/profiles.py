@@ -16,7 +16,7 @@ class RepositoryProfile:
     llm_engine: str = "auto"  # CPU: llamacpp when the checkpoint folder has a .gguf (prepared ones do), else hf
     llm_instance_kind: str = "KIND_CPU"
     llm_max_batch_size: int = 32
-    llm_max_input_tokens: int = 4096
+    llm_max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens  # prompt_builder's too (it fits history to it)
     llm_max_tokens_limit: int = DEFAULT_LIMITS.max_tokens_limit
     llm_num_threads: int = 0
     llm_dtype: str = "float32"

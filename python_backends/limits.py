@@ -25,6 +25,7 @@ class ConversationLimits:
     history_token_budget: int = 1024  # history tokens a prompt keeps, oldest dropped first (prompt_builder)
     max_history_chars: int = 64000  # the `history` input, in characters (prompt_builder, intent_classifier)
     max_tokens_limit: int = 2048  # the most tokens one reply may ask for (llm)
+    max_input_tokens: int = 4096  # the longest prompt the llm takes (CPU engines; prompt_builder fits history to it)
 
     def __post_init__(self) -> None:
         for name, value in self.as_dict().items():

@@ -114,9 +114,7 @@ class PromptBuilder:
                 break
             kept.append(message)
         kept.reverse()
-        while kept and kept[0].role != "user":  # a reply without its question confuses the model
-            kept.pop(0)
-        return kept
+        return _from_first_question(kept)
 
     def escape_user_text(self, text: str) -> str:
         """Control-token text in caller-supplied content made inert (use it for any extra caller text too)."""
@@ -147,6 +145,20 @@ class PromptBuilder:
         if len(message) > limit:
             raise PromptError(f"text_input is {len(message)} characters; the limit is {limit}")
         kept = self.trim_history([ChatMessage(m.role, self.escape_user_text(m.content)) for m in history])
-        messages = [ChatMessage("system", self.system_content(intent, instructions)), *kept]
-        messages.append(ChatMessage("user", self.escape_user_text(text)))
-        return self._render([m.as_dict() for m in messages], self.config.enable_thinking)
+        system = ChatMessage("system", self.system_content(intent, instructions))
+        user = ChatMessage("user", self.escape_user_text(text))
+        while True:  # the whole prompt within what the llm takes: older history goes first, then it is refused
+            prompt = self._render([m.as_dict() for m in (system, *kept, user)], self.config.enable_thinking)
+            tokens = self._count_tokens(prompt)
+            if tokens <= self.config.limits.max_input_tokens:
+                return prompt
+            if not kept:
+                limit = self.config.limits.max_input_tokens
+                raise PromptError(f"prompt is {tokens} tokens; this model accepts at most {limit}")
+            kept = _from_first_question(kept[1:])
+
+
+def _from_first_question(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """A reply without its question confuses the model: history starts with the customer's message."""
+    first = next((i for i, m in enumerate(messages) if m.role == "user"), len(messages))
+    return messages[first:]

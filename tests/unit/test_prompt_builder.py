@@ -94,6 +94,21 @@ def test_blank_history_messages_are_dropped_and_zero_budget_room_means_none() ->
     assert builder(history_token_budget=1).trim_history(history) == []
 
 
+def test_history_is_cut_further_so_the_whole_prompt_fits_what_the_model_takes() -> None:
+    """A long message leaves less room: older exchanges go until the rendered prompt fits `max_input_tokens`."""
+    message, history = "m" * 40, turns(10)
+    bare = len(builder().build(message))
+    prompt = builder(max_input_tokens=bare + 30).build(message, history)  # room for one short exchange
+    assert prompt == builder().build(message, history[-2:]) and len(prompt) <= bare + 30
+
+
+def test_a_prompt_that_cannot_fit_even_without_history_is_refused_naming_both_sizes() -> None:
+    """The llm would refuse it anyway; the prompt builder says so first, in the llm's words."""
+    bare = len(builder().build("m" * 40))
+    with pytest.raises(PromptError, match=f"prompt is {bare} tokens; this model accepts at most {bare - 1}"):
+        builder(max_input_tokens=bare - 1).build("m" * 40, turns(3))
+
+
 def test_thinking_is_off_by_default_and_configurable() -> None:
     """Qwen3 thinking stays off unless enabled in the config."""
     assert builder().build("hi").endswith("<think-off>")

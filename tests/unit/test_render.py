@@ -143,15 +143,16 @@ def test_the_cli_says_why_it_refuses(tmp_path: Path) -> None:
 
 
 def test_the_profile_renders_one_set_of_conversation_limits_every_model_reads_alike(tmp_path: Path) -> None:
-    """Raised limits reach prompt_builder, intent_classifier and llm, and the served configs read back (as the
-    gateway reads them from Triton) to exactly the profile's limits; unrendered, they are the shared defaults."""
+    """Raised limits reach prompt_builder, intent_classifier and llm (the llm's input size prompt_builder too), and
+    the served configs read back (as the gateway reads them from Triton) to exactly the profile's limits;
+    unrendered, they are the shared defaults."""
     raised = ConversationLimits(
         max_message_chars=9000, max_history_turns=8, history_token_budget=3000, max_history_chars=90000,
-        max_tokens_limit=1500,
+        max_tokens_limit=1500, max_input_tokens=6000,
     )
     overrides = {
         "max_message_chars": 9000, "max_history_turns": 8, "history_token_budget": 3000, "max_history_chars": 90000,
-        "llm_max_tokens_limit": 1500,
+        "llm_max_tokens_limit": 1500, "llm_max_input_tokens": 6000,
     }
     repo = render_repository(tmp_path / "repo", CPU_PROFILE.with_overrides(overrides).template_values())
     served = parse_served(repo)
