@@ -100,17 +100,18 @@ class PromptBuilder:
     def system_prompt(self, intent: str | None) -> str:
         return self.system_prompts.get(intent or "default", self.system_prompts["default"])
 
-    def trim_history(self, history: Sequence[ChatMessage]) -> list[ChatMessage]:
+    def trim_history(self, history: Sequence[ChatMessage], budget: int | None = None) -> list[ChatMessage]:
         """The newest history that fits: blank messages dropped, at most `max_history_turns` exchanges, within
-        `history_token_budget` tokens of the checkpoint's tokenizer (the only place history is cut by tokens; the
-        gateway sends its stored turns as they are). The result never starts with a reply without its question."""
+        `budget` (default `history_token_budget`) tokens of the checkpoint's tokenizer (the only place history is
+        cut by tokens; the gateway sends its stored turns as they are). It never starts with an orphan reply."""
         limits = self.config.limits
+        budget = limits.history_token_budget if budget is None else budget
         recent = [m for m in history if m.content.strip()][-2 * limits.max_history_turns :]
         kept: list[ChatMessage] = []
         total = 0
         for message in reversed(recent):  # newest first: older messages are never tokenized once over budget
             total += self._count_tokens(message.content)
-            if total > limits.history_token_budget:
+            if total > budget:
                 break
             kept.append(message)
         kept.reverse()
@@ -144,18 +145,26 @@ class PromptBuilder:
         limit = self.config.limits.max_message_chars
         if len(message) > limit:
             raise PromptError(f"text_input is {len(message)} characters; the limit is {limit}")
-        kept = self.trim_history([ChatMessage(m.role, self.escape_user_text(m.content)) for m in history])
         system = ChatMessage("system", self.system_content(intent, instructions))
         user = ChatMessage("user", self.escape_user_text(text))
-        while True:  # the whole prompt within what the llm takes: older history goes first, then it is refused
-            prompt = self._render([m.as_dict() for m in (system, *kept, user)], self.config.enable_thinking)
-            tokens = self._count_tokens(prompt)
-            if tokens <= self.config.limits.max_input_tokens:
+        # The whole prompt within what the llm takes: history gets the room the message leaves (at most its budget),
+        # less each turn's template tokens, which only the rendered prompt shows; a message too long alone is refused.
+        limit = self.config.limits.max_input_tokens
+        bare = self._prompt([system, user])
+        room = limit - self._count_tokens(bare)
+        if room < 0:
+            raise PromptError(f"prompt is {limit - room} tokens; this model accepts at most {limit}")
+        escaped = [ChatMessage(m.role, self.escape_user_text(m.content)) for m in history]
+        kept = self.trim_history(escaped, min(room, self.config.limits.history_token_budget))
+        while kept:
+            prompt = self._prompt([system, *kept, user])
+            if self._count_tokens(prompt) <= limit:
                 return prompt
-            if not kept:
-                limit = self.config.limits.max_input_tokens
-                raise PromptError(f"prompt is {tokens} tokens; this model accepts at most {limit}")
             kept = _from_first_question(kept[1:])
+        return bare
+
+    def _prompt(self, messages: list[ChatMessage]) -> str:
+        return self._render([m.as_dict() for m in messages], self.config.enable_thinking)
 
 
 def _from_first_question(messages: list[ChatMessage]) -> list[ChatMessage]:
