@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from python_backends.limits import DEFAULT_LIMITS
+
 
 @dataclass(frozen=True)
 class RepositoryProfile:
@@ -14,8 +16,8 @@ class RepositoryProfile:
     llm_engine: str = "auto"  # CPU: llamacpp when the checkpoint folder has a .gguf (prepared ones do), else hf
     llm_instance_kind: str = "KIND_CPU"
     llm_max_batch_size: int = 32
-    llm_max_input_tokens: int = 4096
-    llm_max_tokens_limit: int = 2048
+    llm_max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens  # prompt_builder's too (it fits history to it)
+    llm_max_tokens_limit: int = DEFAULT_LIMITS.max_tokens_limit
     # llamacpp engine threads: > 0 that many, 0 every core, -n all but n. The CPU profile runs beside the gateway,
     # Redis and Triton's own threads (`make run`), and llama.cpp collapses when a thread of its is preempted
     # (measured on 2 shared cores: 2 threads 3-4 tokens/s, 1 thread ~60), so it leaves them a core.
@@ -39,9 +41,11 @@ class RepositoryProfile:
     intent_instances: int = 1
     intent_llm_fallback: bool = False  # low-confidence intents asked of the `llm` (BLS); GPU profile only
     intent_llm_budget_ms: int = 300  # after this the rule/model label stands
-    max_history_turns: int = 5
-    history_token_budget: int = 1024
-    max_message_chars: int = 4000
+    # The conversation limits (python_backends/limits.py): prompt_builder's (max_history_chars: intent's too).
+    max_history_turns: int = DEFAULT_LIMITS.max_history_turns
+    history_token_budget: int = DEFAULT_LIMITS.history_token_budget
+    max_message_chars: int = DEFAULT_LIMITS.max_message_chars
+    max_history_chars: int = DEFAULT_LIMITS.max_history_chars
     enable_thinking: bool = False
     system_prompts_file: str = ""
     pii_stream_idle_seconds: float = 120.0  # a stream with no chunk for this long lost its client: forget it

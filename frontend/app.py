@@ -158,11 +158,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         sweeping = asyncio.create_task(
             run_every(lambda: services.desk.return_overdue(wait), interval=min(30.0, max(1.0, wait / 10)))
         )
+        if not await services.limits.refresh():  # read again by every /readyz and every 30 s
+            logger.warning("Triton's conversation limits are not readable yet; not ready until they are")
+        checking_limits = asyncio.create_task(run_every(services.limits.refresh, interval=30.0))
         logger.info("gateway ready: triton %s, variant %s", settings.triton_grpc_url, settings.model_variant)
         try:
             yield
         finally:
-            for task in (preparing, sweeping):
+            for task in (preparing, sweeping, checking_limits):
                 if task is not None:
                     task.cancel()
             await services.close()

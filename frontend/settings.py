@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from python_backends.limits import DEFAULT_LIMITS
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MIN_SECRET_CHARS = 16
@@ -46,17 +48,18 @@ class GatewaySettings(BaseSettings):
 
     allowed_origins: CommaList = Field(default_factory=list, description="CORS/WebSocket origins besides same-origin")
 
-    max_history_turns: int = Field(default=5, ge=1, le=50)
-    history_token_budget: int = Field(default=1024, ge=64)
+    # Conversation limits: defaults shared with the models (python_backends/limits.py); the gateway enforces these,
+    # lowered to what Triton serves (frontend/services/limits.py). The history token budget is the prompt builder's.
+    max_history_turns: int = Field(default=DEFAULT_LIMITS.max_history_turns, ge=1, le=50, description="kept, sent")
     session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     events_retained: int = Field(default=500, ge=50, description="session event stream length kept for replay")
     store_redacted: bool = True
 
-    max_message_chars: int = Field(default=4000, ge=1)
+    max_message_chars: int = Field(default=DEFAULT_LIMITS.max_message_chars, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_ws_frame_bytes: int = Field(default=32 * 1024, ge=1024)
     default_max_tokens: int = Field(default=256, ge=1)
-    max_tokens_limit: int = Field(default=1024, ge=1)
+    max_tokens_limit: int = Field(default=DEFAULT_LIMITS.max_tokens_limit, ge=1)
 
     rate_limit_per_ip: int = Field(default=120, ge=1, description="requests per window per client IP")
     rate_limit_per_user: int = Field(default=30, ge=1, description="messages per window per session or API key")

@@ -7,6 +7,8 @@ Ports: REDIS_PORT (6379), TRITON_HTTP_PORT/TRITON_GRPC_PORT/TRITON_METRICS_PORT 
 environment, development keys are generated for this run and printed (they are never written to disk).
 CANARY_CHECKPOINT starts a second Triton (CANARY_TRITON_*_PORT, 8010-8012) as the candidate variant taking
 CANARY_WEIGHT % (10) of new sessions, with automatic rollback (`GET /admin/release`).
+Conversation limits set as GATEWAY_MAX_MESSAGE_CHARS / _MAX_HISTORY_TURNS / _MAX_TOKENS_LIMIT (and
+HISTORY_TOKEN_BUDGET, the prompt builder's alone) are rendered into Triton too, so both sides get the same values.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,11 +173,32 @@ def dev_keys(environ: dict[str, str]) -> dict[str, str]:
     }
 
 
+# The environment variables `make run` passes to Triton's render as well as to the gateway -> profile keys.
+TRITON_LIMITS = {
+    "GATEWAY_MAX_MESSAGE_CHARS": "max_message_chars",
+    "GATEWAY_MAX_HISTORY_TURNS": "max_history_turns",
+    "GATEWAY_MAX_TOKENS_LIMIT": "llm_max_tokens_limit",
+    "HISTORY_TOKEN_BUDGET": "history_token_budget",
+}
+
+
+def limit_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """The render overrides for every conversation limit set in the environment (the gateway reads the same)."""
+    overrides = {}
+    for variable, key in TRITON_LIMITS.items():
+        value = environ.get(variable, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise StackError(f"{variable} must be a positive integer")
+            overrides[key] = value
+    return overrides
+
+
 def start_triton(checkpoint: str) -> TritonServer:
     """Render the CPU profile for `checkpoint` (prepared first when it is one of ours) and start Triton."""
     if checkpoint in PREPARED:
         prepare(checkpoint)
-    repo = render_for("cpu", checkpoint, REPO_ROOT / "build" / "model_repository", {})
+    repo = render_for("cpu", checkpoint, REPO_ROOT / "build" / "model_repository", limit_overrides(os.environ))
     return TritonServer(repo, TritonPorts.from_env()).start()
 
 
@@ -182,7 +206,8 @@ def start_candidate(checkpoint: str) -> tuple[TritonServer, dict[str, str]]:
     """A second Triton over `checkpoint` and the gateway settings that make it the canary's candidate."""
     if checkpoint in PREPARED:
         prepare(checkpoint)
-    repo = render_for("cpu", checkpoint, REPO_ROOT / "build" / "model_repository_candidate", {})
+    limits = limit_overrides(os.environ)  # the candidate takes the same limits as the stable Triton
+    repo = render_for("cpu", checkpoint, REPO_ROOT / "build" / "model_repository_candidate", limits)
     ports = TritonPorts(*(int(os.environ.get(f"CANARY_TRITON_{n}_PORT", d)) for n, d in
                           (("HTTP", 8010), ("GRPC", 8011), ("METRICS", 8012))))
     server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "triton_candidate.log").start()

@@ -32,7 +32,7 @@ SIZES = (1, 10, 50, 200)
 
 async def fill(redis: Redis, queued: int) -> None:
     await redis.flushdb()
-    sessions = SessionStore(redis, 3600, 5, 1024, "v")
+    sessions = SessionStore(redis, 3600, 5, "v")
     queue = HandoffQueue(redis)
     for _ in range(queued):
         session_id = (await sessions.create()).session_id

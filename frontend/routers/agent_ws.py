@@ -94,7 +94,7 @@ class AgentConnection:
         try:
             data = agent_frame_object(text)
             session_id = well_formed_session_id(data.get("session_id"))
-            await self.dispatch(parse_agent_frame(data, self.services.settings.max_message_chars))
+            await self.dispatch(parse_agent_frame(data, self.services.limits.current.max_message_chars))
         except GatewayError as exc:
             await self.sender.send(error_frame(exc, session_id))
         except REDIS_DOWN:

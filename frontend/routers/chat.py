@@ -30,7 +30,8 @@ async def chat(
         if prompt is None:
             raise invalid_request("需要 `prompt` 查询参数或 JSON 请求体 {\"message\": ...}。")
         body = ChatRequest.model_construct(message=prompt, session_id=session_id, max_tokens=None)  # checked below
-    message = message_text(body.message, settings.max_message_chars)
+    # The gateway's setting, never above what Triton serves (`services.limits`).
+    message = message_text(body.message, services.limits.current.max_message_chars)
     await services.limiter.check("ip", client_ip(request), settings.rate_limit_per_ip)
     # Per API key (a hash, never the key): a caller rotating session ids still shares one budget.
     await services.limiter.check("key", client, settings.rate_limit_per_user)

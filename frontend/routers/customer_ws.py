@@ -143,7 +143,7 @@ class CustomerConnection:
                 raise GatewayError("unsupported_frame", "不支持二进制消息，请发送 JSON 文本。")
             if len(text.encode("utf-8")) > self.settings.max_ws_frame_bytes:
                 raise GatewayError("message_too_long", "消息过长。", 413)
-            await self.dispatch(parse_client_frame(text, self.settings.max_message_chars))
+            await self.dispatch(parse_client_frame(text, self.services.limits.current.max_message_chars))
         except GatewayError as exc:
             await self.send_error(exc)
         except REDIS_FAILED as exc:  # down, or refusing (OOM): an error frame, never a dropped socket

@@ -1,4 +1,4 @@
-"""Liveness, readiness (Triton and Redis reachable) and Prometheus metrics."""
+"""Liveness, readiness (Triton and Redis reachable, the gateway's limits checked against Triton's) and metrics."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ async def readyz(services: Services) -> JSONResponse:
         except REDIS_DOWN:
             return False
 
-    triton, redis = await asyncio.gather(services.triton.ready(), redis_ok())
-    ready = triton and redis
-    body = {"status": "ready" if ready else "not_ready", "checks": {"triton": triton, "redis": redis}}
+    triton, redis, _ = await asyncio.gather(services.triton.ready(), redis_ok(), services.limits.refresh())
+    limits = services.limits.status()  # ready only once the gateway's limits were checked against Triton's
+    ready = triton and redis and services.limits.verified
+    checks = {"triton": triton, "redis": redis, "limits": services.limits.verified}
+    body = {"status": "ready" if ready else "not_ready", "checks": checks, "limits": limits}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

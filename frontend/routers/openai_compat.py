@@ -21,7 +21,7 @@ router = APIRouter(
 
 
 def get_serving(services: Services) -> OpenAIServing:
-    return OpenAIServing(services.settings, services.triton, services.metrics)
+    return OpenAIServing(services.settings, services.triton, services.metrics, services.limits)
 
 
 Serving = Annotated[OpenAIServing, Depends(get_serving)]

@@ -24,5 +24,5 @@ async def page_config(services: Services) -> dict[str, object]:
     site_key = services.settings.site_key
     return {
         "site_key": site_key.get_secret_value() if site_key else None,
-        "max_message_chars": services.settings.max_message_chars,
+        "max_message_chars": services.limits.current.max_message_chars,
     }

@@ -20,6 +20,7 @@ from frontend.services.faq import FaqStore
 from frontend.services.feedback import FeedbackStore
 from frontend.services.handoff import HandoffQueue
 from frontend.services.leases import ReplyLeases
+from frontend.services.limits import GatewayLimits
 from frontend.services.rate_limit import RateLimiter
 from frontend.services.redis_store import connect_redis
 from frontend.services.release import ReleaseService, RollbackPolicy, Variant
@@ -56,6 +57,7 @@ class GatewayServices:
     roster: AgentRoster
     queue_view: QueueView
     suggester: ReplySuggester
+    limits: GatewayLimits  # what every message-length and history check reads (lowered to what Triton serves)
 
     @classmethod
     def build(cls, settings: GatewaySettings, metrics: GatewayMetrics, redis: Redis) -> GatewayServices:
@@ -70,9 +72,9 @@ class GatewayServices:
             redis,
             ttl_seconds=settings.session_ttl_seconds,
             max_turns=settings.max_history_turns,
-            token_budget=settings.history_token_budget,
             variant=settings.model_variant,
         )
+        limits = GatewayLimits(settings, triton.served_limits)
         events = SessionEvents(redis, settings.events_retained, settings.session_ttl_seconds)
         faq = FaqStore(redis)
         handoff = HandoffQueue(redis, settings.handoff_queue_max_entries, settings.handoff_reclaim_seconds)
@@ -92,7 +94,7 @@ class GatewayServices:
         slots = GenerationSlots(settings.max_inflight_generations, settings.busy_retry_after_seconds, metrics)
         leases = ReplyLeases(redis, sessions, events, metrics, settings.owner_lease_seconds)
         conversation = Conversation(
-            settings, sessions, events, triton, faq, handoff, metrics, router, turn_log, slots, leases
+            settings, sessions, events, triton, faq, handoff, metrics, router, turn_log, slots, leases, limits
         )
         # The fan-out's blocking readers get their own few connections (plus two for wake-ups).
         readers = connect_redis(settings.redis_url, settings.fanout_readers + 2, settings.redis_pool_timeout_seconds)
@@ -116,13 +118,8 @@ class GatewayServices:
             ),
             roster=roster,
             queue_view=QueueView(redis),
-            suggester=ReplySuggester(
-                sessions,
-                triton,
-                settings.max_history_turns,
-                settings.history_token_budget,
-                settings.agent_suggestion_max_tokens,
-            ),
+            suggester=ReplySuggester(sessions, triton, limits, settings.agent_suggestion_max_tokens),
+            limits=limits,
             release=release,
             router=router,
             fanout=fanout,

@@ -30,6 +30,7 @@ from frontend.services.events import SessionEvents
 from frontend.services.faq import FaqStore
 from frontend.services.handoff import HandoffQueue
 from frontend.services.leases import ReplyLeases
+from frontend.services.limits import GatewayLimits
 from frontend.services.redis_store import REDIS_FAILED, describe
 from frontend.services.release import Variant
 from frontend.services.sessions import SessionInfo, SessionStore, StoredTurn, new_message_id, new_session_id
@@ -77,8 +78,10 @@ class Conversation:
         turn_log: TurnLog | None = None,
         slots: GenerationSlots | None = None,
         leases: ReplyLeases | None = None,
+        limits: GatewayLimits | None = None,
     ) -> None:
         self._settings = settings
+        self._limits = limits or GatewayLimits(settings)
         self._slots = slots
         self._leases = leases
         self._sessions = sessions
@@ -101,7 +104,7 @@ class Conversation:
         return info
 
     def max_tokens(self, requested: int | None) -> int:
-        return min(requested or self._settings.default_max_tokens, self._settings.max_tokens_limit)
+        return self._limits.max_tokens(requested, self._settings.default_max_tokens)
 
     async def customer_message(
         self,
@@ -132,7 +135,8 @@ class Conversation:
                     slot = self._slots.take(channel)
             try:
                 llm_turn = info.state == "bot" and entry is None
-                history = await self._sessions.history(session_id) if llm_turn else []  # only the LLM reads it
+                limits = self._limits.current
+                history = await self._sessions.history(session_id, limits) if llm_turn else []  # only the LLM reads it
                 user_id = new_message_id()
                 user_turn = StoredTurn("user", stored_text, user_id, "customer", time.time())
                 await self._sessions.append_turn(session_id, user_turn)

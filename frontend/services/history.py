@@ -1,10 +1,26 @@
-"""Which stored turns go to the ensemble as `history`: the last N exchanges that fit a token budget."""
+"""Which stored turns go to the ensemble as `history`: the newest ones, as many as the prompt builder takes.
+
+Cutting history down by tokens is the prompt builder's job (it has the checkpoint's tokenizer). The gateway only
+bounds what it sends: at most `max_history_turns` exchanges, and no more JSON than the models accept as `history`
+(`max_history_chars`), so a long stored reply never makes Triton refuse the whole turn.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+from python_backends.limits import ConversationLimits
+
+
+class HasRoleAndContent(Protocol):
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -13,25 +29,14 @@ class Turn:
     content: str
 
 
-def _is_wide(char: str) -> bool:
-    code = ord(char)
-    return 0x2E80 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+def encode_history(history: Sequence[Mapping[str, str]]) -> str:
+    """The `history` input's text, as the models measure and parse it."""
+    return json.dumps(list(history), ensure_ascii=False)
 
 
-def estimate_tokens(text: str) -> int:
-    """Tokenizer-free estimate: one token per CJK character, one per four other characters (rounded up)."""
-    wide = sum(1 for c in text if _is_wide(c))
-    return wide + math.ceil((len(text) - wide) / 4)
-
-
-def trim_history(turns: Sequence[Turn], max_turns: int, token_budget: int) -> list[Turn]:
-    """Keep the newest messages: at most `max_turns` user+assistant exchanges, within `token_budget`.
-
-    Empty messages are dropped, the oldest message goes first when over budget, and the result never starts
-    with an assistant message (a reply without its question only confuses the model).
-    """
-    kept = [t for t in turns if t.content.strip()][-2 * max_turns :] if max_turns > 0 else []
-    total = sum(estimate_tokens(t.content) for t in kept)
-    while kept and (total > token_budget or kept[0].role != "user"):
-        total -= estimate_tokens(kept.pop(0).content)
-    return kept
+def history_to_send(turns: Sequence[HasRoleAndContent], limits: ConversationLimits) -> list[dict[str, str]]:
+    """The newest `max_history_turns` exchanges, the oldest dropped while the JSON is over `max_history_chars`."""
+    recent = [{"role": t.role, "content": t.content} for t in turns][-2 * limits.max_history_turns :]
+    while recent and len(encode_history(recent)) > limits.max_history_chars:
+        recent.pop(0)
+    return recent

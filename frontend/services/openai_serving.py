@@ -33,7 +33,8 @@ from frontend.protocol.openai import (
     check_supported,
     openai_finish_reason,
 )
-from frontend.services.history import Turn, trim_history
+from frontend.services.history import Turn, history_to_send
+from frontend.services.limits import GatewayLimits
 from frontend.services.triton import ChatCall, ChatChunk, SamplingOverrides, TritonChat
 from frontend.settings import GatewaySettings
 
@@ -66,10 +67,17 @@ class _Totals:
 
 
 class OpenAIServing:
-    def __init__(self, settings: GatewaySettings, triton: TritonChat, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        triton: TritonChat,
+        metrics: GatewayMetrics,
+        limits: GatewayLimits | None = None,
+    ) -> None:
         self._settings = settings
         self._triton = triton
         self._metrics = metrics
+        self._limits = limits or GatewayLimits(settings)
 
     # ---- request -> ensemble call -----------------------------------------------------------------------
     def to_call(self, request: ChatCompletionRequest) -> ChatCall:
@@ -79,17 +87,17 @@ class OpenAIServing:
         except UnsupportedParameter as exc:
             raise unsupported(exc) from None
         settings = self._settings
+        limits = self._limits.current
         instructions = self._instructions(request)
         turns = [Turn(m.role, m.text()) for m in request.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
             raise invalid_request("最后一条消息必须是 user 消息。")
-        message = message_text(turns[-1].content, settings.max_message_chars)
-        history = trim_history(turns[:-1], settings.max_history_turns, settings.history_token_budget)
+        message = message_text(turns[-1].content, limits.max_message_chars)
         requested = request.max_completion_tokens or request.max_tokens
         return ChatCall(
             message,
-            [{"role": t.role, "content": t.content} for t in history],
-            min(requested or settings.default_max_tokens, settings.max_tokens_limit),
+            history_to_send(turns[:-1], limits),
+            self._limits.max_tokens(requested, settings.default_max_tokens),
             streaming=request.stream,
             instructions=instructions,
             sampling=SamplingOverrides(
@@ -116,7 +124,8 @@ class OpenAIServing:
                 )
             )
         text = "\n\n".join(m.text().strip() for _, m in system if m.text().strip())
-        return message_text(text, self._settings.max_message_chars, label="system 消息", allow_empty=True)
+        limit = self._limits.current.max_message_chars
+        return message_text(text, limit, label="system 消息", allow_empty=True)
 
     # ---- responses --------------------------------------------------------------------------------------
     async def complete(self, request: ChatCompletionRequest, call: ChatCall) -> ChatCompletionResponse:

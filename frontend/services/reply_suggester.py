@@ -11,7 +11,8 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from frontend.errors import GatewayError
-from frontend.services.history import Turn, trim_history
+from frontend.services.history import history_to_send
+from frontend.services.limits import GatewayLimits
 from frontend.services.sessions import SessionStore
 from frontend.services.triton import ChatCall, TritonChat
 
@@ -22,12 +23,11 @@ def nothing_to_answer() -> GatewayError:
 
 class ReplySuggester:
     def __init__(
-        self, sessions: SessionStore, triton: TritonChat, max_turns: int, token_budget: int, max_tokens: int
+        self, sessions: SessionStore, triton: TritonChat, limits: GatewayLimits, max_tokens: int
     ) -> None:
         self._sessions = sessions
         self._triton = triton
-        self._max_turns = max_turns
-        self._budget = token_budget
+        self._limits = limits
         self._max_tokens = max_tokens
 
     async def call_for(self, session_id: str, request_id: str) -> ChatCall:
@@ -36,9 +36,9 @@ class ReplySuggester:
         last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
         if last_user is None:
             raise nothing_to_answer()
-        earlier = [Turn(t.role, t.content) for t in turns[:last_user]]
-        history = [{"role": t.role, "content": t.content} for t in trim_history(earlier, self._max_turns, self._budget)]
-        return ChatCall(turns[last_user].content, history, self._max_tokens, streaming=True, request_id=request_id)
+        history = history_to_send(turns[:last_user], self._limits.current)
+        max_tokens = self._limits.max_tokens(None, self._max_tokens)
+        return ChatCall(turns[last_user].content, history, max_tokens, streaming=True, request_id=request_id)
 
     async def draft(self, session_id: str, request_id: str) -> AsyncGenerator[str, None]:
         """Yield the draft's text deltas (already PII-filtered by the ensemble)."""

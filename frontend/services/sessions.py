@@ -3,7 +3,7 @@
 Keys (all expire `session_ttl_seconds` after the last activity):
   sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at, channel, queued_at,
                            assigned_at, first_reply_at
-  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns)
+  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns, the gateway's setting)
   sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave (a lease: its
                            holder renews it, so it lapses soon after a replica dies)
   reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source;
@@ -27,8 +27,9 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from frontend.errors import session_busy, unknown_session
-from frontend.services.history import Turn, trim_history
+from frontend.services.history import history_to_send
 from frontend.services.redis_store import REDIS_DOWN
+from python_backends.limits import ConversationLimits
 
 SessionState = Literal["bot", "queued", "agent"]
 ReplyStatus = Literal["streaming", "done", "cancelled", "error", "handoff", "interrupted"]
@@ -122,11 +123,10 @@ class Reply:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, ttl_seconds: int, max_turns: int, token_budget: int, variant: str) -> None:
+    def __init__(self, redis: Redis, ttl_seconds: int, max_turns: int, variant: str) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._max_turns = max_turns
-        self._budget = token_budget
         self._variant = variant
         self._pending_releases: set[asyncio.Task[None]] = set()
         self._held_locks: dict[str, str] = {}  # turn locks this replica holds: renewed with the owner lease
@@ -186,10 +186,9 @@ class SessionStore:
         raw = await self._redis.lrange(self._key(session_id) + ":turns", 0, -1)
         return [StoredTurn(**json.loads(item)) for item in raw]
 
-    async def history(self, session_id: str) -> list[dict[str, str]]:
-        """What the ensemble gets as `history`: the last N exchanges within the token budget."""
-        turns = [Turn(t.role, t.content) for t in await self.turns(session_id)]
-        return [{"role": t.role, "content": t.content} for t in trim_history(turns, self._max_turns, self._budget)]
+    async def history(self, session_id: str, limits: ConversationLimits) -> list[dict[str, str]]:
+        """What the ensemble gets as `history`: the newest stored turns the models accept (they trim by tokens)."""
+        return history_to_send(await self.turns(session_id), limits)
 
     async def set_state(self, session_id: str, state: SessionState, agent: str = "") -> None:
         """Change an existing session's state; an expired session is never recreated (it would have no TTL)."""

@@ -8,7 +8,6 @@ backoff for `retry_seconds`; cancelling the consuming task cancels the request i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -24,6 +23,8 @@ import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
 from frontend.errors import GatewayError, busy, triton_timeout, triton_unavailable
+from frontend.services.history import encode_history
+from python_backends.limits import ConversationLimits
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def build_inputs(call: ChatCall) -> list[grpcclient.InferInput]:
         _tensor("max_tokens", np.array([call.max_tokens], dtype=np.int32), "INT32"),
     ]
     if call.history:
-        payload = json.dumps(call.history, ensure_ascii=False).encode("utf-8")
+        payload = encode_history(call.history).encode("utf-8")
         inputs.append(_tensor("history", np.array([payload], dtype=np.object_), "BYTES"))
     if call.instructions:
         inputs.append(_tensor("instructions", np.array([call.instructions.encode("utf-8")], dtype=np.object_), "BYTES"))
@@ -187,6 +188,20 @@ class TritonChat:
             )
         except (InferenceServerException, grpc.RpcError):
             return False
+
+    async def served_limits(self, timeout: float = 2.0) -> ConversationLimits | None:
+        """The conversation limits the served pipeline accepts, read from the model configs of the ensemble and
+        its steps exactly as the models read them; None while Triton or the model cannot be asked."""
+        try:
+            ensemble = await self._client.get_model_config(self._model, as_json=True, client_timeout=timeout)
+            configs = [ensemble["config"]]
+            for step in configs[0].get("ensemble_scheduling", {}).get("step", []):
+                served = await self._client.get_model_config(step["model_name"], as_json=True, client_timeout=timeout)
+                configs.append(served["config"])
+        except (InferenceServerException, grpc.RpcError) as exc:
+            logger.debug("Triton's model config is not readable yet: %s", exc)
+            return None
+        return ConversationLimits.served_by(configs)
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
         """Yield the reply's chunks; raises `GatewayError` (unavailable, timeout, invalid request, server error)."""

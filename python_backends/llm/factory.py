@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
+from python_backends.limits import ConversationLimits
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.types import GenerationRequest, SamplingParams
 from python_backends.model_params import ModelParameters
@@ -52,6 +53,7 @@ def engine_kind(params: ModelParameters) -> str:
 
 def build_engine(params: ModelParameters) -> Any:
     engine = engine_kind(params)
+    limits = ConversationLimits.from_parameters(params)
     logger.info("llm engine: %s", engine)
     if engine == "llamacpp":
         from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig, find_gguf
@@ -60,7 +62,7 @@ def build_engine(params: ModelParameters) -> Any:
             LlamaCppEngineConfig(
                 model_path=str(find_gguf(params.require_str("checkpoint_dir"))),
                 max_batch_size=params.get_int("max_batch_size", 16),
-                max_input_tokens=params.get_int("max_input_tokens", 4096),
+                max_input_tokens=limits.max_input_tokens,
                 context_tokens=params.get_int("context_tokens", 0),
                 num_threads=params.get_int("num_threads", 0),
                 stream_interval_ms=params.get_int("stream_interval_ms", 0),
@@ -74,7 +76,7 @@ def build_engine(params: ModelParameters) -> Any:
             HFEngineConfig(
                 checkpoint_dir=params.require_str("checkpoint_dir"),
                 max_batch_size=params.get_int("max_batch_size", 32),
-                max_input_tokens=params.get_int("max_input_tokens", 4096),
+                max_input_tokens=limits.max_input_tokens,
                 dtype=params.get_str("dtype", "float32") or "float32",
                 num_threads=params.get_int("num_threads", 0),
                 prefix_cache_entries=params.get_int("prefix_cache_entries", 16),

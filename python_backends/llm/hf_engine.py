@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
+from python_backends.limits import DEFAULT_LIMITS
 from python_backends.llm.detokenizer import IncrementalDetokenizer
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.prefix_cache import CachedPrefix, PrefixCache
@@ -41,7 +42,7 @@ class HFEngineConfig:
 
     checkpoint_dir: str
     max_batch_size: int = 32
-    max_input_tokens: int = 4096
+    max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens
     dtype: str = "float32"
     num_threads: int = 0  # > 0: that many; 0 or less keeps torch's default
     prefix_cache_entries: int = 16  # 0 turns prefix reuse off

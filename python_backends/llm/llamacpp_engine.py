@@ -32,6 +32,7 @@ from typing import Any
 
 import llama_cpp
 
+from python_backends.limits import DEFAULT_LIMITS
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.llamacpp_prefixes import PrefixCache
 from python_backends.llm.stop_strings import StopStringMatcher
@@ -66,7 +67,7 @@ class LlamaCppEngineConfig:
 
     model_path: str
     max_batch_size: int = 16  # concurrent sequences (llama-server's -np)
-    max_input_tokens: int = 4096
+    max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens
     context_tokens: int = 0  # unified KV cache size shared by all sequences; 0 = max_batch_size * 2048
     batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
     num_threads: int = 0  # > 0: that many; 0: every core the process may use; -n: all of them but n

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from python_backends.limits import DEFAULT_LIMITS, ConversationLimits
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.stop_strings import StopStringMatcher
 from python_backends.llm.types import (
@@ -50,7 +51,7 @@ class TrtLlmEngineConfig:
     engine_dir: str = ""
     max_batch_size: int = 64
     max_input_tokens: int = 8192
-    max_tokens_limit: int = 2048
+    max_tokens_limit: int = DEFAULT_LIMITS.max_tokens_limit
     kv_cache_free_gpu_memory_fraction: float = 0.85
     tensor_parallel_size: int = 1
     dtype: str = "auto"
@@ -73,7 +74,7 @@ class TrtLlmEngineConfig:
             engine_dir=params.get_str("engine_dir", "") or "",
             max_batch_size=params.get_int("max_batch_size", 64),
             max_input_tokens=params.get_int("max_input_tokens", 8192),
-            max_tokens_limit=params.get_int("max_tokens_limit", 2048),
+            max_tokens_limit=ConversationLimits.from_parameters(params).max_tokens_limit,
             kv_cache_free_gpu_memory_fraction=params.get_float("kv_cache_free_gpu_memory_fraction", 0.85),
             tensor_parallel_size=params.get_int("tensor_parallel_size", 1),
             dtype=params.get_str("dtype", "auto") or "auto",

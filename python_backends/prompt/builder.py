@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from python_backends.limits import DEFAULT_LIMITS, ConversationLimits
 from python_backends.prompt.control_tokens import ControlTokenEscaper
 
 DEFAULT_SYSTEM_PROMPTS = Path(__file__).parent / "data" / "system_prompts.yaml"
@@ -39,17 +40,14 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class PromptConfig:
-    """`max_history_turns` counts user+assistant exchanges; the token budget covers history only."""
+    """The shared conversation limits (message length, history turns and token budget) and the prompt's format."""
 
-    max_history_turns: int = 5
-    history_token_budget: int = 1024
-    max_message_chars: int = 4000
-    max_history_chars: int = 64000
+    limits: ConversationLimits = field(default_factory=ConversationLimits)
     enable_thinking: bool = False
     system_prompts_file: Path = DEFAULT_SYSTEM_PROMPTS
 
 
-def parse_history(raw: str | None, max_chars: int = 64000) -> list[ChatMessage]:
+def parse_history(raw: str | None, max_chars: int = DEFAULT_LIMITS.max_history_chars) -> list[ChatMessage]:
     """Validate the `history` input: a JSON list of {role: user|assistant, content: str}."""
     if raw is None or not raw.strip():
         return []
@@ -102,19 +100,22 @@ class PromptBuilder:
     def system_prompt(self, intent: str | None) -> str:
         return self.system_prompts.get(intent or "default", self.system_prompts["default"])
 
-    def trim_history(self, history: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """Keep the last N exchanges, then drop the oldest messages until the token budget holds."""
-        kept = list(history[-2 * self.config.max_history_turns :]) if self.config.max_history_turns > 0 else []
-        costs = [self._count_tokens(m.content) for m in kept]
-        total = sum(costs)
-        start = 0
-        while start < len(kept) and total > self.config.history_token_budget:
-            total -= costs[start]
-            start += 1
-        kept = kept[start:]
-        while kept and kept[0].role != "user":  # a reply without its question confuses the model
-            kept.pop(0)
-        return kept
+    def trim_history(self, history: Sequence[ChatMessage], budget: int | None = None) -> list[ChatMessage]:
+        """The newest history that fits: blank messages dropped, at most `max_history_turns` exchanges, within
+        `budget` (default `history_token_budget`) tokens of the checkpoint's tokenizer (the only place history is
+        cut by tokens; the gateway sends its stored turns as they are). It never starts with an orphan reply."""
+        limits = self.config.limits
+        budget = limits.history_token_budget if budget is None else budget
+        recent = [m for m in history if m.content.strip()][-2 * limits.max_history_turns :]
+        kept: list[ChatMessage] = []
+        total = 0
+        for message in reversed(recent):  # newest first: older messages are never tokenized once over budget
+            total += self._count_tokens(message.content)
+            if total > budget:
+                break
+            kept.append(message)
+        kept.reverse()
+        return _from_first_question(kept)
 
     def escape_user_text(self, text: str) -> str:
         """Control-token text in caller-supplied content made inert (use it for any extra caller text too)."""
@@ -126,8 +127,9 @@ class PromptBuilder:
         extra = (instructions or "").strip()
         if not extra:
             return base
-        if len(extra) > self.config.max_message_chars:
-            raise PromptError(f"instructions are {len(extra)} characters; the limit is {self.config.max_message_chars}")
+        limit = self.config.limits.max_message_chars
+        if len(extra) > limit:
+            raise PromptError(f"instructions are {len(extra)} characters; the limit is {limit}")
         return f"{base}\n\n{CALLER_INSTRUCTIONS_HEADER}\n{self.escape_user_text(extra)}"
 
     def build(
@@ -140,9 +142,32 @@ class PromptBuilder:
         text = message.strip()
         if not text:
             raise PromptError("text_input is empty")
-        if len(message) > self.config.max_message_chars:
-            raise PromptError(f"text_input is {len(message)} characters; the limit is {self.config.max_message_chars}")
-        kept = self.trim_history([ChatMessage(m.role, self.escape_user_text(m.content)) for m in history])
-        messages = [ChatMessage("system", self.system_content(intent, instructions)), *kept]
-        messages.append(ChatMessage("user", self.escape_user_text(text)))
+        limit = self.config.limits.max_message_chars
+        if len(message) > limit:
+            raise PromptError(f"text_input is {len(message)} characters; the limit is {limit}")
+        system = ChatMessage("system", self.system_content(intent, instructions))
+        user = ChatMessage("user", self.escape_user_text(text))
+        # The whole prompt within what the llm takes: history gets the room the message leaves (at most its budget),
+        # less each turn's template tokens, which only the rendered prompt shows; a message too long alone is refused.
+        limit = self.config.limits.max_input_tokens
+        bare = self._prompt([system, user])
+        room = limit - self._count_tokens(bare)
+        if room < 0:
+            raise PromptError(f"prompt is {limit - room} tokens; this model accepts at most {limit}")
+        escaped = [ChatMessage(m.role, self.escape_user_text(m.content)) for m in history]
+        kept = self.trim_history(escaped, min(room, self.config.limits.history_token_budget))
+        while kept:
+            prompt = self._prompt([system, *kept, user])
+            if self._count_tokens(prompt) <= limit:
+                return prompt
+            kept = _from_first_question(kept[1:])
+        return bare
+
+    def _prompt(self, messages: list[ChatMessage]) -> str:
         return self._render([m.as_dict() for m in messages], self.config.enable_thinking)
+
+
+def _from_first_question(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """A reply without its question confuses the model: history starts with the customer's message."""
+    first = next((i for i, m in enumerate(messages) if m.role == "user"), len(messages))
+    return messages[first:]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 
 from engine_build.launcher import TritonServer
 from engine_build.triton_client import PipelineClient
+from python_backends.limits import DEFAULT_LIMITS
 from python_backends.prompt.builder import DEFAULT_SYSTEM_PROMPTS, load_system_prompts
 from python_backends.prompt.control_tokens import WORD_JOINER
 
@@ -77,3 +80,23 @@ def test_phone_id_and_card_numbers_in_the_model_output_are_redacted(echo: Pipeli
     assert "我的手机号是[手机号]，身份证号是[身份证号]，退款请打到银行卡[银行卡号]，谢谢" in released
     assert not any(value in released for value in PII_VALUES)
     assert result.last["finish_reason"] == "stop"
+
+
+def test_a_long_history_is_cut_by_the_real_tokenizer_keeping_the_newest_turns(
+    echo: PipelineClient, tiny_checkpoint: Path
+) -> None:
+    """Thirty long exchanges in (the gateway no longer trims by tokens): the model reads only the newest ones,
+    within the prompt builder's 1024-token history budget counted by the checkpoint's tokenizer, oldest cut first."""
+    filler = "请帮我查一下订单的物流状态，" * 20  # about 170 tokens: five exchanges are over the budget
+    history = []
+    for i in range(30):
+        history += [{"role": "user", "content": f"问{i}号{filler}"}]
+        history += [{"role": "assistant", "content": f"答{i}号{filler}"}]
+    seen = visible(ask(echo, "还有吗", streaming=False, history=json.dumps(history, ensure_ascii=False)).text())
+    kept = [i for i in range(30) if f"问{i}号" in seen]
+    assert kept and f"答29号{filler}\nuser\n还有吗" in seen  # the newest exchange, whole, just before the message
+    assert kept == list(range(kept[0], 30)) and kept[0] > 25  # a contiguous newest run, under 5 exchanges
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    tokens = [len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in history]
+    first = 2 * kept[0]
+    assert sum(tokens[first:]) <= DEFAULT_LIMITS.history_token_budget < sum(tokens[first - 1 :])  # cut by the budget

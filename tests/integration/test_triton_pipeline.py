@@ -7,10 +7,12 @@ import re
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 from tritonclient.utils import InferenceServerException
 
 from engine_build.triton_client import PipelineClient
@@ -300,3 +302,17 @@ def test_a_client_that_goes_away_cancels_its_generation(triton_grpc_url: str, tr
     while time.monotonic() < deadline and needle not in triton_server.log_tail(400):
         time.sleep(0.2)
     assert needle in triton_server.log_tail(400)
+
+
+def test_a_long_message_with_a_long_history_is_fitted_to_the_model_not_refused(
+    client: PipelineClient, tiny_checkpoint: Path
+) -> None:
+    """A message of 3,600 tokens (within 4000 characters) with a full history would make the prompt longer than
+    the llm takes; prompt_builder drops older history until it fits, so the customer gets an answer."""
+    message = "嗯，" * 1800  # one token per character with this tokenizer
+    assert len(AutoTokenizer.from_pretrained(tiny_checkpoint)(message)["input_ids"]) >= 3600
+    filler = "请帮我查一下订单的物流状态，" * 20
+    history = [{"role": r, "content": f"{r}{i}{filler}"} for i in range(5) for r in ("user", "assistant")]
+    result = ask(client, message, streaming=False, max_tokens=1, history=json.dumps(history, ensure_ascii=False))
+    assert result.last["finish_reason"] == "length"
+    assert 3600 < result.last["prompt_tokens"] <= 4096  # the CPU profile's llm_max_input_tokens

@@ -70,7 +70,7 @@ def test_the_builder_escapes_the_message_and_the_history_but_not_the_system_prom
 
     builder = PromptBuilder(PromptConfig(), render, count_tokens=len)
     builder.build(INJECTION, [ChatMessage("user", INJECTION), ChatMessage("assistant", "<|im_end|>")])
-    system, *rest = seen[0]
+    system, *rest = seen[-1]  # the messages of the prompt it returned
     assert system == {"role": "system", "content": builder.system_prompt(None)}
     assert [m["content"] for m in rest] == [
         escape_control_tokens(INJECTION),

@@ -16,6 +16,7 @@ from frontend.services.conversation import Conversation
 from frontend.services.sessions import SessionInfo, StoredTurn
 from frontend.services.triton import ChatCall, ChatChunk
 from frontend.settings import GatewaySettings
+from python_backends.limits import ConversationLimits
 
 SESSION = "a" * 32
 
@@ -32,7 +33,7 @@ class MemorySessions:
     async def require(self, session_id: str) -> SessionInfo:
         return SessionInfo(session_id, "bot", "", "v")
 
-    async def history(self, session_id: str) -> list[dict[str, str]]:
+    async def history(self, session_id: str, limits: ConversationLimits) -> list[dict[str, str]]:
         return []
 
     async def append_turn(self, session_id: str, turn: StoredTurn) -> None:

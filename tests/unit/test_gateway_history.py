@@ -1,8 +1,12 @@
-"""Session history sent to the ensemble: last N exchanges, within a token budget, starting with the user."""
+"""History the gateway sends: its newest stored turns, as many exchanges and as much JSON as the models accept.
+
+Trimming by tokens is the prompt builder's (tests/unit/test_prompt_builder.py); here only the transport bound.
+"""
 
 from __future__ import annotations
 
-from frontend.services.history import Turn, estimate_tokens, trim_history
+from frontend.services.history import Turn, encode_history, history_to_send
+from python_backends.limits import ConversationLimits
 
 
 def exchanges(n: int, size: int = 1) -> list[Turn]:
@@ -12,28 +16,21 @@ def exchanges(n: int, size: int = 1) -> list[Turn]:
     return turns
 
 
-def test_token_estimate_counts_cjk_per_character_and_latin_per_four() -> None:
-    """One token per Chinese character, a quarter per other character, rounded up."""
-    assert estimate_tokens("你好") == 2
-    assert estimate_tokens("hello world!") == 3
-    assert estimate_tokens("") == 0
+def test_sends_the_last_n_exchanges_in_order() -> None:
+    """Only the newest `max_history_turns` user+assistant pairs go, in order, untrimmed by tokens."""
+    sent = history_to_send(exchanges(8, size=500), ConversationLimits(max_history_turns=5))
+    assert len(sent) == 10 and sent[0] == {"role": "user", "content": "问3" * 500}
+    assert sent[-1] == {"role": "assistant", "content": "答7" * 500}
 
 
-def test_keeps_the_last_n_exchanges() -> None:
-    """Only the newest `max_turns` user+assistant pairs remain, in order."""
-    kept = trim_history(exchanges(8), max_turns=5, token_budget=10_000)
-    assert len(kept) == 10 and kept[0].content == "问3" and kept[-1].content == "答7"
+def test_drops_the_oldest_while_the_json_is_over_what_the_models_accept() -> None:
+    """A long stored reply never makes Triton refuse the turn: the oldest messages go until the JSON fits."""
+    limits = ConversationLimits(max_history_chars=1000)
+    sent = history_to_send([Turn("user", "问"), Turn("assistant", "长" * 900), *exchanges(2, size=20)], limits)
+    assert len(encode_history(sent)) <= 1000
+    assert [t["content"] for t in sent] == ["问0" * 20, "答0" * 20, "问1" * 20, "答1" * 20]
 
 
-def test_drops_oldest_until_within_budget_and_starts_with_user() -> None:
-    """Over budget, the oldest messages go first, and a leading assistant message is dropped too."""
-    kept = trim_history(exchanges(4, size=10), max_turns=5, token_budget=50)
-    assert sum(estimate_tokens(t.content) for t in kept) <= 50
-    assert kept[0].role == "user" and kept[-1].content == "答3" * 10
-
-
-def test_empty_messages_are_skipped_and_zero_turns_means_none() -> None:
-    """Blank messages never reach the ensemble; max_turns=0 sends no history."""
-    turns = [Turn("user", "在吗"), Turn("assistant", " "), Turn("user", "你好"), Turn("assistant", "您好")]
-    assert [t.content for t in trim_history(turns, 5, 100)] == ["在吗", "你好", "您好"]
-    assert trim_history(turns, 0, 100) == []
+def test_the_json_is_measured_as_the_models_read_it() -> None:
+    """Chinese text is sent as is (not \\u-escaped), so its length is what prompt_builder measures."""
+    assert encode_history([{"role": "user", "content": "你好"}]) == '[{"role": "user", "content": "你好"}]'

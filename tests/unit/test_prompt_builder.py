@@ -1,4 +1,5 @@
-"""Prompt building: system prompt per intent from YAML, validated history, trimmed to N turns and a budget."""
+"""Prompt building: system prompt per intent from YAML, validated history, trimmed to N turns and a token budget
+(the only place history is trimmed by tokens: the gateway sends its stored turns as they are)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from python_backends.limits import ConversationLimits
 from python_backends.prompt import ChatMessage, PromptBuilder, PromptConfig, PromptError, parse_history
 from python_backends.prompt.builder import CALLER_INSTRUCTIONS_HEADER
 
@@ -16,8 +18,14 @@ def render(messages: list[dict[str, str]], thinking: bool) -> str:
     return body + ("<think-on>" if thinking else "<think-off>")
 
 
+LIMIT_NAMES = set(ConversationLimits().as_dict())
+
+
 def builder(**overrides: object) -> PromptBuilder:
-    return PromptBuilder(PromptConfig(**overrides), render, count_tokens=len)  # type: ignore[arg-type]
+    """A builder whose tokenizer counts characters; limit names go to its `ConversationLimits`."""
+    limits = ConversationLimits(**{k: v for k, v in overrides.items() if k in LIMIT_NAMES})  # type: ignore[arg-type]
+    rest = {k: v for k, v in overrides.items() if k not in LIMIT_NAMES}
+    return PromptBuilder(PromptConfig(limits, **rest), render, count_tokens=len)  # type: ignore[arg-type]
 
 
 def turns(n: int) -> list[ChatMessage]:
@@ -59,6 +67,46 @@ def test_trimmed_history_never_starts_with_an_assistant_reply() -> None:
     history = [ChatMessage("user", "q" * 10), ChatMessage("assistant", "ok"), ChatMessage("user", "q2")]
     kept = builder(history_token_budget=5).trim_history(history)
     assert kept == [ChatMessage("user", "q2")]
+
+
+def test_history_is_cut_between_messages_and_keeps_the_newest_in_order() -> None:
+    """Over budget, whole messages go from the oldest end: what stays is the newest ones, in their order."""
+    history = [ChatMessage("user", "问" * 10), ChatMessage("assistant", "答" * 10)] * 3 + [ChatMessage("user", "末")]
+    kept = builder(history_token_budget=25).trim_history(history)
+    assert kept == [ChatMessage("user", "问" * 10), ChatMessage("assistant", "答" * 10), ChatMessage("user", "末")]
+
+
+def test_a_long_history_still_fits_the_budget() -> None:
+    """Fifty long exchanges (what an OpenAI client may send) become a prompt whose history fits the budget."""
+    long_history = [ChatMessage("user" if i % 2 == 0 else "assistant", f"{i}:" + "长" * 300) for i in range(100)]
+    b = builder(history_token_budget=1024)
+    kept = b.trim_history(long_history)
+    assert kept and sum(len(m.content) for m in kept) <= 1024
+    assert kept[-1] == long_history[-1] and kept[0].role == "user"
+    assert "长" * 300 in b.build("now", long_history)
+
+
+def test_blank_history_messages_are_dropped_and_zero_budget_room_means_none() -> None:
+    """Blank messages never reach the prompt; a budget smaller than the newest message keeps no history."""
+    history = [ChatMessage("user", "在吗"), ChatMessage("assistant", " "), ChatMessage("user", "你好"),
+               ChatMessage("assistant", "您好")]
+    assert [m.content for m in builder().trim_history(history)] == ["在吗", "你好", "您好"]
+    assert builder(history_token_budget=1).trim_history(history) == []
+
+
+def test_history_is_cut_further_so_the_whole_prompt_fits_what_the_model_takes() -> None:
+    """A long message leaves less room: older exchanges go until the rendered prompt fits `max_input_tokens`."""
+    message, history = "m" * 40, turns(10)
+    bare = len(builder().build(message))
+    prompt = builder(max_input_tokens=bare + 30).build(message, history)  # room for one short exchange
+    assert prompt == builder().build(message, history[-2:]) and len(prompt) <= bare + 30
+
+
+def test_a_prompt_that_cannot_fit_even_without_history_is_refused_naming_both_sizes() -> None:
+    """The llm would refuse it anyway; the prompt builder says so first, in the llm's words."""
+    bare = len(builder().build("m" * 40))
+    with pytest.raises(PromptError, match=f"prompt is {bare} tokens; this model accepts at most {bare - 1}"):
+        builder(max_input_tokens=bare - 1).build("m" * 40, turns(3))
 
 
 def test_thinking_is_off_by_default_and_configurable() -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import text_format
+from google.protobuf.json_format import MessageToDict
 from tritonclient.grpc import model_config_pb2
 
 from engine_build.profiles import CPU_PROFILE, GPU_PROFILE
 from engine_build.render import RenderError, add_model_variant, fill, render_repository, template_keys
+from python_backends.limits import DEFAULT_LIMITS, ConversationLimits
 from python_backends.model_params import ModelParameters
 
 MODELS = {"intent_classifier", "prompt_builder", "llm", "pii_filter", "customer_service"}
@@ -137,3 +140,32 @@ def test_the_cli_says_why_it_refuses(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="refusing to delete"):
         main(["render", "--checkpoint", "qwen3-tiny", "--out", str(tmp_path)])
     assert (tmp_path / "notes.txt").exists()
+
+
+def test_the_profile_renders_one_set_of_conversation_limits_every_model_reads_alike(tmp_path: Path) -> None:
+    """Raised limits reach prompt_builder, intent_classifier and llm (the llm's input size prompt_builder too), and
+    the served configs read back (as the gateway reads them from Triton) to exactly the profile's limits;
+    unrendered, they are the shared defaults."""
+    raised = ConversationLimits(
+        max_message_chars=9000, max_history_turns=8, history_token_budget=3000, max_history_chars=90000,
+        max_tokens_limit=1500, max_input_tokens=6000,
+    )
+    overrides = {
+        "max_message_chars": 9000, "max_history_turns": 8, "history_token_budget": 3000, "max_history_chars": 90000,
+        "llm_max_tokens_limit": 1500, "llm_max_input_tokens": 6000,
+    }
+    repo = render_repository(tmp_path / "repo", CPU_PROFILE.with_overrides(overrides).template_values())
+    served = parse_served(repo)
+    assert ConversationLimits.served_by(served) == raised
+    intent = ModelParameters.from_model_config(served_config(served, "intent_classifier"))
+    assert ConversationLimits.from_parameters(intent).max_history_chars == 90000
+    assert ConversationLimits.served_by([]) == ConversationLimits() == DEFAULT_LIMITS
+
+
+def parse_served(repo: Path) -> list[dict[str, Any]]:
+    """The rendered configs as Triton serves them as JSON (`get_model_config(..., as_json=True)["config"]`)."""
+    return [MessageToDict(parse(p), preserving_proto_field_name=True) for p in repo.glob("*/config.pbtxt")]
+
+
+def served_config(configs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(c for c in configs if c["name"] == name)

@@ -174,7 +174,7 @@ class ChannelHub:
         services = self.services
         settings = services.settings
         try:
-            text = message_text(text, settings.max_message_chars)
+            text = message_text(text, services.limits.current.max_message_chars)
         except GatewayError as exc:  # the channel answers in its own words
             return self.notices.too_long if exc.code == "message_too_long" else self.notices.text_only
         try:

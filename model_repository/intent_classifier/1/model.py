@@ -14,6 +14,7 @@ from typing import Any
 from python_backends import triton_io
 from python_backends.intent import IntentClassifier, IntentConfig
 from python_backends.intent.llm_fallback import BudgetedLLM
+from python_backends.limits import ConversationLimits
 from python_backends.model_params import ModelParameters
 from python_backends.prompt import PromptError, parse_history
 
@@ -52,13 +53,14 @@ class TritonPythonModel:
         )
         self.classifier = IntentClassifier(config)
         self.classifier.load()  # rules and model now, not on the first customer's request
+        self.max_history_chars = ConversationLimits.from_parameters(params).max_history_chars  # as prompt_builder
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
             try:
                 text = triton_io.read_text(request, "text_input") or ""
-                history = parse_history(triton_io.read_text(request, "history"))
+                history = parse_history(triton_io.read_text(request, "history"), self.max_history_chars)
                 earlier = [turn.content for turn in history if turn.role == "user"]
                 result = self.classifier.classify(text, earlier)
                 responses.append(

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from python_backends import triton_io
+from python_backends.limits import ConversationLimits
 from python_backends.llm.cancellation import CancellationWatcher, GuardedSender
 from python_backends.llm.factory import build_engine, default_sampling, engine_kind
 from python_backends.llm.handle import RequestHandle
@@ -35,7 +36,7 @@ class TritonPythonModel:
         params = ModelParameters.from_model_config(model_config)
         self.encoder = triton_io.ResponseEncoder(model_config)
         self.defaults = default_sampling(params)
-        self.max_tokens_limit = params.get_int("max_tokens_limit", 2048)
+        self.max_tokens_limit = ConversationLimits.from_parameters(params).max_tokens_limit
         self.engine = build_engine(params)
         self.watcher = CancellationWatcher(interval=params.get_float("cancel_poll_seconds", 0.5))
         self.engine_name = engine_kind(params)

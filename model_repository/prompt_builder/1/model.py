@@ -10,6 +10,7 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from python_backends import triton_io
+from python_backends.limits import ConversationLimits
 from python_backends.model_params import ModelParameters
 from python_backends.prompt import ControlTokenEscaper, PromptBuilder, PromptConfig, PromptError, parse_history
 from python_backends.prompt.builder import DEFAULT_SYSTEM_PROMPTS
@@ -24,9 +25,7 @@ class TritonPythonModel:
         self.encoder = triton_io.ResponseEncoder(model_config)
         tokenizer = AutoTokenizer.from_pretrained(params.require_str("tokenizer_dir"))
         config = PromptConfig(
-            max_history_turns=params.get_int("max_history_turns", 5),
-            history_token_budget=params.get_int("history_token_budget", 1024),
-            max_message_chars=params.get_int("max_message_chars", 4000),
+            limits=ConversationLimits.from_parameters(params),
             enable_thinking=params.get_bool("enable_thinking", False),
             system_prompts_file=Path(params.get_str("system_prompts_file") or DEFAULT_SYSTEM_PROMPTS),
         )
@@ -42,13 +41,14 @@ class TritonPythonModel:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
         self.builder = PromptBuilder(config, render, count_tokens, ControlTokenEscaper.from_tokenizer(tokenizer))
+        self.max_history_chars = config.limits.max_history_chars
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
             try:
                 message = triton_io.read_text(request, "message") or ""
-                history = parse_history(triton_io.read_text(request, "history"), self.builder.config.max_history_chars)
+                history = parse_history(triton_io.read_text(request, "history"), self.max_history_chars)
                 intent = triton_io.read_text(request, "intent")
                 instructions = triton_io.read_text(request, "instructions")  # a client's system text, untrusted
                 prompt = self.builder.build(message, history, intent, instructions)

@@ -10,11 +10,14 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from frontend.services.limits import GatewayLimits
 from frontend.services.reply_suggester import ReplySuggester
 from frontend.services.sessions import SessionStore, StoredTurn
+from frontend.settings import GatewaySettings
 from tests.integration.gateway.conftest import (
     ADMIN_KEY,
     AGENT_KEYS,
+    API_KEY,
     ask,
     auth,
     connect,
@@ -150,8 +153,10 @@ async def test_a_draft_goes_to_the_agent_only_and_needs_the_session(gateway: str
 
 async def test_the_draft_answers_the_latest_customer_message_with_the_turns_before_it(redis_db: Redis) -> None:
     """The ensemble call for a draft: the last customer message, earlier turns (agent's included) as history."""
-    sessions = SessionStore(redis_db, 3600, 5, 1024, "v")
-    suggester = ReplySuggester(sessions, None, 5, 1024, 32)  # type: ignore[arg-type]  # no Triton call here
+    sessions = SessionStore(redis_db, 3600, 5, "v")
+    settings = GatewaySettings(api_keys=API_KEY, admin_api_key=ADMIN_KEY, agent_keys=f"alice:{AGENT_KEYS['alice']}")  # type: ignore[arg-type]
+    limits = GatewayLimits(settings)  # the gateway's own limits: the defaults every side shares
+    suggester = ReplySuggester(sessions, None, limits, 32)  # type: ignore[arg-type]  # no Triton call here
     session_id = (await sessions.create()).session_id
     for role, text, source in [("user", "你好", "customer"), ("assistant", "您好", "llm"),
                                ("user", "转人工", "customer"), ("assistant", "我是客服", "agent"),

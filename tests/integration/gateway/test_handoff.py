@@ -106,7 +106,7 @@ async def test_agent_key_in_the_socket_query_never_reaches_the_log(gateway_serve
 async def test_concurrent_handoff_requests_queue_the_session_once(redis_db: Redis) -> None:
     """Twenty simultaneous requests for one session: one queue entry, one `queued` frame, one count."""
     settings = GatewaySettings(api_keys=API_KEY, admin_api_key=ADMIN_KEY, agent_keys=f"alice:{AGENT_KEY}")  # type: ignore[arg-type]
-    sessions = SessionStore(redis_db, 3600, 5, 1024, "v")
+    sessions = SessionStore(redis_db, 3600, 5, "v")
     events = SessionEvents(redis_db, 500, 3600)
     metrics = GatewayMetrics()
     conversation = Conversation(

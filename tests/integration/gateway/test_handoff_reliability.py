@@ -34,7 +34,7 @@ async def own_db(redis_server: RedisServer) -> AsyncIterator[Redis]:
 
 
 def desk_on(redis: Redis, reclaim_seconds: float = 30.0, max_entries: int = 10_000) -> tuple[AgentDesk, SessionStore]:
-    sessions = SessionStore(redis, 3600, 5, 1024, "v")
+    sessions = SessionStore(redis, 3600, 5, "v")
     queue = HandoffQueue(redis, max_entries=max_entries, reclaim_seconds=reclaim_seconds)
     clock, roster = AssignmentClock(redis), AgentRoster(redis, 10.0)
     return AgentDesk(sessions, SessionEvents(redis, 500, 3600), queue, clock, roster, GatewayMetrics()), sessions

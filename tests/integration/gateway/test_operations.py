@@ -29,10 +29,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_healthz_readyz_and_metrics(http: httpx.AsyncClient, gateway: str) -> None:
-    """/healthz is alive, /readyz sees Triton and Redis, /metrics has latency histograms and socket gauges."""
+    """/healthz is alive, /readyz sees Triton and Redis (and the limits checked against Triton's), /metrics has
+    latency histograms and socket gauges."""
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"triton": True, "redis": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"triton": True, "redis": True, "limits": True}
     async with connect(gateway) as ws:
         await ask(ws, "请问有什么优惠活动", max_tokens=4)
         text = (await http.get("/metrics")).text
@@ -60,7 +61,7 @@ async def test_readyz_is_503_when_triton_is_unreachable(strict_gateway: str) -> 
     async with httpx.AsyncClient(base_url=strict_gateway) as client:
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["checks"] == {"triton": False, "redis": True}
+    assert ready.status_code == 503 and ready.json()["checks"] == {"triton": False, "redis": True, "limits": False}
 
 
 async def test_triton_unreachable_gives_a_clear_error_frame(strict_gateway: str) -> None:
