@@ -164,7 +164,7 @@ async def test_a_lost_consumer_group_is_made_again(redis: Redis) -> None:
 )
 async def test_what_a_dead_replicas_turn_still_owes_the_customer(redis: Redis, story: str, owed: str | None) -> None:
     """Read from Redis alone by the replica that took the turn over."""
-    sessions, events = SessionStore(redis, 3600, 10, 1024, "v"), SessionEvents(redis, 500, 3600)
+    sessions, events = SessionStore(redis, 3600, 10, "v"), SessionEvents(redis, 500, 3600)
     session_id = (await sessions.create()).session_id
     turn = {"state": "async", "session": session_id, "after": await events.last_id(session_id)}
     if story == "died before the message reached a session":
