@@ -202,7 +202,7 @@ class TritonChat:
                 responses.cancel()
                 raise
             break
-        async with aclosing(self._drain(responses, first, call.request_id)) as chunks:
+        async with aclosing(self._read_chunks(responses, first, call.request_id)) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -228,9 +228,11 @@ class TritonChat:
         except StopAsyncIteration:
             raise GatewayError("triton_error", "智能客服没有返回结果，请稍后再试。", 502) from None
 
-    async def _drain(
+    async def _read_chunks(
         self, responses: Any, first: tuple[Any, Any], request_id: str
     ) -> AsyncGenerator[ChatChunk, None]:
+        """The stream's responses from `first` on as chunks, up to Triton's final response; a stream left
+        before its end (consumer gone, error) is cancelled inside Triton."""
         finished = False
         try:
             item = first
