@@ -1,14 +1,19 @@
 """Conversations in Redis, so any gateway replica can serve any customer.
 
-Keys (all expire `session_ttl_seconds` after the last activity):
+Keys and their expiry (`ttl` = session_ttl_seconds):
   sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at, channel, queued_at,
-                           assigned_at, first_reply_at
-  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns)
-  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave (a lease: its
-                           holder renews it, so it lapses soon after a replica dies)
-  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source;
-                           `text` is written at a bounded rate while streaming and once at the end
-Writes never recreate an expired session without its TTL (`set_state` refuses; every write sets the expiry).
+                           assigned_at, first_reply_at; expires `ttl` after the last customer message or agent
+                           reply (`touch`); other writes leave the expiry as it is
+  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns); `ttl` after the last turn
+                           or `touch`
+  sess:{id}:events   stream  the session's frames (`SessionEvents`); `ttl` after the last frame or `touch`
+  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave; not `ttl`: a
+                           lease of the turn's hold time that its holder renews, so it lapses soon after a
+                           replica dies
+  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source,
+                           variant; `text` is written at a bounded rate while streaming and once at the end;
+                           `ttl` after its own last write (a `touch` of the session does not extend it)
+Writes never recreate an expired session hash without its TTL: every script that writes a field checks it exists.
 """
 
 from __future__ import annotations
@@ -280,7 +285,7 @@ class SessionStore:
             await pipe.execute()
 
     async def update_reply(self, message_id: str, **fields: str) -> None:
-        """Update a reply; its expiry moves with it, so a reply lives as long as its active session."""
+        """Update a reply; its expiry restarts with each update (`ttl` after the reply's last write)."""
         mapping: dict[FieldT, EncodableT] = dict(fields.items())
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(f"reply:{message_id}", mapping=mapping)
