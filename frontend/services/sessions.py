@@ -24,14 +24,16 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
 from frontend.errors import session_busy, unknown_session
+from frontend.retry import retry_after_failure
 from frontend.services.history import Turn, trim_history
 from frontend.services.redis_store import REDIS_DOWN
 
@@ -220,13 +222,18 @@ class SessionStore:
         """Serialise the turns of one session across sockets and replicas (polls the lock with a deadline)."""
         key = self._key(session_id) + ":lock"
         token = secrets.token_hex(8)
-        deadline = time.monotonic() + wait_seconds
-        delay = 0.02
-        while not await self._redis.set(key, token, nx=True, px=int(hold_seconds * 1000)):
-            if time.monotonic() >= deadline:
-                raise session_busy()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+
+        async def take() -> bool:
+            return bool(await self._redis.set(key, token, nx=True, px=int(hold_seconds * 1000)))
+
+        acquire = AsyncRetrying(  # poll while another turn holds it: 20 ms doubling to 250 ms
+            retry=retry_if_result(lambda taken: not taken),
+            stop=stop_after_delay(wait_seconds),
+            wait=wait_exponential(multiplier=0.02, max=0.25),
+            retry_error_callback=lambda _: False,
+        )
+        if not await acquire(take):
+            raise session_busy()
         self._held_locks[key] = token
         try:
             yield
@@ -254,15 +261,20 @@ class SessionStore:
             task.add_done_callback(self._pending_releases.discard)
 
     async def _release_when_back(self, key: str, token: str, deadline: float) -> None:
-        delay = 0.2
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)  # Redis is restarting; the lock's own expiry is the backstop
-            delay = min(delay * 2, 2.0)
-            try:
-                await self._redis.eval(_RELEASE_LOCK, 1, key, token)
-                return
-            except REDIS_DOWN:
-                continue
+        """Redis is restarting: retry the release with backoff until `deadline`; the lock's own expiry is the
+        backstop when Redis stays away longer."""
+        with suppress(*REDIS_DOWN):
+            await retry_after_failure(
+                self._redis.eval,
+                _RELEASE_LOCK,
+                1,
+                key,
+                token,
+                retry_on=REDIS_DOWN,
+                first_delay=0.2,
+                max_delay=2.0,
+                stop=lambda _: time.monotonic() >= deadline,
+            )
 
     async def start_reply(
         self, session_id: str, message_id: str, source: str, variant: str | None = None, **known: str

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential
 from tritonclient.utils import InferenceServerException
 
 from frontend.errors import GatewayError, triton_timeout, triton_unavailable
@@ -28,6 +28,17 @@ from frontend.errors import GatewayError, triton_timeout, triton_unavailable
 logger = logging.getLogger(__name__)
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+
+
+def _triton_restarting(exc: BaseException) -> bool:
+    """UNAVAILABLE before any response: Triton is (re)starting, so the call is worth another try."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "?"
+    logger.warning("Triton unavailable (%s); retrying in %.1fs", code, state.upcoming_sleep)
 CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 32 * 1024 * 1024),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
@@ -184,27 +195,30 @@ class TritonChat:
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
         """Yield the reply's chunks; raises `GatewayError` (unavailable, timeout, invalid request, server error)."""
-        deadline = time.monotonic() + self._retry_seconds
-        delay = 0.2
-        while True:
-            responses = self._open(call)
-            try:
-                first = await self._next(responses, self._first_timeout)
-            except grpc.aio.AioRpcError as exc:
-                responses.cancel()
-                if exc.code() in RETRYABLE and time.monotonic() + delay < deadline:
-                    logger.warning("Triton unavailable (%s); retrying in %.1fs", exc.code().name, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                raise rpc_error(exc, call.request_id) from exc
-            except BaseException:
-                responses.cancel()
-                raise
-            break
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_triton_restarting),
+            stop=stop_before_delay(self._retry_seconds),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            opened: tuple[Any, tuple[Any, Any]] = await retrying(self._open_first, call)
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, call.request_id) from exc
+        responses, first = opened
         async with aclosing(self._read_chunks(responses, first, call.request_id)) as chunks:
             async for chunk in chunks:
                 yield chunk
+
+    async def _open_first(self, call: ChatCall) -> tuple[Any, tuple[Any, Any]]:
+        """Open the stream and wait for its first response (a stream that fails before it is cancelled)."""
+        responses = self._open(call)
+        try:
+            return responses, await self._next(responses, self._first_timeout)
+        except BaseException:
+            responses.cancel()
+            raise
 
     def _open(self, call: ChatCall) -> Any:
         request = {
