@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "perf" / ".peers"
 sys.path.insert(0, str(ROOT))
 
-from bench_pipeline import QUESTIONS, count_tokens, llm_inputs, run_concurrently  # noqa: E402
+from bench_pipeline import QUESTIONS, count_tokens, ensemble_latencies, llm_inputs, run_concurrently  # noqa: E402
 
 from engine_build import processes  # noqa: E402
 from engine_build.checkpoints import GGUF_NAME, prepare, resolve_checkpoint  # noqa: E402
@@ -137,17 +137,7 @@ def bench_triton(
 
 def ensemble_overhead(client: PipelineClient, samples: int) -> str:
     """customer_service vs llm direct, 1 token, non-streaming, interleaved: the p50 difference."""
-    message = "你好，我想问一下订单什么时候发货"
-    intent = client.infer("intent_classifier", {"text_input": message})["intent"]
-    prompt = client.infer("prompt_builder", {"message": message, "intent": intent})["prompt"]
-    direct, ensemble = [], []
-    for _ in range(samples):
-        t = time.perf_counter()
-        client.collect("llm", llm_inputs(prompt, 1, streaming=False))
-        direct.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
-        ensemble.append((time.perf_counter() - t) * 1000)
+    direct, ensemble = ensemble_latencies(client, samples)
     direct.sort()
     ensemble.sort()
     d, e = direct[len(direct) // 2], ensemble[len(ensemble) // 2]

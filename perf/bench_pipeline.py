@@ -83,6 +83,23 @@ def measure_throughput(
     return tokens / elapsed, tokens, elapsed
 
 
+def ensemble_latencies(client: PipelineClient, samples: int) -> tuple[list[float], list[float]]:
+    """ms per call of `llm` direct and of `customer_service` for one message (1 token, non-streaming), the two
+    interleaved so drift hits both alike."""
+    message = "你好，我想问一下订单什么时候发货"
+    intent = client.infer("intent_classifier", {"text_input": message})["intent"]
+    prompt = client.infer("prompt_builder", {"message": message, "intent": intent})["prompt"]
+    direct, ensemble = [], []
+    for _ in range(samples):
+        t = time.perf_counter()
+        client.collect("llm", llm_inputs(prompt, 1, streaming=False))
+        direct.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
+        ensemble.append((time.perf_counter() - t) * 1000)
+    return direct, ensemble
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default="smollm2-135m-instruct")
@@ -110,19 +127,7 @@ def main() -> int:
             client, prompts, tokenizer, args.max_tokens, args.streams
         )
 
-        message = "你好，我想问一下订单什么时候发货"
-        prompt = client.infer(
-            "prompt_builder",
-            {"message": message, "intent": client.infer("intent_classifier", {"text_input": message})["intent"]},
-        )["prompt"]
-        direct, ensemble = [], []
-        for _ in range(args.latency_samples):  # interleaved so drift hits both alike
-            t = time.perf_counter()
-            client.collect("llm", llm_inputs(prompt, 1, streaming=False))
-            direct.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
-            client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
-            ensemble.append((time.perf_counter() - t) * 1000)
+        direct, ensemble = ensemble_latencies(client, args.latency_samples)
     finally:
         server.stop()
 
