@@ -208,7 +208,7 @@ def main() -> int:
     except processes.ProcessError as exc:  # a part did not come up (Triton's message carries its log's tail)
         logger.error("%s", exc)
         return 1
-    except Exception as exc:  # the launcher's own errors (missing checkpoint, busy port) end the stack too
+    except Exception as exc:  # anything else on the way up (a missing checkpoint) ends the stack too
         logger.error("stack failed: %s", exc)
         return 1
     finally:
