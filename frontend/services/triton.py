@@ -28,17 +28,6 @@ from frontend.errors import GatewayError, triton_timeout, triton_unavailable
 logger = logging.getLogger(__name__)
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
-
-
-def _triton_restarting(exc: BaseException) -> bool:
-    """UNAVAILABLE before any response: Triton is (re)starting, so the call is worth another try."""
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome is not None else None
-    code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "?"
-    logger.warning("Triton unavailable (%s); retrying in %.1fs", code, state.upcoming_sleep)
 CHANNEL_ARGS = [
     ("grpc.max_send_message_length", 32 * 1024 * 1024),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
@@ -164,6 +153,17 @@ def rpc_error(exc: grpc.aio.AioRpcError, request_id: str = "") -> GatewayError:
         return classify_server_error(exc.details() or "", request_id)
     logger.error("Triton call %s failed: %s %s", request_id or "-", code.name, exc.details())
     return GatewayError("triton_error", "智能客服处理失败，请稍后再试。", 502)
+
+
+def _triton_restarting(exc: BaseException) -> bool:
+    """UNAVAILABLE before any response: Triton is (re)starting, so the call is worth another try."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "?"
+    logger.warning("Triton unavailable (%s); retrying in %.1fs", code, state.upcoming_sleep)
 
 
 class TritonChat:
