@@ -10,10 +10,11 @@ import sys
 import threading
 from pathlib import Path
 
-from engine_build.checkpoints import PREPARED, prepare, resolve_checkpoint
+from engine_build.checkpoints import PREPARED, prepare
+from engine_build.gpu.cli import register_gpu_commands
 from engine_build.launcher import REPO_ROOT, LaunchError, TritonPorts, TritonServer
 from engine_build.profiles import PROFILES
-from engine_build.render import RenderError, render_repository
+from engine_build.repository import render_for
 
 logger = logging.getLogger("engine_build")
 
@@ -36,21 +37,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         else:
             prepare(name, force=args.force)
     return 0
-
-
-def render_for(
-    profile: str, checkpoint: str, out: Path, overrides: dict[str, str], force: bool = False
-) -> Path:
-    values = PROFILES[profile].template_values()
-    values["checkpoint_dir"] = str(resolve_checkpoint(checkpoint)) if checkpoint else values["checkpoint_dir"]
-    unknown = set(overrides) - set(values)
-    if unknown:
-        raise SystemExit(f"unknown --set keys: {', '.join(sorted(unknown))}")
-    values.update(overrides)
-    try:
-        return render_repository(out, values, force=force)
-    except RenderError as exc:
-        raise SystemExit(str(exc)) from None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -118,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true", help="replace --out even if an earlier render did not create it")
     p.set_defaults(func=cmd_serve)
-    from engine_build.gpu.cli import register_gpu_commands  # sizing/check/quantize: engine_build/gpu/
-    register_gpu_commands(sub)
+    register_gpu_commands(sub)  # sizing/check/quantize: engine_build/gpu/
     return parser
 
 

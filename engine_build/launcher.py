@@ -11,16 +11,14 @@ import importlib.util
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from engine_build import processes
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTAINER_TRITON = Path("/opt/tritonserver")
 
 
-class LaunchError(RuntimeError):
+class LaunchError(processes.ProcessError):
     """Triton cannot start; the message says what is missing or what the server printed."""
 
 
@@ -147,31 +145,16 @@ class TritonServer:
             if not _port_free(port):
                 raise LaunchError(f"port {port} is already in use (another Triton?); set TRITON_*_PORT to free ports")
         self.log_file = self.log_file or self.build_dir / "triton.log"
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         logger.info("starting %s (log: %s)", install.server, self.log_file)
-        with self.log_file.open("wb") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(
-                self.command(install), env=self.environment(install), stdout=log, stderr=subprocess.STDOUT
-            )
-        self.wait_ready(timeout)
+        self.process = processes.spawn(self.command(install), self.log_file, env=self.environment(install))
+        ready_url = f"http://127.0.0.1:{self.ports.http}/v2/health/ready"
+        try:
+            processes.wait_ready(self.process, lambda: processes.http_ok(ready_url, 2.0), "tritonserver", timeout, 0.5)
+        except processes.ProcessError as exc:
+            self.stop()
+            raise LaunchError(f"{exc}:\n{self.log_tail()}") from None
+        logger.info("Triton ready on http :%d grpc :%d", self.ports.http, self.ports.grpc)
         return self
-
-    def wait_ready(self, timeout: float) -> None:
-        url = f"http://127.0.0.1:{self.ports.http}/v2/health/ready"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise LaunchError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        logger.info("Triton ready on http :%d grpc :%d", self.ports.http, self.ports.grpc)
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise LaunchError(f"Triton not ready after {timeout:.0f}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_file is None or not self.log_file.exists():
@@ -179,14 +162,7 @@ class TritonServer:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.stop(self.process, timeout)
 
     def __enter__(self) -> TritonServer:
         return self.start()

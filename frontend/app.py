@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from tenacity import RetryCallState
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from frontend.errors import GatewayError, internal_error, redis_unavailable
@@ -24,6 +25,7 @@ from frontend.middleware import RequestContextMiddleware
 from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.errors import ErrorBody, ErrorResponse
+from frontend.retry import retry_after_failure
 from frontend.routers import (
     admin,
     agent_console,
@@ -114,17 +116,17 @@ async def keep_trying(
     max_delay: float = 60.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Run `step` until it succeeds, waiting `first_delay` seconds after the first failure, doubling up to max."""
-    delay = first_delay
-    while True:
-        await sleep(delay)
-        try:
-            await step()
-            logger.info("Redis preparation succeeded after a retry")
-            return
-        except Exception as exc:
-            logger.warning("Redis preparation failed again (%s); next try in %.0fs", type(exc).__name__, delay)
-        delay = min(delay * 2, max_delay)
+    """Run `step` (whose first try just failed) until it succeeds: `first_delay` seconds before the next try,
+    doubling up to `max_delay`."""
+    await retry_after_failure(
+        step, first_delay=first_delay, max_delay=max_delay, before_sleep=_log_failed_again, sleep=sleep
+    )
+    logger.info("Redis preparation succeeded after a retry")
+
+
+def _log_failed_again(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    logger.warning("Redis preparation failed again (%s); next try in %.0fs", type(exc).__name__, state.upcoming_sleep)
 
 
 async def run_every(step: Callable[[], Awaitable[object]], interval: float) -> None:

@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from frontend.errors import GatewayError
 from frontend.protocol.frames import Frame, error_frame
+from frontend.retry import retry_after_failure
 from frontend.services.events import ReplyAssembler
 from frontend.services.fanout import EventFanout
 from frontend.services.redis_store import REDIS_DOWN
@@ -49,16 +50,15 @@ async def forward_events(
     """
     subscription = fanout.subscribe(session_id, after)
     assembler = ReplyAssembler(fanout.events)
-    delay = 0.2
     try:
         while True:
             try:
-                batch = await fanout.next_batch(subscription)
-                delay = 0.2
-            except REDIS_DOWN:
-                await asyncio.sleep(delay)  # back off while Redis is down; the backlog read resumes at the cursor
-                delay = min(delay * 2, 2.0)
-                continue
+                try:
+                    batch = await fanout.next_batch(subscription)
+                except REDIS_DOWN:  # back off while Redis is down; the backlog read resumes at the cursor
+                    batch = await retry_after_failure(
+                        fanout.next_batch, subscription, retry_on=REDIS_DOWN, first_delay=0.2, max_delay=2.0
+                    )
             except Exception:
                 logger.exception("forwarding the events of session %s stopped", session_id)
                 await sender.send(error_frame(FORWARDING_STOPPED, session_id))

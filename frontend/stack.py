@@ -22,46 +22,18 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine_build import processes
 from engine_build.checkpoints import PREPARED, prepare
-from engine_build.cli import render_for
 from engine_build.launcher import TritonPorts, TritonServer
+from engine_build.repository import render_for
 from frontend.supervisor import GiveUp, Part, RestartPolicy, Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("frontend.stack")
-
-
-class StackError(RuntimeError):
-    """A component did not start; the message says which and why."""
-
-
-def _wait(check: object, what: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise StackError(f"{what} exited with {process.returncode}")
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise StackError(f"{what} not ready after {timeout:.0f}s")
-
-
-def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass
@@ -105,18 +77,16 @@ class RedisServer:
 
     def start(self, timeout: float = 15.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(self.ping, f"redis-server on :{self.port}", timeout, self.process)
+        self.process = processes.spawn(self.command())
+        processes.wait_ready(self.process, self.ping, f"redis-server on :{self.port}", timeout, 0.1)
         return self
 
     def kill(self) -> None:
         """Crash it (SIGKILL), as a failing Redis host would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        processes.kill(self.process)
 
     def stop(self) -> None:
-        _stop(self.process)
+        processes.stop(self.process)
 
 
 @dataclass
@@ -142,27 +112,17 @@ class GatewayServer:
         ]
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return processes.http_ok(self.url + "/healthz")
 
     def start(self, timeout: float = 60.0) -> GatewayServer:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-        if self.log_file is None:
-            self.process = subprocess.Popen(
-                self.command(), env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-        else:
-            with self.log_file.open("ab") as out:  # the child keeps its own descriptor
-                self.process = subprocess.Popen(self.command(), env=env, cwd=REPO_ROOT, stdout=out, stderr=out)
-        _wait(self.healthy, f"gateway on :{self.port}", timeout, self.process)
+        self.process = processes.spawn(self.command(), self.log_file, append=True, env=env, cwd=REPO_ROOT)
+        processes.wait_ready(self.process, self.healthy, f"gateway on :{self.port}", timeout, 0.1)
         return self
 
     def stop(self) -> None:
-        _stop(self.process)
+        processes.stop(self.process)
 
 
 def dev_keys(environ: dict[str, str]) -> dict[str, str]:
@@ -174,6 +134,10 @@ def dev_keys(environ: dict[str, str]) -> dict[str, str]:
 
 
 # The environment variables `make run` passes to Triton's render as well as to the gateway -> profile keys.
+class StackError(ValueError):
+    """A setting `make run` cannot start with (the message names the variable)."""
+
+
 TRITON_LIMITS = {
     "GATEWAY_MAX_MESSAGE_CHARS": "max_message_chars",
     "GATEWAY_MAX_HISTORY_TURNS": "max_history_turns",
@@ -270,10 +234,10 @@ def main() -> int:
     except GiveUp as exc:
         logger.error("stopping: %s", exc)
         return 1
-    except StackError as exc:
+    except processes.ProcessError as exc:  # a part did not come up (Triton's message carries its log's tail)
         logger.error("%s", exc)
         return 1
-    except Exception as exc:  # the launcher's own errors (missing checkpoint, busy port) end the stack too
+    except Exception as exc:  # anything else on the way up (a missing checkpoint) ends the stack too
         logger.error("stack failed: %s", exc)
         return 1
     finally:

@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "perf" / ".peers"
 sys.path.insert(0, str(ROOT))
 
-from bench_pipeline import QUESTIONS, count_tokens, llm_inputs  # noqa: E402
+from bench_pipeline import QUESTIONS, count_tokens, ensemble_latencies, llm_inputs, run_concurrently  # noqa: E402
 
+from engine_build import processes  # noqa: E402
 from engine_build.checkpoints import GGUF_NAME, prepare, resolve_checkpoint  # noqa: E402
 from engine_build.launcher import TritonPorts, TritonServer  # noqa: E402
 from engine_build.ports import free_port  # noqa: E402
@@ -63,18 +64,7 @@ class EngineResult:
 
 def concurrent_tps(generate: Callable[[str], str], prompts: list[str], tokenizer: object, streams: int) -> float:
     """Aggregate generated tokens/s of `streams` simultaneous requests (tokens counted with the HF tokenizer)."""
-    texts = [""] * streams
-
-    def worker(i: int) -> None:
-        texts[i] = generate(prompts[i % len(prompts)])
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+    texts, elapsed = run_concurrently(generate, prompts, streams)
     return sum(count_tokens(tokenizer, t) for t in texts) / elapsed
 
 
@@ -152,17 +142,7 @@ def bench_triton(
 
 def ensemble_overhead(client: PipelineClient, samples: int) -> str:
     """customer_service vs llm direct, 1 token, non-streaming, interleaved: the p50 difference."""
-    message = "你好，我想问一下订单什么时候发货"
-    intent = client.infer("intent_classifier", {"text_input": message})["intent"]
-    prompt = client.infer("prompt_builder", {"message": message, "intent": intent})["prompt"]
-    direct, ensemble = [], []
-    for _ in range(samples):
-        t = time.perf_counter()
-        client.collect("llm", llm_inputs(prompt, 1, streaming=False))
-        direct.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
-        ensemble.append((time.perf_counter() - t) * 1000)
+    direct, ensemble = ensemble_latencies(client, samples)
     direct.sort()
     ensemble.sort()
     d, e = direct[len(direct) // 2], ensemble[len(ensemble) // 2]
@@ -228,20 +208,15 @@ def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: 
         str(CPU_PROFILE.llm_context_tokens),
         "--no-webui",
     ]
-    log = (ROOT / "build" / "bench_llama_server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    log_file = ROOT / "build" / "bench_llama_server.log"
+    process = processes.spawn(command, log_file)
     rss = RssSampler(process.pid)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("llama-server did not start; see build/bench_llama_server.log") from None
-                time.sleep(0.3)
+        health = f"http://127.0.0.1:{port}/health"
+        try:
+            processes.wait_ready(process, lambda: processes.http_ok(health, 2.0), "llama-server", 120, 0.3)
+        except processes.ProcessError as exc:
+            raise RuntimeError(f"{exc}; see {log_file}") from None
 
         def generate(prompt: str) -> str:
             """Streamed (SSE), like the `llm` calls: one event per token reaches the client."""
@@ -269,8 +244,7 @@ def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: 
         one = single_tps(generate, prompts, tokenizer)
         many = concurrent_tps(generate, prompts, tokenizer, args.streams)
     finally:
-        process.terminate()
-        process.wait(30)
+        processes.stop(process, 30)
     return EngineResult(
         f"llama.cpp `llama-server` (-np {args.streams}, {THREADS} threads), HTTP", one, many, rss.stop_mb()
     )

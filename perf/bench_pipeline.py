@@ -13,6 +13,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,24 +55,49 @@ def count_tokens(tokenizer: object, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
 
 
-def measure_throughput(
-    client: PipelineClient, prompts: list[str], tokenizer: object, max_tokens: int, concurrency: int
-) -> tuple[float, int, float]:
-    """Aggregate tokens/s of `concurrency` simultaneous streams (one request each)."""
-    texts: list[str] = [""] * concurrency
+def run_concurrently(generate: Callable[[str], str], prompts: list[str], streams: int) -> tuple[list[str], float]:
+    """`streams` simultaneous requests, one thread each, prompts taken in turn: every reply's text and the wall
+    time for all of them."""
+    texts: list[str] = [""] * streams
 
     def worker(i: int) -> None:
-        texts[i] = client.collect("llm", llm_inputs(prompts[i % len(prompts)], max_tokens)).text()
+        texts[i] = generate(prompts[i % len(prompts)])
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start
+    return texts, time.perf_counter() - start
+
+
+def measure_throughput(
+    client: PipelineClient, prompts: list[str], tokenizer: object, max_tokens: int, concurrency: int
+) -> tuple[float, int, float]:
+    """Aggregate tokens/s of `concurrency` simultaneous streams (one request each)."""
+    texts, elapsed = run_concurrently(
+        lambda prompt: client.collect("llm", llm_inputs(prompt, max_tokens)).text(), prompts, concurrency
+    )
     tokens = sum(count_tokens(tokenizer, t) for t in texts)
     return tokens / elapsed, tokens, elapsed
+
+
+def ensemble_latencies(client: PipelineClient, samples: int) -> tuple[list[float], list[float]]:
+    """ms per call of `llm` direct and of `customer_service` for one message (1 token, non-streaming), the two
+    interleaved so drift hits both alike."""
+    message = "你好，我想问一下订单什么时候发货"
+    intent = client.infer("intent_classifier", {"text_input": message})["intent"]
+    prompt = client.infer("prompt_builder", {"message": message, "intent": intent})["prompt"]
+    direct, ensemble = [], []
+    for _ in range(samples):
+        t = time.perf_counter()
+        client.collect("llm", llm_inputs(prompt, 1, streaming=False))
+        direct.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
+        ensemble.append((time.perf_counter() - t) * 1000)
+    return direct, ensemble
 
 
 def main() -> int:
@@ -101,19 +127,7 @@ def main() -> int:
             client, prompts, tokenizer, args.max_tokens, args.streams
         )
 
-        message = "你好，我想问一下订单什么时候发货"
-        prompt = client.infer(
-            "prompt_builder",
-            {"message": message, "intent": client.infer("intent_classifier", {"text_input": message})["intent"]},
-        )["prompt"]
-        direct, ensemble = [], []
-        for _ in range(args.latency_samples):  # interleaved so drift hits both alike
-            t = time.perf_counter()
-            client.collect("llm", llm_inputs(prompt, 1, streaming=False))
-            direct.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
-            client.collect("customer_service", {"text_input": message, "streaming": False, "max_tokens": 1})
-            ensemble.append((time.perf_counter() - t) * 1000)
+        direct, ensemble = ensemble_latencies(client, args.latency_samples)
     finally:
         server.stop()
 

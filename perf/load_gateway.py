@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine_build.checkpoints import PREPARED, prepare  # noqa: E402
-from engine_build.cli import render_for  # noqa: E402
 from engine_build.launcher import TritonPorts, TritonServer  # noqa: E402
 from engine_build.ports import free_port  # noqa: E402
+from engine_build.repository import render_for  # noqa: E402
 from frontend.stack import GatewayServer, RedisServer  # noqa: E402
 
 REPORTS = ROOT / "perf" / "reports"

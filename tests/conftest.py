@@ -17,6 +17,12 @@ from tests.integration.canary_models import install_canary_models
 TEST_CHECKPOINT = "qwen3-tiny"
 
 
+def running_triton(repo: Path, log_name: str) -> TritonServer:
+    """Triton over `repo` on free loopback ports, logging to build/`log_name`; use it as a context manager."""
+    ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
+    return TritonServer(repo, ports, log_file=REPO_ROOT / "build" / log_name)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
     """The seeded tiny Qwen3 checkpoint (built once by `make setup`; built here if missing)."""
@@ -36,11 +42,8 @@ def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     # The intent classifier with its LLM fallback on (BLS to `llm`) for every model decision, for the fallback tests.
     fallback = {"llm_fallback": "true", "llm_threshold": "1.01", "llm_budget_ms": "60000"}
     add_model_variant(repo, "intent_classifier", "intent_classifier_llm", fallback)
-    ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-    server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "test_triton.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_triton(repo, "test_triton.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +51,8 @@ def echo_triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     """A second Triton whose `llm` is the echo engine: the model's output is the prompt as the model reads it."""
     values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "llm_engine": "echo"})
     repo = render_repository(REPO_ROOT / "build" / "test_echo_model_repository", values.template_values())
-    ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-    server = TritonServer(repo, ports, log_file=REPO_ROOT / "build" / "test_echo_triton.log")
-    server.start()
-    yield server
-    server.stop()
+    with running_triton(repo, "test_echo_triton.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

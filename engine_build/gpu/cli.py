@@ -41,6 +41,7 @@ from engine_build.gpu.commands import (
 from engine_build.gpu.runner import StepFailed, print_plan, run_all
 from engine_build.gpu.sizing import GIB, KV_CACHE_BYTES, PRECISIONS, QWEN3_14B, SizingInput, size
 from engine_build.profiles import GPU_PROFILE
+from engine_build.repository import render_for
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +306,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if render is None:
         print("next: " + render_command(Path("build/model_repository_gpu"), checkpoint, overrides).shell())
         return 0
-    from engine_build.cli import render_for  # late: engine_build.cli imports this module
-
     render_for("gpu", str(checkpoint), args.render_out, overrides)
     print(args.render_out)
     return 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from frontend.protocol.frames import Frame
 from frontend.services.events import SessionEvents, event_position, events_key, session_of_key
@@ -91,23 +92,14 @@ class _Reader:
                 logger.warning("fan-out wake-up failed: %r", exc)
 
     async def run(self, events: SessionEvents) -> None:
-        delay = 0.2
+        reading = AsyncRetrying(  # Redis down or refusing: back off 0.2 s doubling to 2 s; every cursor is kept
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            before_sleep=_log_read_failed,
+        )
         while True:
-            snapshot = dict(self.sessions)
-            streams: dict[Any, Any] = {events_key(sid): followed.cursor for sid, followed in snapshot.items()}
-            streams[self.wake_key] = self._wake_cursor
-            try:
-                result: Any = await self.redis.xread(streams, count=100, block=self.block_ms)
-                delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis down or refusing: back off; every cursor is kept
-                _reraise_swallowed_cancel()
-                logger.warning("fan-out read failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            _reraise_swallowed_cancel()
+            read: tuple[dict[str, _Followed], Any] = await reading(self._read)
+            snapshot, result = read
             for key, entries in result or []:
                 if key == self.wake_key:
                     self._wake_cursor = str(entries[-1][0])
@@ -118,12 +110,31 @@ class _Reader:
                     continue  # unfollowed (or followed anew from another cursor) while the read was out
                 self.deliver(followed, events.decode(entries))
 
+    async def _read(self) -> tuple[dict[str, _Followed], Any]:
+        """One blocking read of every followed session from its cursor (and of the wake-up stream), with the
+        followers it was made for."""
+        snapshot = dict(self.sessions)
+        streams: dict[Any, Any] = {events_key(sid): followed.cursor for sid, followed in snapshot.items()}
+        streams[self.wake_key] = self._wake_cursor
+        try:
+            result = await self.redis.xread(streams, count=100, block=self.block_ms)
+        except Exception:
+            _reraise_swallowed_cancel()
+            raise
+        _reraise_swallowed_cancel()
+        return snapshot, result
+
     def deliver(self, followed: _Followed, frames: list[Event]) -> None:
         """Hand frames read for a followed session to each of its sockets (synchronous: order is kept)."""
         for event_id, frame in frames:
             followed.cursor = event_id
             for subscription in followed.subscriptions:
                 subscription.offer(event_id, frame, self.queue_limit)
+
+
+def _log_read_failed(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    logger.warning("fan-out read failed (%r); retrying in %.1fs", exc, state.upcoming_sleep)
 
 
 def _reraise_swallowed_cancel() -> None:

@@ -80,10 +80,6 @@ class FeedbackStore:
             session = self._turn_log.hash(request.session_id)
             self._turn_log.rating(RatingEvent(session, variant, request.message_id, request.rating, request.thumbs))
 
-    async def get(self, message_id: str) -> dict[str, object] | None:
-        raw = await self._redis.get(FEEDBACK_KEY.format(message_id))
-        return json.loads(raw) if raw is not None else None
-
     async def summary(self) -> list[VariantSummary]:
         result = []
         for variant in sorted(await self._redis.smembers(FEEDBACK_VARIANTS)):

@@ -135,11 +135,3 @@ class HandoffQueue:
                 await self._redis.xgroup_delconsumer(QUEUE_KEY, GROUP, name)
                 dropped += 1
         return dropped
-
-    async def pending_count(self) -> int:
-        await self.ensure_group()
-        groups = await self._redis.xinfo_groups(QUEUE_KEY)
-        for group in groups:
-            if group.get("name") == GROUP:
-                return int(group.get("lag") or 0)
-        return 0

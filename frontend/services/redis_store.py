@@ -1,9 +1,7 @@
-"""The Redis connection every service shares, and the mapping of Redis outages to a clear client error."""
+"""The Redis connection every service shares, and which exceptions mean Redis is down or failing (the app's error
+handlers and the socket routes turn them into `redis_unavailable`)."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -11,8 +9,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from frontend.errors import redis_unavailable
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 # Any Redis failure, including a refusal such as OOM (`ResponseError`): a customer gets an error frame for it.
@@ -41,12 +37,3 @@ def connect_redis(url: str, max_connections: int = 64, pool_timeout: float = 15.
 def describe(exc: BaseException) -> str:
     """Type and message for a log line (redis-py's own repr leaves the message out)."""
     return f"{type(exc).__name__}: {exc}"
-
-
-@asynccontextmanager
-async def redis_guard() -> AsyncIterator[None]:
-    """Turn a Redis outage inside the block into the `redis_unavailable` GatewayError."""
-    try:
-        yield
-    except REDIS_DOWN as exc:
-        raise redis_unavailable() from exc

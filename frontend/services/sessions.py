@@ -1,14 +1,20 @@
 """Conversations in Redis, so any gateway replica can serve any customer.
 
-Keys (all expire `session_ttl_seconds` after the last activity):
+Keys and their expiry (`ttl` = session_ttl_seconds):
   sess:{id}          hash  state (bot|queued|agent), agent, variant, created_at, channel, queued_at,
-                           assigned_at, first_reply_at
-  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns, the gateway's setting)
-  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave (a lease: its
-                           holder renews it, so it lapses soon after a replica dies)
-  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source;
-                           `text` is written at a bounded rate while streaming and once at the end
-Writes never recreate an expired session without its TTL (`set_state` refuses; every write sets the expiry).
+                           assigned_at, first_reply_at; expires `ttl` after the last customer message or agent
+                           reply (`touch`); other writes leave the expiry as it is
+  sess:{id}:turns    list  JSON turns, the newest 2*N kept (N = max_history_turns, the gateway's setting);
+                           `ttl` after the last turn
+                           or `touch`
+  sess:{id}:events   stream  the session's frames (`SessionEvents`); `ttl` after the last frame or `touch`
+  sess:{id}:lock     str   held while one turn runs, so turns of one session never interleave; not `ttl`: a
+                           lease of the turn's hold time that its holder renews, so it lapses soon after a
+                           replica dies
+  reply:{message_id} hash  a bot reply as it streams: session_id, status, text, intent, finish_reason, source,
+                           variant; `text` is written at a bounded rate while streaming and once at the end;
+                           `ttl` after its own last write (a `touch` of the session does not extend it)
+Writes never recreate an expired session hash without its TTL: every script that writes a field checks it exists.
 """
 
 from __future__ import annotations
@@ -19,14 +25,16 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
 from frontend.errors import session_busy, unknown_session
+from frontend.retry import retry_after_failure
 from frontend.services.history import history_to_send
 from frontend.services.redis_store import REDIS_DOWN
 from python_backends.limits import ConversationLimits
@@ -218,13 +226,18 @@ class SessionStore:
         """Serialise the turns of one session across sockets and replicas (polls the lock with a deadline)."""
         key = self._key(session_id) + ":lock"
         token = secrets.token_hex(8)
-        deadline = time.monotonic() + wait_seconds
-        delay = 0.02
-        while not await self._redis.set(key, token, nx=True, px=int(hold_seconds * 1000)):
-            if time.monotonic() >= deadline:
-                raise session_busy()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+
+        async def take() -> bool:
+            return bool(await self._redis.set(key, token, nx=True, px=int(hold_seconds * 1000)))
+
+        acquire = AsyncRetrying(  # poll while another turn holds it: 20 ms doubling to 250 ms
+            retry=retry_if_result(lambda taken: not taken),
+            stop=stop_after_delay(wait_seconds),
+            wait=wait_exponential(multiplier=0.02, max=0.25),
+            retry_error_callback=lambda _: False,
+        )
+        if not await acquire(take):
+            raise session_busy()
         self._held_locks[key] = token
         try:
             yield
@@ -252,15 +265,20 @@ class SessionStore:
             task.add_done_callback(self._pending_releases.discard)
 
     async def _release_when_back(self, key: str, token: str, deadline: float) -> None:
-        delay = 0.2
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)  # Redis is restarting; the lock's own expiry is the backstop
-            delay = min(delay * 2, 2.0)
-            try:
-                await self._redis.eval(_RELEASE_LOCK, 1, key, token)
-                return
-            except REDIS_DOWN:
-                continue
+        """Redis is restarting: retry the release with backoff until `deadline`; the lock's own expiry is the
+        backstop when Redis stays away longer."""
+        with suppress(*REDIS_DOWN):
+            await retry_after_failure(
+                self._redis.eval,
+                _RELEASE_LOCK,
+                1,
+                key,
+                token,
+                retry_on=REDIS_DOWN,
+                first_delay=0.2,
+                max_delay=2.0,
+                stop=lambda _: time.monotonic() >= deadline,
+            )
 
     async def start_reply(
         self, session_id: str, message_id: str, source: str, variant: str | None = None, **known: str
@@ -283,7 +301,7 @@ class SessionStore:
             await pipe.execute()
 
     async def update_reply(self, message_id: str, **fields: str) -> None:
-        """Update a reply; its expiry moves with it, so a reply lives as long as its active session."""
+        """Update a reply; its expiry restarts with each update (`ttl` after the reply's last write)."""
         mapping: dict[FieldT, EncodableT] = dict(fields.items())
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(f"reply:{message_id}", mapping=mapping)

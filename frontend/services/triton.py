@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential
 from tritonclient.utils import InferenceServerException
 
 from frontend.errors import GatewayError, busy, triton_timeout, triton_unavailable
@@ -162,6 +162,17 @@ def rpc_error(exc: grpc.aio.AioRpcError, request_id: str = "") -> GatewayError:
     return GatewayError("triton_error", "智能客服处理失败，请稍后再试。", 502)
 
 
+def _triton_restarting(exc: BaseException) -> bool:
+    """UNAVAILABLE before any response: Triton is (re)starting, so the call is worth another try."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "?"
+    logger.warning("Triton unavailable (%s); retrying in %.1fs", code, state.upcoming_sleep)
+
+
 class TritonChat:
     def __init__(
         self,
@@ -205,27 +216,30 @@ class TritonChat:
 
     async def stream(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
         """Yield the reply's chunks; raises `GatewayError` (unavailable, timeout, invalid request, server error)."""
-        deadline = time.monotonic() + self._retry_seconds
-        delay = 0.2
-        while True:
-            responses = self._open(call)
-            try:
-                first = await self._next(responses, self._first_timeout)
-            except grpc.aio.AioRpcError as exc:
-                responses.cancel()
-                if exc.code() in RETRYABLE and time.monotonic() + delay < deadline:
-                    logger.warning("Triton unavailable (%s); retrying in %.1fs", exc.code().name, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue
-                raise rpc_error(exc, call.request_id) from exc
-            except BaseException:
-                responses.cancel()
-                raise
-            break
-        async with aclosing(self._drain(responses, first, call.request_id)) as chunks:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_triton_restarting),
+            stop=stop_before_delay(self._retry_seconds),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            opened: tuple[Any, tuple[Any, Any]] = await retrying(self._open_first, call)
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, call.request_id) from exc
+        responses, first = opened
+        async with aclosing(self._read_chunks(responses, first, call.request_id)) as chunks:
             async for chunk in chunks:
                 yield chunk
+
+    async def _open_first(self, call: ChatCall) -> tuple[Any, tuple[Any, Any]]:
+        """Open the stream and wait for its first response (a stream that fails before it is cancelled)."""
+        responses = self._open(call)
+        try:
+            return responses, await self._next(responses, self._first_timeout)
+        except BaseException:
+            responses.cancel()
+            raise
 
     def _open(self, call: ChatCall) -> Any:
         request = {
@@ -249,9 +263,11 @@ class TritonChat:
         except StopAsyncIteration:
             raise GatewayError("triton_error", "智能客服没有返回结果，请稍后再试。", 502) from None
 
-    async def _drain(
+    async def _read_chunks(
         self, responses: Any, first: tuple[Any, Any], request_id: str
     ) -> AsyncGenerator[ChatChunk, None]:
+        """The stream's responses from `first` on as chunks, up to Triton's final response; a stream left
+        before its end (consumer gone, error) is cancelled inside Triton."""
         finished = False
         try:
             item = first

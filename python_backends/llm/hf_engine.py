@@ -308,14 +308,14 @@ class ContinuousBatchingEngine:
         if seq.generated == 1:
             seq.first_token_time_ns = time.time_ns()
         if token in self.eos_ids:
-            self._finish(seq, self._drain(seq), FinishReason.STOP)
+            self._finish(seq, self._flush_held_tail(seq), FinishReason.STOP)
             return
         seq.token_counts[token] = seq.token_counts.get(token, 0) + 1
         text = seq.stopper.feed(seq.detokenizer.push(token))
         if seq.stopper.stopped:
             self._finish(seq, text, FinishReason.STOP)
         elif seq.generated >= seq.request.sampling.max_tokens or seq.next_position + 1 >= self.max_positions:
-            text += self._drain(seq)  # a held stop string may still complete in the held tail
+            text += self._flush_held_tail(seq)  # a held stop string may still complete in the held tail
             self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
         elif text:
             if seq.request.streaming:
@@ -323,7 +323,8 @@ class ContinuousBatchingEngine:
             else:
                 seq.held_text.append(text)
 
-    def _drain(self, seq: _Sequence) -> str:
+    def _flush_held_tail(self, seq: _Sequence) -> str:
+        """Text still held at the end: the detokenizer's pending bytes and the stop-string holdback."""
         text = seq.stopper.feed(seq.detokenizer.flush())
         return text + seq.stopper.flush()
 

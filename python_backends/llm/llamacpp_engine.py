@@ -365,14 +365,14 @@ class LlamaCppEngine:
         if seq.generated == 1:
             seq.first_token_time_ns = time.time_ns()
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-            self._finish(seq, self._drain(seq), FinishReason.STOP)
+            self._finish(seq, self._flush_held_tail(seq), FinishReason.STOP)
             return
         seq.completion_tokens += 1
         text = seq.stopper.feed(seq.utf8.decode(self._token_bytes(token)))
         if seq.stopper.stopped:
             self._finish(seq, text, FinishReason.STOP)
         elif seq.generated >= seq.request.sampling.max_tokens or self._context_full(seq):
-            text += self._drain(seq)  # a held stop string may still complete in the held tail
+            text += self._flush_held_tail(seq)  # a held stop string may still complete in the held tail
             self._finish(seq, text, FinishReason.STOP if seq.stopper.stopped else FinishReason.LENGTH)
         elif text:
             seq.held_text.append(text)
@@ -393,7 +393,7 @@ class LlamaCppEngine:
             size = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
         return self._piece.raw[:size]
 
-    def _drain(self, seq: _Sequence) -> str:
+    def _flush_held_tail(self, seq: _Sequence) -> str:
         """Text still held at the end: a dangling partial UTF-8 sequence is dropped, not shown as U+FFFD."""
         tail = seq.utf8.decode(b"", final=True).rstrip(REPLACEMENT_CHAR)
         return seq.stopper.feed(tail) + seq.stopper.flush()

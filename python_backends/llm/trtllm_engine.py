@@ -305,7 +305,7 @@ class TrtLlmEngine:
             return
         self._closed.set()
         try:
-            self._run(self._drain(), timeout)
+            self._run(self._cancel_all_and_shut_down(), timeout)
         except TimeoutError:
             logger.warning("TensorRT-LLM engine did not drain within %.0f s", timeout)
         self._stop_loop(timeout)
@@ -365,7 +365,8 @@ class TrtLlmEngine:
                 if not gen.done and gen.handle.cancelled:
                     gen.cancel()
 
-    async def _drain(self) -> None:
+    async def _cancel_all_and_shut_down(self) -> None:
+        """Stop the cancel watcher, cancel every running generation and wait for it, then shut the LLM down."""
         self._watcher.cancel()
         tasks = [gen.task for gen in self._active.values() if gen.task is not None]
         for gen in list(self._active.values()):

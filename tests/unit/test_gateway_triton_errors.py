@@ -7,7 +7,9 @@ import logging
 import grpc
 import pytest
 
-from frontend.services.triton import classify_server_error, rpc_error
+from engine_build.ports import free_port
+from frontend.errors import GatewayError
+from frontend.services.triton import ChatCall, TritonChat, classify_server_error, rpc_error
 
 
 class RpcError(grpc.aio.AioRpcError):
@@ -64,3 +66,18 @@ def test_a_model_refusing_for_load_is_busy_with_its_retry_hint() -> None:
     )
     assert (error.code, error.status, error.retry_after) == ("busy", 503, 3)
     assert "tokens" not in error.message  # the customer hears the fixed notice, not the engine's numbers
+
+
+async def test_an_unreachable_triton_is_retried_with_backoff_then_reported_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """UNAVAILABLE before any response is retried until `retry_seconds` would pass, then `triton_unavailable`."""
+    chat = TritonChat(f"127.0.0.1:{free_port()}", "customer_service", 5.0, 5.0, retry_seconds=1.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="frontend.services.triton"), pytest.raises(GatewayError) as raised:
+            async for _ in chat.stream(ChatCall("你好")):
+                pass
+    finally:
+        await chat.close()
+    assert raised.value.code == "triton_unavailable"
+    assert "Triton unavailable (UNAVAILABLE); retrying in 0.2s" in caplog.text

@@ -7,15 +7,16 @@ fetches, the others wait and reread. A caller whose token was rejected (40001/42
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from redis.asyncio import Redis
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_delay, wait_exponential
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ TokenFetcher = Callable[[], Awaitable[IssuedToken]]
 
 class TokenUnavailable(Exception):
     """No token within the wait: the refresher holding the lock is stuck or WeChat refuses the credentials."""
+
+
+def _refresh_timed_out(state: RetryCallState) -> NoReturn:
+    raise TokenUnavailable("access_token refresh did not finish in time")
 
 
 class AccessTokenStore:
@@ -68,25 +73,31 @@ class AccessTokenStore:
 
     async def refresh(self, stale: str | None) -> str:
         """A token other than `stale` (None: any valid one), fetched by exactly one caller at a time."""
-        deadline = time.monotonic() + self._wait_seconds
-        delay = 0.02
-        while True:
-            current = await self.cached()
+        waiting = AsyncRetrying(  # another replica is fetching: reread when it is done, 20 ms doubling to 200 ms
+            retry=retry_if_result(lambda token: token is None),
+            stop=stop_after_delay(self._wait_seconds),
+            wait=wait_exponential(multiplier=0.02, max=0.2),
+            retry_error_callback=_refresh_timed_out,
+        )
+        token: str = await waiting(self._refresh_unless_locked, stale)
+        return token
+
+    async def _refresh_unless_locked(self, stale: str | None) -> str | None:
+        """A token other than `stale`: the cached one, or a new one if we get the lock; None while another
+        caller holds it."""
+        current = await self.cached()
+        if current is not None and current != stale:
+            return current
+        owner = secrets.token_hex(8)
+        if not await self._redis.set(self._lock_key, owner, nx=True, px=int(self._lock_seconds * 1000)):
+            return None
+        try:
+            current = await self.cached()  # replaced while we took the lock
             if current is not None and current != stale:
                 return current
-            owner = secrets.token_hex(8)
-            if await self._redis.set(self._lock_key, owner, nx=True, px=int(self._lock_seconds * 1000)):
-                try:
-                    current = await self.cached()  # replaced while we took the lock
-                    if current is not None and current != stale:
-                        return current
-                    return await self._fetch_and_store()
-                finally:
-                    await self._redis.eval(_RELEASE, 1, self._lock_key, owner)
-            if time.monotonic() >= deadline:
-                raise TokenUnavailable("access_token refresh did not finish in time")
-            await asyncio.sleep(delay)  # another replica is fetching; reread when it is done
-            delay = min(delay * 2, 0.2)
+            return await self._fetch_and_store()
+        finally:
+            await self._redis.eval(_RELEASE, 1, self._lock_key, owner)
 
     async def _fetch_and_store(self) -> str:
         issued = await self._fetch()

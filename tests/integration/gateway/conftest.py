@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,21 @@ def gateway_env(redis_url: str, triton_grpc_url: str, **overrides: str) -> dict[
     return env
 
 
+@contextmanager
+def running_gateway(
+    redis_server: RedisServer, db: int, triton_grpc_url: str, log_dir: Path, **overrides: str
+) -> Iterator[GatewayServer]:
+    """A gateway with the test settings (`gateway_env`) and `overrides` on Redis database `db`, logging to
+    `log_dir/gateway.log`; stopped when the block ends."""
+    env = gateway_env(f"redis://127.0.0.1:{redis_server.port}/{db}", triton_grpc_url, **overrides)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    server = GatewayServer(free_port(), env, log_file=log_dir / "gateway.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"), appendfsync="always").start()
@@ -65,10 +81,8 @@ def gateway_server(
     redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
     """The main gateway: generous limits, 8-token replies by default; its log goes to `log_file`."""
-    env = gateway_env(f"redis://127.0.0.1:{redis_server.port}/0", triton_grpc_url)
-    server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw") / "gateway.log").start()
-    yield server
-    server.stop()
+    with running_gateway(redis_server, 0, triton_grpc_url, tmp_path_factory.mktemp("gw")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -80,17 +94,29 @@ def gateway(gateway_server: GatewayServer) -> str:
 @pytest.fixture(scope="session")
 def strict_gateway(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second gateway: Triton on a dead port, low rate limits, short retries (its own Redis database)."""
-    env = gateway_env(
-        f"redis://127.0.0.1:{redis_server.port}/1",
+    with running_gateway(
+        redis_server,
+        1,
         f"127.0.0.1:{free_port()}",
+        tmp_path_factory.mktemp("gw-strict"),
         triton_retry_seconds="1",
         rate_limit_per_ip="6",
         rate_limit_per_user="3",
         agent_sign_in_per_ip="3",
-    )
-    server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw-strict") / "gateway.log").start()
-    yield server.url
-    server.stop()
+    ) as server:
+        yield server.url
+
+
+@asynccontextmanager
+async def emptied_db(redis_server: RedisServer, db: int) -> AsyncIterator[Redis]:
+    """A client on Redis database `db`, emptied before and after: a test's own keys only."""
+    client = Redis(port=redis_server.port, db=db, decode_responses=True)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
 
 
 @pytest.fixture

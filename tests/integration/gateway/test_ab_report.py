@@ -15,6 +15,7 @@ from frontend.protocol.feedback import FeedbackRequest
 from frontend.services.feedback import FeedbackStore
 from frontend.services.turn_log import TurnEvent, TurnLog
 from frontend.stack import RedisServer
+from tests.integration.gateway.conftest import emptied_db
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -24,11 +25,8 @@ STABLE, CANDIDATE = "qwen3-14b-int4", "qwen3-14b-int4-newprompt"
 @pytest.fixture
 async def seeded_db(redis_server: RedisServer) -> AsyncIterator[tuple[Redis, str]]:
     """Redis database 14, emptied before and after the test."""
-    redis = Redis(port=redis_server.port, db=14, decode_responses=True)
-    await redis.flushdb()
-    yield redis, f"redis://127.0.0.1:{redis_server.port}/14"
-    await redis.flushdb()
-    await redis.aclose()
+    async with emptied_db(redis_server, 14) as redis:
+        yield redis, f"redis://127.0.0.1:{redis_server.port}/14"
 
 
 async def seed(redis: Redis, sessions: dict[str, int], better: bool) -> None:

@@ -10,8 +10,7 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
-from engine_build.ports import free_port
-from frontend.stack import GatewayServer, RedisServer
+from frontend.stack import RedisServer
 from tests.integration.gateway.conftest import (
     AGENT_KEY,
     AGENT_KEYS,
@@ -20,8 +19,8 @@ from tests.integration.gateway.conftest import (
     connect,
     eventually,
     frames_until,
-    gateway_env,
     next_frame,
+    running_gateway,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -37,10 +36,9 @@ def site_key_gateway(
     redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A gateway that requires `GATEWAY_SITE_KEY` from the chat page (its own Redis database)."""
-    env = gateway_env(f"redis://127.0.0.1:{redis_server.port}/{SITE_KEY_DB}", triton_grpc_url, site_key=SITE_KEY)
-    server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw-site") / "gateway.log").start()
-    yield server.url
-    server.stop()
+    log_dir = tmp_path_factory.mktemp("gw-site")
+    with running_gateway(redis_server, SITE_KEY_DB, triton_grpc_url, log_dir, site_key=SITE_KEY) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +46,10 @@ def short_ttl_gateway(
     redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A gateway whose sessions expire after the shortest allowed TTL (its own Redis database)."""
-    env = gateway_env(
-        f"redis://127.0.0.1:{redis_server.port}/{SHORT_TTL_DB}",
-        triton_grpc_url,
-        session_ttl_seconds=str(SHORT_TTL_SECONDS),
-    )
-    server = GatewayServer(free_port(), env, log_file=tmp_path_factory.mktemp("gw-ttl") / "gateway.log").start()
-    yield server.url
-    server.stop()
+    log_dir = tmp_path_factory.mktemp("gw-ttl")
+    ttl = str(SHORT_TTL_SECONDS)
+    with running_gateway(redis_server, SHORT_TTL_DB, triton_grpc_url, log_dir, session_ttl_seconds=ttl) as server:
+        yield server.url
 
 
 @pytest.mark.parametrize("query", ["", f"?site_key={SITE_KEY[:-1]}x"], ids=["missing", "wrong"])

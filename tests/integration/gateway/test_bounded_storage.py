@@ -15,7 +15,16 @@ from frontend.protocol.feedback import FeedbackRequest
 from frontend.services.feedback import FEEDBACK_KEY, FEEDBACK_STREAM, FeedbackStore
 from frontend.settings import GatewaySettings
 from frontend.stack import GatewayServer, RedisServer
-from tests.integration.gateway.conftest import ADMIN_KEY, AGENT_KEYS, API_KEY, ask, auth, connect, frames_until
+from tests.integration.gateway.conftest import (
+    ADMIN_KEY,
+    AGENT_KEYS,
+    API_KEY,
+    ask,
+    auth,
+    connect,
+    emptied_db,
+    frames_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -24,11 +33,8 @@ SESSION = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture
 async def own_db(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    redis = Redis(port=redis_server.port, db=5, decode_responses=True)
-    await redis.flushdb()
-    yield redis
-    await redis.flushdb()
-    await redis.aclose()
+    async with emptied_db(redis_server, 5) as redis:
+        yield redis
 
 
 async def test_feedback_is_bounded_redacted_and_keyed_by_tag(own_db: Redis) -> None:

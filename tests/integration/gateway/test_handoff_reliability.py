@@ -18,7 +18,7 @@ from frontend.services.events import SessionEvents
 from frontend.services.handoff import GROUP, QUEUE_KEY, HandoffQueue
 from frontend.services.sessions import SessionStore
 from frontend.stack import RedisServer
-from tests.integration.gateway.conftest import AGENT_KEYS, ask, connect, frames_until, next_frame
+from tests.integration.gateway.conftest import AGENT_KEYS, ask, connect, emptied_db, frames_until, next_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -26,11 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 @pytest.fixture
 async def own_db(redis_server: RedisServer) -> AsyncIterator[Redis]:
     """A Redis database of its own, so the queue holds only this test's sessions."""
-    redis = Redis(port=redis_server.port, db=4, decode_responses=True)
-    await redis.flushdb()
-    yield redis
-    await redis.flushdb()
-    await redis.aclose()
+    async with emptied_db(redis_server, 4) as redis:
+        yield redis
 
 
 def desk_on(redis: Redis, reclaim_seconds: float = 30.0, max_entries: int = 10_000) -> tuple[AgentDesk, SessionStore]:

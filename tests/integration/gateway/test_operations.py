@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from engine_build.ports import free_port
-from frontend.stack import GatewayServer, RedisServer
+from frontend.stack import RedisServer
 from tests.integration.gateway.conftest import (
     ALLOWED_ORIGIN,
     ask,
@@ -20,9 +20,9 @@ from tests.integration.gateway.conftest import (
     connect,
     eventually,
     frames_until,
-    gateway_env,
     metric_value,
     next_frame,
+    running_gateway,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -147,11 +147,11 @@ async def test_size_limit_and_origins(http: httpx.AsyncClient, gateway: str) -> 
 def restartable_stack(triton_grpc_url: str, tmp_path: Path) -> Iterator[tuple[RedisServer, str]]:
     """Its own Redis (so killing it spares the other tests) and a gateway on it."""
     redis = RedisServer(free_port(), tmp_path / "redis", appendfsync="always").start()
-    env = gateway_env(f"redis://127.0.0.1:{redis.port}/0", triton_grpc_url)
-    gateway = GatewayServer(free_port(), env, log_file=tmp_path / "gateway.log").start()
-    yield redis, gateway.url
-    gateway.stop()
-    redis.stop()
+    try:
+        with running_gateway(redis, 0, triton_grpc_url, tmp_path) as gateway:
+            yield redis, gateway.url
+    finally:
+        redis.stop()
 
 
 async def test_redis_restart_mid_conversation(restartable_stack: tuple[RedisServer, str]) -> None:

@@ -15,6 +15,7 @@ from frontend.services.release import ReleaseService, RollbackPolicy, Variant, W
 from frontend.services.triton import ChatCall, ChatChunk
 from frontend.services.variant_router import VariantRouter, variant_failure
 from frontend.stack import RedisServer
+from tests.integration.gateway.conftest import emptied_db
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -31,11 +32,8 @@ class Clock:
 
 @pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis(port=redis_server.port, db=13, decode_responses=True)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
+    async with emptied_db(redis_server, 13) as client:
+        yield client
 
 
 def service(redis: Redis, clock: Clock, step_seconds: float = 0.0) -> ReleaseService:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ import websockets
 from playwright.async_api import async_playwright, expect
 from redis.asyncio import Redis
 
-from engine_build.ports import free_port
 from frontend.stack import GatewayServer, RedisServer
 from tests.integration.gateway.conftest import (
     ask,
@@ -23,9 +23,9 @@ from tests.integration.gateway.conftest import (
     connect,
     eventually,
     frames_until,
-    gateway_env,
     metric_value,
     next_frame,
+    running_gateway,
 )
 from tests.integration.gateway.test_chat_page import CHROMIUM_ARGS
 
@@ -39,24 +39,17 @@ LLM_QUESTION = "请详细介绍一下你们的会员积分规则和使用方法"
 LONG_REPLY = 2000  # tokens: the reply is still streaming while the test acts
 
 
-def start_gateway(redis_server: RedisServer, db: int, triton_grpc_url: str, log_dir: Path, **overrides: str) -> Any:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env = gateway_env(f"redis://127.0.0.1:{redis_server.port}/{db}", triton_grpc_url, **overrides)
-    return GatewayServer(free_port(), env, log_file=log_dir / "gateway.log").start()
-
-
 @pytest.fixture(scope="module")
 def small_pool_gateway(
     redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Eight pooled Redis connections and two fan-out readers (database 3, so its connections can be counted)."""
-    server = start_gateway(
+    with running_gateway(
         redis_server, 3, triton_grpc_url, tmp_path_factory.mktemp("gw-pool"),
         redis_max_connections=str(SMALL_POOL), fanout_readers=str(READERS), max_sockets_per_ip="1000",
         new_sessions_per_ip_per_minute="10000",
-    )
-    yield server.url
-    server.stop()
+    ) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +57,12 @@ def limits_gateway(
     redis_server: RedisServer, triton_grpc_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """One generation at a time, two sockets and three new sessions per client IP (database 5)."""
-    server = start_gateway(
+    with running_gateway(
         redis_server, 5, triton_grpc_url, tmp_path_factory.mktemp("gw-limits"),
         max_inflight_generations="1", busy_retry_after_seconds="3", max_sockets_per_ip="2",
         new_sessions_per_ip_per_minute="3", max_tokens_limit=str(LONG_REPLY),
-    )
-    yield server.url
-    server.stop()
+    ) as server:
+        yield server.url
 
 
 def client(ip: str) -> dict[str, str]:
@@ -202,17 +194,14 @@ async def test_forwarded_for_is_ignored_from_a_peer_that_is_not_a_trusted_proxy(
 ) -> None:
     """A gateway that trusts only 10.255.0.0/16 counts every loopback socket as 127.0.0.1, whatever the
     X-Forwarded-For says: the per-IP cap cannot be dodged by forging the header."""
-    server = start_gateway(
+    with running_gateway(
         redis_server, 6, triton_grpc_url, tmp_path, trusted_proxies="10.255.0.0/16", max_sockets_per_ip="2"
-    )
-    try:
+    ) as server:
         url = server.url
         first, second = (connect(url, additional_headers=client(ip)) for ip in ("10.3.0.1", "10.3.0.2"))
         async with first, second, connect(url, additional_headers=client("10.3.0.3")) as third:
             refused = await next_frame(third)
         assert refused["code"] == "too_many_connections"
-    finally:
-        server.stop()
 
 
 async def test_redis_refusing_writes_gives_an_error_frame_not_a_dropped_socket(gateway: str, redis_db: Redis) -> None:
@@ -237,16 +226,15 @@ def two_replicas(
     redis_server: RedisServer, triton_grpc_url: str, tmp_path: Path
 ) -> Iterator[tuple[GatewayServer, GatewayServer]]:
     """Two gateway replicas over one Redis (database 4) and one Triton, with a 2-second owner lease."""
-    replicas = [
-        start_gateway(
-            redis_server, 4, triton_grpc_url, tmp_path / name, owner_lease_seconds="2",
-            max_tokens_limit=str(LONG_REPLY),
-        )
-        for name in ("a", "b")
-    ]
-    yield replicas[0], replicas[1]
-    for replica in replicas:
-        replica.stop()
+    with ExitStack() as running:
+        replicas = [
+            running.enter_context(running_gateway(
+                redis_server, 4, triton_grpc_url, tmp_path / name, owner_lease_seconds="2",
+                max_tokens_limit=str(LONG_REPLY),
+            ))
+            for name in ("a", "b")
+        ]
+        yield replicas[0], replicas[1]
 
 
 async def test_a_reply_orphaned_by_a_killed_replica_ends_as_interrupted_on_the_other(

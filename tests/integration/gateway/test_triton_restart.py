@@ -11,8 +11,8 @@ import pytest
 
 from engine_build.launcher import TritonPorts, TritonServer
 from engine_build.ports import free_port
-from frontend.stack import GatewayServer, RedisServer
-from tests.integration.gateway.conftest import ask, connect, gateway_env
+from frontend.stack import RedisServer
+from tests.integration.gateway.conftest import ask, connect, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,12 @@ def own_triton(triton_server: TritonServer, tmp_path: Path) -> Iterator[TritonSe
 @pytest.fixture
 def gateway_on_own_triton(own_triton: TritonServer, tmp_path: Path) -> Iterator[str]:
     redis = RedisServer(free_port(), tmp_path / "redis").start()
-    env = gateway_env(
-        f"redis://127.0.0.1:{redis.port}/0", f"127.0.0.1:{own_triton.ports.grpc}", triton_retry_seconds="90"
-    )
-    gateway = GatewayServer(free_port(), env, log_file=tmp_path / "gateway.log").start()
-    yield gateway.url
-    gateway.stop()
-    redis.stop()
+    triton_grpc_url = f"127.0.0.1:{own_triton.ports.grpc}"
+    try:
+        with running_gateway(redis, 0, triton_grpc_url, tmp_path, triton_retry_seconds="90") as gateway:
+            yield gateway.url
+    finally:
+        redis.stop()
 
 
 async def test_triton_restart_mid_conversation_is_bridged_by_retries(

@@ -15,19 +15,18 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
-from engine_build.ports import free_port
 from frontend.channels.wechat.crypto import CallbackCrypto, sha1_signature
 from frontend.channels.wechat.messages import parse_xml
 from frontend.protocol.frames import HANDOFF_ASSIGNED, HANDOFF_QUEUED, HANDOFF_RELEASED
-from frontend.stack import GatewayServer, RedisServer
+from frontend.stack import RedisServer
 from tests.integration.gateway.conftest import (
     ADMIN_KEY,
     AGENT_KEY,
     REPLY_TIMEOUT,
     connect,
     eventually,
-    gateway_env,
     metric_value,
+    running_gateway,
 )
 from tests.integration.gateway.conftest import frames_until as ws_frames_until
 from tests.integration.gateway.fake_wechat import CORP_SECRET, SECRET, FakeWeChat
@@ -91,9 +90,11 @@ def wechat_gateway(
         }),
         encoding="utf-8",
     )
-    env = gateway_env(
-        f"redis://127.0.0.1:{redis_server.port}/{REDIS_DB}",
+    with running_gateway(
+        redis_server,
+        REDIS_DB,
         triton_grpc_url,
+        folder,
         wechat_token=MP_TOKEN,
         wechat_appid=MP_APPID,
         wechat_aes_key=MP_AES_KEY,
@@ -108,10 +109,8 @@ def wechat_gateway(
         wecom_api_base=fake_wechat.url,
         default_max_tokens="16",
         wechat_feedback_menu="true",
-    )
-    server = GatewayServer(free_port(), env, log_file=folder / "gateway.log").start()
-    yield server.url
-    server.stop()
+    ) as server:
+        yield server.url
 
 
 @pytest.fixture
