@@ -37,7 +37,7 @@ async def redis(own_redis: RedisServer) -> AsyncIterator[Redis]:
 async def test_a_second_turn_waits_for_the_first_and_is_busy_past_its_wait(redis: Redis) -> None:
     """While one turn holds the lock another is refused with `session_busy` once its wait is over; a turn that
     waits long enough gets the lock when the first turn ends."""
-    store = SessionStore(redis, 600, 5, 1000, "v")
+    store = SessionStore(redis, 600, 5, "v")
     session = await store.create()
     first_done = asyncio.Event()
 
@@ -61,7 +61,7 @@ async def test_a_release_lost_to_a_redis_restart_happens_once_redis_is_back(
 ) -> None:
     """The release is retried with backoff while Redis is down; the lock is gone soon after Redis returns
     (long before its own 60 s expiry)."""
-    store = SessionStore(redis, 600, 5, 1000, "v")
+    store = SessionStore(redis, 600, 5, "v")
     key = "sess:" + "a" * 32 + ":lock"
     await redis.set(key, "holder", px=60_000)
     own_redis.kill()
