@@ -1,8 +1,8 @@
 """Batched greedy answers against solo ones.
 
 llama.cpp's CPU kernels round a batch of rows differently from a single row, and the tiny test model's random
-weights leave near-tied logits, so now and then one greedy choice flips between the two runs (seen twice in the
-full-suite runs of 2026-11-30, each time in one stream of 12 or 16). What must never happen is a stream getting another stream's
+weights leave near-tied logits, so now and then one greedy choice flips between the two runs (seen twice in
+the full-suite runs of 2026-11-30, each time in one stream of 12 or 16). What must never happen is a stream getting another stream's
 answer, or none: that is cross-talk in the batch, and these checks still fail on it.
 """
 

@@ -311,6 +311,7 @@ class LlamaCppEngine:
                 n = _put(batch, n, seq.last_token, len(seq.prompt_ids) + seq.generated - 1, seq.seq_id, True)
                 sampled.append((seq, n - 1))
         prefilled: list[_Sequence] = []
+        chunks: list[tuple[_Sequence, int]] = []
         for seq in self._active:
             if seq.decoding or n >= room:
                 continue
@@ -320,7 +321,7 @@ class LlamaCppEngine:
                 last = position == len(seq.prompt_ids) - 1
                 n = _put(batch, n, token, position, seq.seq_id, last)
             seq.prefilled += len(chunk)
-            self._unqueue(seq, len(chunk) if not seq.decoding else seq.queued)
+            chunks.append((seq, len(chunk) if not seq.decoding else seq.queued))
             if seq.decoding:
                 sampled.append((seq, n - 1))
                 prefilled.append(seq)
@@ -336,6 +337,8 @@ class LlamaCppEngine:
             raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
         if n - len(sampled) + len(prefilled) >= PREFILL_RATE_MIN_TOKENS:
             self._measure_prefill(n, time.perf_counter() - started)
+        for seq, tokens in chunks:  # counted as queued until computed: a request arriving meanwhile waits for them
+            self._unqueue(seq, tokens)
         for seq in prefilled:
             if not seq.prefix_served:
                 self._prefixes.offer(seq.seq_id, seq.prompt_ids)

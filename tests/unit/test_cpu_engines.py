@@ -7,9 +7,11 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import pytest
 from transformers import AutoTokenizer
 
@@ -450,5 +452,36 @@ def test_cached_prefixes_give_way_when_the_kv_cache_is_full(tiny_checkpoint: Pat
         outputs = generate(eng, GenerationRequest(other, SamplingParams(max_tokens=8, temperature=0)))
         assert outputs[-1].error is None and outputs[-1].finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
         assert eng._prefixes._entries == [] or all(len(e.tokens) <= 512 for e in eng._prefixes._entries)
+    finally:
+        eng.shutdown()
+
+
+def test_a_prompt_in_the_middle_of_its_prefill_still_counts_as_queued(
+    tiny_checkpoint: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the one step that prefills a whole long prompt runs, a new request waits behind it: refused."""
+    long_prompt = chat(tokenizer, "请帮我查一下订单的物流信息。" * 300)
+    gguf = str(find_gguf(tiny_checkpoint))
+    config = LlamaCppEngineConfig(gguf, max_batch_size=2, batch_tokens=4096, prefix_cache=False)
+    eng = LlamaCppEngine(replace(config, max_queue_seconds=1e-6))
+    try:
+        generate(eng, GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))  # measures the prefill rate
+        real_decode, in_decode, release = llama_cpp.llama_decode, threading.Event(), threading.Event()
+
+        def held_decode(ctx: Any, batch: Any) -> int:
+            if batch.n_tokens > 1000 and not in_decode.is_set():
+                in_decode.set()
+                release.wait(30)
+            return int(real_decode(ctx, batch))
+
+        monkeypatch.setattr(llama_cpp, "llama_decode", held_decode)
+        ahead = eng.submit(GenerationRequest(long_prompt + "？", SamplingParams(max_tokens=1)))
+        assert in_decode.wait(30)
+        try:
+            with pytest.raises(EngineBusyError):
+                eng.submit(GenerationRequest(chat(tokenizer, "你好"), GREEDY))
+        finally:
+            release.set()
+        assert list(ahead.outputs(timeout=60))[-1].finish_reason is FinishReason.LENGTH
     finally:
         eng.shutdown()
