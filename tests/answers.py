@@ -2,8 +2,8 @@
 
 llama.cpp's CPU kernels round a batch of rows differently from a single row, and the tiny test model's random
 weights leave near-tied logits, so now and then one greedy choice flips between the two runs (seen twice in
-the full-suite runs of 2026-11-30, each time in one stream of 12 or 16). What must never happen is a stream getting another stream's
-answer, or none: that is cross-talk in the batch, and these checks still fail on it.
+the full-suite runs of 2026-11-30, each time in one stream of 12 or 16). What must never happen is a stream
+getting another stream's answer, or none: that is cross-talk in the batch, and these checks still fail on it.
 """
 
 from __future__ import annotations
