@@ -19,9 +19,11 @@ class RepositoryProfile:
     llm_max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens  # prompt_builder's too (it fits history to it)
     llm_max_tokens_limit: int = DEFAULT_LIMITS.max_tokens_limit
     # llamacpp engine threads: > 0 that many, 0 every core, -n all but n. The CPU profile runs beside the gateway,
-    # Redis and Triton's own threads (`make run`), and llama.cpp collapses when a thread of its is preempted
-    # (measured on 2 shared cores: 2 threads 3-4 tokens/s, 1 thread ~60), so it leaves them a core.
+    # Redis and Triton's own threads (`make run`), and llama.cpp's decode collapses when one of its threads is
+    # preempted (2 shared cores: 2 threads 14-45 tokens/s, 1 thread 83-94), so decode steps leave them a core;
+    # prefill steps (>= 64 tokens) use every core (no loss under contention, twice the rate when a core is free).
     llm_num_threads: int = -1
+    llm_num_threads_batch: int = 0
     llm_dtype: str = "float32"
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
     llm_context_tokens: int = 16384  # llamacpp engine: KV cache tokens shared by all concurrent sequences

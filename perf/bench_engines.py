@@ -110,6 +110,7 @@ def bench_triton(
             "default_temperature": 0.0,
             "llm_engine": engine,
             "llm_num_threads": THREADS,  # the peers' thread count: a quiet machine, engines compared like for like
+            "llm_num_threads_batch": THREADS,
         }
     )
     repo = render_repository(ROOT / "build" / f"bench_engines_{engine}", values.template_values())

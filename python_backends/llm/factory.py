@@ -65,6 +65,7 @@ def build_engine(params: ModelParameters) -> Any:
                 max_input_tokens=limits.max_input_tokens,
                 context_tokens=params.get_int("context_tokens", 0),
                 num_threads=params.get_int("num_threads", 0),
+                num_threads_batch=params.get_int("num_threads_batch", 0),
                 stream_interval_ms=params.get_int("stream_interval_ms", 0),
                 max_queue_seconds=params.get_float("max_queue_seconds", 0.0),
             )

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 PENALTY_WINDOW = 64
 PENALTY_CANDIDATES = 128
 PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a cache entry
+PREFILL_STEP_TOKENS = 64  # a step this big runs on `num_threads_batch`, a smaller one on `num_threads`
 PREFILL_RATE_MIN_TOKENS = 64  # a step with fewer prompt tokens says little about the prefill rate
 PREFILL_RATE_SMOOTHING = 0.3  # weight of the newest step in the rate's moving average
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
@@ -70,7 +71,8 @@ class LlamaCppEngineConfig:
     max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens
     context_tokens: int = 0  # unified KV cache size shared by all sequences; 0 = max_batch_size * 2048
     batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
-    num_threads: int = 0  # > 0: that many; 0: every core the process may use; -n: all of them but n
+    num_threads: int = 0  # decode steps: > 0 that many; 0 every core the process may use; -n all of them but n
+    num_threads_batch: int = 0  # steps of at least PREFILL_STEP_TOKENS tokens (prefill), counted the same way
     stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
     prefix_cache: bool = True  # keep the KV of prompt prefixes that prompts share (the system prompts)
     prefix_entries: int = 8  # prefixes kept at once (one per intent's system prompt in use), LRU
@@ -84,10 +86,14 @@ class LlamaCppEngineConfig:
     @property
     def n_threads(self) -> int:
         """llama.cpp's threads meet at a spinning barrier after every op, so one preempted thread stalls them all:
-        on two cores shared with the gateway and Redis, 2 threads decoded 3-4 tokens/s where 1 decoded ~60."""
-        if self.num_threads > 0:
-            return self.num_threads
-        return max(1, len(os.sched_getaffinity(0)) + self.num_threads)
+        on two cores shared with other busy processes, 2 threads decoded 14-45 tokens/s where 1 decoded 83-94
+        (and 3-4 vs ~60 under heavier load). Prefill ops are long enough that 2 threads did not lose there (~200
+        tokens/s either way) and doubled the rate on a quiet machine, hence two counts."""
+        return _thread_count(self.num_threads)
+
+    @property
+    def n_threads_batch(self) -> int:
+        return _thread_count(self.num_threads_batch)
 
 
 def find_gguf(checkpoint: str | Path) -> Path:
@@ -157,7 +163,7 @@ class LlamaCppEngine:
         entries = config.prefix_entries if config.prefix_cache else 0
         ctx_params.n_seq_max = config.max_batch_size + entries  # the last ids hold the cached prefixes
         ctx_params.n_threads = config.n_threads
-        ctx_params.n_threads_batch = config.n_threads
+        ctx_params.n_threads_batch = config.n_threads_batch
         ctx_params.kv_unified = True
         ctx_params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
@@ -174,6 +180,7 @@ class LlamaCppEngine:
             self._memory, config.max_batch_size, entries, PREFIX_MIN_TOKENS, config.prefix_max_tokens
         )
         self.prefill_tokens_per_second = 0.0  # moving average over steps that prefilled; 0 until measured
+        self._threads = 0  # the thread count last set on the context (0: as created)
         self._queue_lock = threading.Lock()
         self._queued_tokens = 0  # sum of every sequence's `queued`
         self._piece = ctypes.create_string_buffer(256)
@@ -328,6 +335,7 @@ class LlamaCppEngine:
         if n == 0:
             return
         batch.n_tokens = n
+        self._use_threads(self.config.n_threads_batch if n >= PREFILL_STEP_TOKENS else self.config.n_threads)
         started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status == 1 and self._prefixes.clear():  # no room in the KV cache: cached prefixes give way first
@@ -345,6 +353,13 @@ class LlamaCppEngine:
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
+
+    def _use_threads(self, threads: int) -> None:
+        """llama.cpp itself picks `n_threads_batch` for any step of more than one token; a few decoding sequences
+        are still a decode step, so the choice is made here by the step's size."""
+        if threads != self._threads:
+            llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+            self._threads = threads
 
     def _measure_prefill(self, tokens: int, seconds: float) -> None:
         """Tokens per second of a step that prefilled (the decode tokens riding along are counted too)."""
@@ -430,6 +445,13 @@ class LlamaCppEngine:
             self._finish(seq, "", reason, error)
             self._release(seq)
         self._active = []
+
+
+def _thread_count(setting: int) -> int:
+    """> 0: that many; 0: every core this process may use; -n: all of them but n (at least one)."""
+    if setting > 0:
+        return setting
+    return max(1, len(os.sched_getaffinity(0)) + setting)
 
 
 def _put(batch: Any, n: int, token: int, position: int, seq_id: int, logits: bool) -> int:

@@ -436,6 +436,29 @@ def test_llamacpp_threads_are_a_count_all_cores_or_all_but_some() -> None:
     cores = len(os.sched_getaffinity(0))
     threads = {n: LlamaCppEngineConfig("m.gguf", num_threads=n).n_threads for n in (3, 0, -1, -cores - 5)}
     assert threads == {3: 3, 0: cores, -1: max(1, cores - 1), -cores - 5: 1}
+    assert LlamaCppEngineConfig("m.gguf", num_threads_batch=-1).n_threads_batch == max(1, cores - 1)
+
+
+def test_prefill_steps_run_on_the_batch_threads_and_decode_steps_on_the_others(
+    tiny_checkpoint: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []
+    real = llama_cpp.llama_set_n_threads
+
+    def record(ctx: Any, threads: int, threads_batch: int) -> None:
+        calls.append((threads, threads_batch))
+        real(ctx, threads, threads_batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_set_n_threads", record)
+    config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), num_threads=1, num_threads_batch=3)
+    eng = LlamaCppEngine(config)
+    try:
+        long_prompt = chat(tokenizer, "请帮我查一下订单的物流信息。" * 20)
+        assert len(eng.tokenize(long_prompt)) >= 64
+        generate(eng, GenerationRequest(long_prompt, SamplingParams(max_tokens=4, temperature=0)))
+    finally:
+        eng.shutdown()
+    assert calls[:2] == [(3, 3), (1, 1)]  # the prompt's step on 3 threads, then its decode steps on 1
 
 
 def test_cached_prefixes_give_way_when_the_kv_cache_is_full(tiny_checkpoint: Path, tokenizer: Any) -> None:
