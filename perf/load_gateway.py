@@ -164,17 +164,38 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sampler.stop.set()
         sampler.join()
+        triton_metrics = triton_metrics_text(triton)
         gateway.stop()
         triton.stop()
         redis_server.stop()
     turns = [json.loads(line) for line in samples_file.read_text().splitlines() if line.strip()]
-    write_report(name, args, turns, sampler.rows, sampler.last_metrics, started, work)
+    write_report(name, args, turns, sampler.rows, sampler.last_metrics, started, work, triton_metrics)
     return 0
+
+
+def triton_metrics_text(triton: TritonServer) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+def llm_summary(text: str) -> str:
+    """What the llm itself saw: generations by how they ended, refusals by its queue budget, mean prompt size."""
+    finished = {reason: metric(text, "llm_generations_finished", finish_reason=reason)
+                for reason in ("stop", "length", "cancelled", "error", "busy")}
+    done = sum(v for k, v in finished.items() if k != "busy")
+    prompt = metric(text, "llm_prompt_tokens_total")
+    mean = f"{prompt / done:.0f}" if done else "n/a"
+    return (f"The llm (Triton's own counters): {done:.0f} generations ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in finished.items() if k != "busy" and v)
+            + f"), {finished['busy']:.0f} refused by its queue budget (`busy`), {mean} prompt tokens on average.")
 
 
 def write_report(
     name: str, args: argparse.Namespace, turns: list[dict[str, Any]], rows: list[dict[str, Any]], last_metrics: str,
-    started: float, work: Path,
+    started: float, work: Path, triton_metrics: str = "",
 ) -> None:
     REPORTS.mkdir(parents=True, exist_ok=True)
     if rows:  # the data behind the timeline plots
@@ -238,6 +259,7 @@ def write_report(
     lines += ["Errors sent by the gateway (`gateway_errors_total`, busy included): "
               + (", ".join(f"`{k}` {v:.0f}" for k, v in sorted(codes.items())) or "none") + ".",
               "Client-side failures: " + (", ".join(f"{k} × {v}" for k, v in failures.most_common()) or "none") + ".",
+              *([llm_summary(triton_metrics)] if triton_metrics else []),
               "", f"![latency vs users]({name}_latency.png)", f"![replies, sockets, memory]({name}_timeline.png)", ""]
     (REPORTS / f"{name}.md").write_text("\n".join(lines))
     plot(name, ok, rows, codes, failures)

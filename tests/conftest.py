@@ -12,6 +12,7 @@ from engine_build.launcher import REPO_ROOT, TritonPorts, TritonServer
 from engine_build.ports import free_port
 from engine_build.profiles import CPU_PROFILE
 from engine_build.render import add_model_variant, render_repository
+from python_backends.limits import DEFAULT_LIMITS
 from tests.integration.canary_models import install_canary_models
 
 TEST_CHECKPOINT = "qwen3-tiny"
@@ -34,7 +35,13 @@ def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     """Triton with the CPU profile on the tiny checkpoint; greedy by default so answers are reproducible."""
     # No queue budget: tests assert exact answers under concurrency, and on shared CI cores the measured prefill
     # rate is noisy; the budget's refusal is tested on the engine and the `[busy:N]` mapping on the gateway.
-    overrides = {"checkpoint_dir": str(tiny_checkpoint), "default_temperature": 0.0, "llm_max_queue_seconds": 0.0}
+    # The default history budget, not the CPU profile's shorter one: the history tests were written against it.
+    overrides = {
+        "checkpoint_dir": str(tiny_checkpoint),
+        "default_temperature": 0.0,
+        "llm_max_queue_seconds": 0.0,
+        "history_token_budget": DEFAULT_LIMITS.history_token_budget,
+    }
     values = CPU_PROFILE.with_overrides(overrides)
     # force: the test session's own scratch folder, which also holds the extra test models added below
     repo = render_repository(REPO_ROOT / "build" / "test_model_repository", values.template_values(), force=True)
@@ -49,7 +56,13 @@ def triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
 @pytest.fixture(scope="session")
 def echo_triton_server(tiny_checkpoint: Path) -> Iterator[TritonServer]:
     """A second Triton whose `llm` is the echo engine: the model's output is the prompt as the model reads it."""
-    values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(tiny_checkpoint), "llm_engine": "echo"})
+    values = CPU_PROFILE.with_overrides(
+        {
+            "checkpoint_dir": str(tiny_checkpoint),
+            "llm_engine": "echo",
+            "history_token_budget": DEFAULT_LIMITS.history_token_budget,
+        }
+    )
     repo = render_repository(REPO_ROOT / "build" / "test_echo_model_repository", values.template_values())
     with running_triton(repo, "test_echo_triton.log") as server:
         yield server
