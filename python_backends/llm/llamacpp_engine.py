@@ -349,10 +349,18 @@ class LlamaCppEngine:
             self._unqueue(seq, tokens)
         for seq in prefilled:
             if not seq.prefix_served:
-                self._prefixes.offer(seq.seq_id, seq.prompt_ids)
+                self._prefixes.offer(seq.seq_id, seq.prompt_ids, self._first_turn_end(seq.prompt_ids))
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
+
+    def _first_turn_end(self, prompt: list[int]) -> int | None:
+        """Tokens up to and including the prompt's first end-of-turn token (ChatML's `<|im_end|>` after the
+        system prompt), or None when it has none."""
+        for index, token in enumerate(prompt):
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                return index + 1
+        return None
 
     def _use_threads(self, threads: int) -> None:
         """llama.cpp itself picks `n_threads_batch` for any step of more than one token; a few decoding sequences

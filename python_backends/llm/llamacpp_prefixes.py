@@ -1,11 +1,12 @@
 """Prompt prefixes kept in llama.cpp's KV cache, one spare sequence id each, so new prompts skip computing them.
 
 Every intent has its own system prompt, so one cached prefix is not enough: up to `entries` are kept, least
-recently used evicted first. A prompt that no entry covers becomes a *candidate* (its first `max_tokens`
-tokens); the first later prompt that shares at least `min_tokens` of it trims it to what they share and confirms
-it: what remains is the part prompts have in common (the system prompt), not one customer's conversation. A
-confirmed entry is never trimmed by a prompt that shares only part of it; that prompt uses the part and becomes a
-candidate itself. New sequences share the entry's cells (`llama_memory_seq_cp`), nothing is copied.
+recently used evicted first. A prompt that no entry covers offers its first turn (up to the first end-of-turn
+token: the system prompt) as a new entry. Without a turn boundary it offers its first `max_tokens` tokens as a
+*candidate*, which the first later prompt sharing at least `min_tokens` of it trims to what they share and
+confirms, so what stays is the part prompts have in common, not one customer's conversation. A confirmed entry is
+never trimmed by a prompt that shares only part of it. New sequences share the entry's cells
+(`llama_memory_seq_cp`), nothing is copied.
 Only the engine thread calls this class.
 """
 
@@ -62,17 +63,21 @@ class PrefixCache:
         self.hits += 1
         return shared, shared == len(best.tokens)
 
-    def offer(self, seq_id: int, prompt: list[int]) -> None:
-        """After a prefill that no whole entry served: keep the prompt's start as a candidate entry."""
-        length = min(len(prompt) - 1, self._max)
+    def offer(self, seq_id: int, prompt: list[int], first_turn_end: int | None = None) -> None:
+        """After a prefill that no whole entry served: keep the prompt's first turn (`first_turn_end` tokens) as an
+        entry, or, without a turn boundary, the prompt's start as a candidate."""
+        whole_turn = first_turn_end is not None and first_turn_end < len(prompt)
+        length = min(first_turn_end if whole_turn and first_turn_end else len(prompt) - 1, self._max)
         if length < self._min or not (self._free or self._entries):
+            return
+        if any(e.tokens == prompt[:length] for e in self._entries):
             return
         if not self._free:
             victim = min(self._entries, key=lambda e: e.used)
             llama_cpp.llama_memory_seq_rm(self._memory, victim.seq_id, -1, -1)
             self._entries.remove(victim)
             self._free.append(victim.seq_id)
-        entry = _Entry(self._free.pop(), prompt[:length], used=next(self._clock))
+        entry = _Entry(self._free.pop(), prompt[:length], confirmed=whole_turn, used=next(self._clock))
         llama_cpp.llama_memory_seq_cp(self._memory, seq_id, entry.seq_id, 0, length)
         self._entries.append(entry)
 

@@ -508,3 +508,34 @@ def test_a_prompt_in_the_middle_of_its_prefill_still_counts_as_queued(
         assert list(ahead.outputs(timeout=60))[-1].finish_reason is FinishReason.LENGTH
     finally:
         eng.shutdown()
+
+
+def test_the_cached_prefix_is_the_system_prompts_turn_so_different_conversations_share_it(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """Conversations with the same system prompt but different histories all start from one entry holding
+    exactly the system turn (up to its end-of-turn token); none of them adds an entry of its own."""
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=2))
+    try:
+        histories = [
+            ["怎么开发票？", "在订单页申请。"],
+            ["多久发货？", "48小时内。"],
+            ["忘记密码怎么办？", "点击找回密码。"],
+        ]
+        for question, answer in histories:
+            messages = [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": "还有别的吗？"},
+            ]
+            prompt = tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
+            )
+            generate(eng, GenerationRequest(str(prompt), GREEDY))
+        (entry,) = eng._prefixes._entries
+        system_turn = eng.tokenize(system_chat(tokenizer, "x"))
+        end = next(i for i, t in enumerate(system_turn) if llama_cpp.llama_vocab_is_eog(eng._vocab, t)) + 1
+        assert entry.tokens == system_turn[:end] and eng.prefix_hits == len(histories) - 1
+    finally:
+        eng.shutdown()
