@@ -193,6 +193,19 @@ def llm_summary(text: str) -> str:
             + f"), {finished['busy']:.0f} refused by its queue budget (`busy`), {mean} prompt tokens on average.")
 
 
+def model_times(text: str) -> str:
+    """Per model, Triton's mean queue and compute time per request (for the decoupled `llm`, compute is only
+    its `execute`, which hands the request to the engine; the generation itself is not in these counters)."""
+    parts = []
+    for model in ("intent_classifier", "prompt_builder", "llm", "pii_filter", "customer_service"):
+        count = metric(text, "nv_inference_request_success", model=model, version="1")
+        if count:
+            queue = metric(text, "nv_inference_queue_duration_us", model=model, version="1") / count / 1000
+            compute = metric(text, "nv_inference_compute_infer_duration_us", model=model, version="1") / count / 1000
+            parts.append(f"`{model}` {count:.0f} requests, queue {queue:.1f} ms, compute {compute:.1f} ms")
+    return "Triton per model (mean per request): " + "; ".join(parts) + "." if parts else ""
+
+
 def write_report(
     name: str, args: argparse.Namespace, turns: list[dict[str, Any]], rows: list[dict[str, Any]], last_metrics: str,
     started: float, work: Path, triton_metrics: str = "",
@@ -259,7 +272,7 @@ def write_report(
     lines += ["Errors sent by the gateway (`gateway_errors_total`, busy included): "
               + (", ".join(f"`{k}` {v:.0f}" for k, v in sorted(codes.items())) or "none") + ".",
               "Client-side failures: " + (", ".join(f"{k} × {v}" for k, v in failures.most_common()) or "none") + ".",
-              *([llm_summary(triton_metrics)] if triton_metrics else []),
+              *([llm_summary(triton_metrics), model_times(triton_metrics)] if triton_metrics else []),
               "", f"![latency vs users]({name}_latency.png)", f"![replies, sockets, memory]({name}_timeline.png)", ""]
     (REPORTS / f"{name}.md").write_text("\n".join(lines))
     plot(name, ok, rows, codes, failures)

@@ -10,9 +10,11 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from frontend.deps import ApiClient, Services
+from frontend.errors import GatewayError
 from frontend.protocol.errors import ErrorResponse
 from frontend.protocol.openai import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
 from frontend.security import client_ip
+from frontend.services.container import GatewayServices
 from frontend.services.openai_serving import OpenAIServing
 
 router = APIRouter(
@@ -46,12 +48,16 @@ async def chat_completions(
     if not body.stream:
         try:
             return await serving.complete(body, call)
+        except GatewayError as exc:
+            _count_busy(services, exc)
+            raise
         finally:
             release()
     try:
         events = await serving.stream(body, call)  # errors before the first byte become proper HTTP errors
-    except BaseException:
+    except BaseException as exc:
         release()
+        _count_busy(services, exc)
         raise
     # The background task also frees the slot when the client left before the stream began.
     return EventSourceResponse(
@@ -65,6 +71,12 @@ async def _releasing(events: AsyncIterator[str], release: Callable[[], None]) ->
             yield event
     finally:
         release()
+
+
+def _count_busy(services: GatewayServices, exc: BaseException) -> None:
+    """The llm refused for its queue budget: counted like the replica's own bound (`gateway_busy_total`)."""
+    if isinstance(exc, GatewayError) and exc.code == "busy":
+        services.metrics.busy.labels("openai").inc()
 
 
 def _nothing() -> None:

@@ -34,3 +34,16 @@ def test_socket_cap_counts_per_address_and_frees_on_close() -> None:
     assert caps.open("10.0.0.2")
     caps.close("10.0.0.1")
     assert caps.open("10.0.0.1") and not caps.open("10.0.0.1")
+
+
+def test_an_llm_refusal_on_v1_is_counted_as_busy_like_the_bound() -> None:
+    """`/v1` answers the llm's `[busy:N]` with 503 like any GatewayError; the busy counter takes it, and only it."""
+    from types import SimpleNamespace
+
+    from frontend.errors import busy, triton_timeout
+    from frontend.routers.openai_compat import _count_busy
+
+    services = SimpleNamespace(metrics=GatewayMetrics())
+    for exc in (busy(4), triton_timeout(), RuntimeError("boom")):
+        _count_busy(services, exc)  # type: ignore[arg-type]
+    assert services.metrics.registry.get_sample_value("gateway_busy_total", {"channel": "openai"}) == 1
