@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 from python_backends.llm.detokenizer import IncrementalDetokenizer
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
 from python_backends.llm.stop_strings import StopStringMatcher
-from python_backends.llm.types import FinishReason, GenerationOutput, GenerationRequest, InvalidRequestError
+from python_backends.llm.types import FinishReason, GenerationOutput, GenerationRequest, check_submittable
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,7 @@ class EchoEngine:
     def submit(
         self, request: GenerationRequest, sink: OutputSink | None = None, cancel_check: CancelCheck | None = None
     ) -> RequestHandle:
-        if not request.prompt:
-            raise InvalidRequestError("text_input is empty")
+        check_submittable(request, shut_down=False)
         handle = RequestHandle(sink, cancel_check)
         self._incoming.put(
             (handle, request, list(self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]))

@@ -29,8 +29,8 @@ from python_backends.llm.types import (
     FinishReason,
     GenerationOutput,
     GenerationRequest,
-    InvalidRequestError,
     check_prompt_fits,
+    check_submittable,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,10 +123,7 @@ class ContinuousBatchingEngine:
         cancel_check: CancelCheck | None = None,
     ) -> RequestHandle:
         """Queue a request; raises InvalidRequestError at once for prompts the engine cannot take."""
-        if self._shutdown.is_set():
-            raise RuntimeError("engine is shut down")
-        if not request.prompt:
-            raise InvalidRequestError("text_input is empty")
+        check_submittable(request, self._shutdown.is_set())
         prompt_ids = self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
         check_prompt_fits(len(prompt_ids), self.max_input_tokens)
         handle = RequestHandle(sink, cancel_check)

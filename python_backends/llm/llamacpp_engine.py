@@ -44,6 +44,7 @@ from python_backends.llm.types import (
     InvalidRequestError,
     SamplingParams,
     check_prompt_fits,
+    check_submittable,
 )
 
 logger = logging.getLogger(__name__)
@@ -198,10 +199,7 @@ class LlamaCppEngine:
         cancel_check: CancelCheck | None = None,
     ) -> RequestHandle:
         """Queue a request; raises InvalidRequestError at once for prompts the engine cannot take."""
-        if self._shutdown.is_set():
-            raise RuntimeError("engine is shut down")
-        if not request.prompt:
-            raise InvalidRequestError("text_input is empty")
+        check_submittable(request, self._shutdown.is_set())
         prompt_ids = self.tokenize(request.prompt)
         check_prompt_fits(len(prompt_ids), self.max_input_tokens)
         to_prefill = len(prompt_ids) - min(self._prefixes.covered(prompt_ids), len(prompt_ids) - 1)

@@ -66,8 +66,8 @@ class PrefixCache:
     def offer(self, seq_id: int, prompt: list[int], first_turn_end: int | None = None) -> None:
         """After a prefill that no whole entry served: keep the prompt's first turn (`first_turn_end` tokens) as an
         entry, or, without a turn boundary, the prompt's start as a candidate."""
-        whole_turn = first_turn_end is not None and first_turn_end < len(prompt)
-        length = min(first_turn_end if whole_turn and first_turn_end else len(prompt) - 1, self._max)
+        turn_end = first_turn_end if first_turn_end is not None and first_turn_end < len(prompt) else None
+        length = min(turn_end or len(prompt) - 1, self._max)
         if length < self._min or not (self._free or self._entries):
             return
         if any(e.tokens == prompt[:length] for e in self._entries):
@@ -77,7 +77,7 @@ class PrefixCache:
             llama_cpp.llama_memory_seq_rm(self._memory, victim.seq_id, -1, -1)
             self._entries.remove(victim)
             self._free.append(victim.seq_id)
-        entry = _Entry(self._free.pop(), prompt[:length], confirmed=whole_turn, used=next(self._clock))
+        entry = _Entry(self._free.pop(), prompt[:length], confirmed=turn_end is not None, used=next(self._clock))
         llama_cpp.llama_memory_seq_cp(self._memory, seq_id, entry.seq_id, 0, length)
         self._entries.append(entry)
 

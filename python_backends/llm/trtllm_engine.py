@@ -24,9 +24,9 @@ from python_backends.llm.types import (
     FinishReason,
     GenerationOutput,
     GenerationRequest,
-    InvalidRequestError,
     SamplingParams,
     check_prompt_fits,
+    check_submittable,
 )
 from python_backends.model_params import ModelParameters
 
@@ -283,10 +283,7 @@ class TrtLlmEngine:
         cancel_check: CancelCheck | None = None,
     ) -> RequestHandle:
         """Start a request; raises InvalidRequestError at once for prompts the engine cannot take."""
-        if self._closed.is_set():
-            raise RuntimeError("engine is shut down")
-        if not request.prompt:
-            raise InvalidRequestError("text_input is empty")
+        check_submittable(request, self._closed.is_set())
         max_tokens = request.sampling.max_tokens
         prompt_tokens = 0
         if self.tokenizer is not None:

@@ -40,6 +40,14 @@ class EngineBusyError(RuntimeError):
         self.retry_after = retry_after
 
 
+def check_submittable(request: GenerationRequest, shut_down: bool) -> None:
+    """The refusals every engine gives at submit before it looks at the prompt's tokens."""
+    if shut_down:
+        raise RuntimeError("engine is shut down")
+    if not request.prompt:
+        raise InvalidRequestError("text_input is empty")
+
+
 def check_prompt_fits(prompt_tokens: int, limit: int) -> None:
     """The one refusal every engine gives, at submit, for a prompt longer than it accepts."""
     if prompt_tokens > limit:
