@@ -83,8 +83,7 @@ class Sampler(threading.Thread):
         process = psutil.Process(self.gateway.process.pid)
         while not self.stop.is_set():
             try:
-                with urllib.request.urlopen(self.gateway.url + "/metrics", timeout=5) as response:
-                    text = response.read().decode()
+                text = metrics_text(self.gateway.url + "/metrics", timeout=5)
                 self.last_metrics = text
                 self.rows.append({
                     "t": time.time(),
@@ -173,10 +172,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def metrics_text(url: str, timeout: float) -> str:
+    """A Prometheus endpoint's text (the gateway's or Triton's)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
 def triton_metrics_text(triton: TritonServer) -> str:
+    """Triton's counters at the end of the run; empty when they cannot be read (the report then leaves them out)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=10) as response:
-            return str(response.read().decode())
+        return metrics_text(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=10)
     except OSError:
         return ""
 
