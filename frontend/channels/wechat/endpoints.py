@@ -111,8 +111,7 @@ class Endpoints:
             api = self.wecom_apis[binding.account]
 
             async def send(user: str, text: str) -> None:
-                open_kfid, _, external_userid = user.partition("/")
-                await api.kf_send_text(open_kfid, external_userid, text)
+                await api.kf_send_text(*kf_recipient(user), text)
 
             return send
         return None
@@ -125,8 +124,7 @@ class Endpoints:
             api = self.wecom_apis[binding.account]
 
             async def send_menu(user: str, menu: Menu) -> None:
-                open_kfid, _, external_userid = user.partition("/")
-                await api.kf_send_menu(open_kfid, external_userid, menu)
+                await api.kf_send_menu(*kf_recipient(user), menu)
 
             return send_menu
         return None
@@ -171,3 +169,9 @@ class Endpoints:
         api = WeComApi(AuthorisedApi(transport, tokens), acc.agent_id)
         send = api.send_app_text if acc.secret is not None and acc.agent_id is not None else None
         return Endpoint("wecom", name, crypto, *self._patience(acc), send, self._window(acc)), api
+
+
+def kf_recipient(user: str) -> tuple[str, str]:
+    """A 微信客服 customer's binding user is `open_kfid/external_userid`: who sends, and to whom."""
+    open_kfid, _, external_userid = user.partition("/")
+    return open_kfid, external_userid
