@@ -20,7 +20,7 @@ from frontend.errors import interrupted
 from frontend.observability.metrics import GatewayMetrics
 from frontend.protocol.frames import error_frame
 from frontend.services.events import SessionEvents
-from frontend.services.redis_store import REDIS_FAILED
+from frontend.services.periodic import every
 from frontend.services.sessions import SessionStore, StoredTurn
 
 logger = logging.getLogger(__name__)
@@ -80,17 +80,11 @@ class ReplyLeases:
 
     async def run(self) -> None:
         """Renew what this replica owns, then end what lapsed anywhere; every third of the lease."""
-        period = self._lease_ms / 3000
-        while True:
-            started = time.monotonic()
-            try:
-                await self.renew()
-                await self.sweep()
-            except REDIS_FAILED as exc:
-                logger.warning("lease renewal or sweep failed: %r", exc)
-            except Exception:
-                logger.exception("lease renewal or sweep failed")
-            await asyncio.sleep(max(0.05, period - (time.monotonic() - started)))
+        await every(self._lease_ms / 3000, self._renew_and_sweep, "lease renewal or sweep")
+
+    async def _renew_and_sweep(self) -> None:
+        await self.renew()
+        await self.sweep()
 
     async def renew(self) -> None:
         await self._sessions.renew_locks(self._lease_ms)

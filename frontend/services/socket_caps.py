@@ -18,6 +18,7 @@ import time
 from redis.asyncio import Redis
 
 from frontend.services.capacity import SocketsPerIp
+from frontend.services.periodic import every
 from frontend.services.redis_store import REDIS_FAILED, describe
 
 logger = logging.getLogger(__name__)
@@ -86,20 +87,12 @@ class SharedSocketCap:
             await pipe.execute()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(every(self._claim_ms / 3000, self.renew, "socket claim renewal"))
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._claim_ms / 3000)
-            try:
-                await self.renew()
-            except REDIS_FAILED as exc:
-                logger.warning("could not renew socket claims: %s", describe(exc))
 
 
 def _now_ms() -> int:

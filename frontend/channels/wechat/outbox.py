@@ -22,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from frontend.services.periodic import every
 from frontend.services.redis_store import REDIS_FAILED
 
 logger = logging.getLogger(__name__)
@@ -207,16 +208,4 @@ class DeliveryOutbox:
         """Renew every third of the lease, and sweep as often in a loop of its own, so that a slow recovery
         (a send being retried) never delays the renewal of what this replica owns."""
         period = self._lease_ms / 3000
-        await asyncio.gather(self._every(period, self.renew), self._every(period, self.sweep))
-
-    @staticmethod
-    async def _every(period: float, step: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await step()
-            except REDIS_FAILED as exc:
-                logger.warning("delivery %s failed: %r", step.__name__, exc)
-            except Exception:
-                logger.exception("delivery %s failed", step.__name__)
-            await asyncio.sleep(max(0.05, period - (time.monotonic() - started)))
+        await asyncio.gather(every(period, self.renew, "delivery renew"), every(period, self.sweep, "delivery sweep"))
