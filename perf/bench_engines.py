@@ -12,7 +12,10 @@ Engines (each measured in this one run, one after the other, on loopback):
     (`--with-vllm`; installed on demand, about 1.5 min).
 Same prompts (the platform's chat prompt, system prompt included, for four questions), greedy, `--max-tokens` new
 tokens, one stream and `--streams` concurrent streams; also the ensemble's added latency over calling `llm`
-directly, and peak memory.
+directly, and peak memory. `llm` and `llama-server` run side by side and are measured in `--rounds` alternating
+rounds (order swapped every round, each round's questions new to both engines, so neither reuses a whole
+prompt): the verdict is the median of the per-round ratios, with their range, because single runs on this VM
+drift by ±10 %.
 Prints a table and writes perf/reports/engines.md and engines.png. Not a test: read ratios, not absolutes.
 """
 
@@ -21,14 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,7 +55,7 @@ from engine_build.render import render_repository  # noqa: E402
 from engine_build.triton_client import PipelineClient  # noqa: E402
 
 THREADS = len(os.sched_getaffinity(0))
-PLATFORM_PROMPTS: list[str] = []
+Generate = Callable[[str], str]
 
 
 @dataclass
@@ -101,9 +106,12 @@ class RssSampler:
         return self.peak / 2**20
 
 
-def bench_triton(
-    engine: str, checkpoint: Path, tokenizer: object, args: argparse.Namespace
-) -> tuple[EngineResult, str]:
+@contextmanager
+def triton_llm(
+    engine: str, checkpoint: Path, args: argparse.Namespace
+) -> Iterator[tuple[int, PipelineClient, Generate]]:
+    """Triton serving the platform's repository with the `llm` on `engine`; yields its pid, its client and a
+    streaming `generate` of `llm` (greedy, `--max-tokens`)."""
     values = CPU_PROFILE.with_overrides(
         {
             "checkpoint_dir": str(checkpoint),
@@ -119,26 +127,35 @@ def bench_triton(
     )
     server.start()
     assert server.process is not None
-    rss = RssSampler(server.process.pid)
     try:
         client = PipelineClient(f"127.0.0.1:{server.ports.grpc}", timeout=600)
-        prompts = [client.infer("prompt_builder", {"message": q, "intent": "other"})["prompt"] for q in QUESTIONS]
 
         def generate(prompt: str) -> str:
             return client.collect("llm", llm_inputs(prompt, args.max_tokens)).text()
 
-        generate(prompts[-1])  # warm-up on a prompt the timed single-stream runs do not use
-        one = single_tps(generate, prompts, tokenizer)
-        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
-        overhead = ensemble_overhead(client, args.latency_samples) if engine == "llamacpp" else ""
-        PLATFORM_PROMPTS[:] = prompts  # every engine gets the same prompts: the platform's, system prompt included
+        yield server.process.pid, client, generate
     finally:
         server.stop()
-    label = {
-        "llamacpp": "this project's `llm`, llama.cpp engine (GGUF)",
-        "hf": "this project's `llm`, transformers engine (float32)",
-    }[engine]
-    return EngineResult(label + ", Triton gRPC", one, many, rss.stop_mb()), overhead
+
+
+def platform_prompts(client: PipelineClient, rounds: int) -> list[list[str]]:
+    """The platform's chat prompts for the questions, one list per round plus one for warm-up and the one-off
+    engines; each round's questions carry its own order number, so no engine has seen a round's prompts whole."""
+
+    def prompt(question: str) -> str:
+        return str(client.infer("prompt_builder", {"message": question, "intent": "other"})["prompt"])
+
+    return [[prompt(q if r == 0 else f"{q} (order #{10000 + r})") for q in QUESTIONS] for r in range(rounds + 1)]
+
+
+def bench_hf(checkpoint: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:
+    """The transformers engine through Triton, measured once (far behind; not part of the rounds)."""
+    with triton_llm("hf", checkpoint, args) as (pid, _, generate):
+        rss = RssSampler(pid)
+        generate(prompts[-1])
+        one = single_tps(generate, prompts, tokenizer)
+        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
+    return EngineResult("this project's `llm`, transformers engine (float32), Triton gRPC", one, many, rss.stop_mb())
 
 
 def ensemble_overhead(client: PipelineClient, samples: int) -> str:
@@ -191,7 +208,10 @@ def llama_server_binary() -> Path:
     return binary
 
 
-def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:
+@contextmanager
+def llama_server(gguf: Path, args: argparse.Namespace) -> Iterator[tuple[subprocess.Popen[bytes], Generate]]:
+    """llama-server on the same GGUF (`-np <streams>`, the same threads and context); yields its process and a
+    streaming `generate` over its HTTP API."""
     port = free_port()
     command = [
         str(llama_server_binary()),
@@ -211,7 +231,6 @@ def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: 
     ]
     log_file = ROOT / "build" / "bench_llama_server.log"
     process = processes.spawn(command, log_file)
-    rss = RssSampler(process.pid)
     try:
         health = f"http://127.0.0.1:{port}/health"
         try:
@@ -241,14 +260,45 @@ def bench_llama_server(gguf: Path, prompts: list[str], tokenizer: object, args: 
                             break
             return "".join(text)
 
-        generate(prompts[-1])  # warm-up on a prompt the timed single-stream runs do not use
-        one = single_tps(generate, prompts, tokenizer)
-        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
+        yield process, generate
     finally:
         processes.stop(process, 30)
-    return EngineResult(
-        f"llama.cpp `llama-server` (-np {args.streams}, {THREADS} threads), HTTP", one, many, rss.stop_mb()
-    )
+
+
+@dataclass
+class Rounds:
+    """Per-round tokens/s of `llm` and `llama-server`, measured alternately."""
+
+    ours_single: list[float] = field(default_factory=list)
+    ours_multi: list[float] = field(default_factory=list)
+    peer_single: list[float] = field(default_factory=list)
+    peer_multi: list[float] = field(default_factory=list)
+
+    def ratios(self, kind: str) -> list[float]:
+        ours, peer = getattr(self, f"ours_{kind}"), getattr(self, f"peer_{kind}")
+        return [o / p for o, p in zip(ours, peer, strict=True)]
+
+    def summary(self, kind: str) -> str:
+        ratios = sorted(self.ratios(kind))
+        return f"median {statistics.median(ratios):.2f}x (range {ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+
+
+def alternate_rounds(
+    ours: Generate, peer: Generate, prompts: list[list[str]], tokenizer: object, args: argparse.Namespace
+) -> Rounds:
+    """Single-stream then `--streams` throughput of both engines per round, who goes first swapped each round."""
+    rounds = Rounds()
+    for number, round_prompts in enumerate(prompts[1:], start=1):
+        order = [("ours", ours), ("peer", peer)] if number % 2 else [("peer", peer), ("ours", ours)]
+        for who, generate in order:
+            getattr(rounds, f"{who}_single").append(single_tps(generate, round_prompts, tokenizer))
+            getattr(rounds, f"{who}_multi").append(concurrent_tps(generate, round_prompts, tokenizer, args.streams))
+        print(
+            f"round {number}: llm {rounds.ours_single[-1]:.1f} / {rounds.ours_multi[-1]:.1f} tok/s, llama-server "
+            f"{rounds.peer_single[-1]:.1f} / {rounds.peer_multi[-1]:.1f} tok/s",
+            flush=True,
+        )
+    return rounds
 
 
 VLLM_SCRIPT = """
@@ -324,6 +374,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="smollm2-135m-instruct")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds of `llm` vs `llama-server`")
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers engine")
     parser.add_argument("--with-vllm", action="store_true", help="also run vLLM CPU (installs it on first use)")
@@ -332,33 +383,76 @@ def main() -> int:
 
     checkpoint = prepare(args.checkpoint) if not Path(args.checkpoint).exists() else resolve_checkpoint(args.checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    results: list[EngineResult] = []
-    ours, overhead = bench_triton("llamacpp", checkpoint, tokenizer, args)
-    results.append(ours)
-    prompts = list(PLATFORM_PROMPTS)
-    results.append(bench_llama_server(checkpoint / GGUF_NAME, prompts, tokenizer, args))
-    results.append(bench_in_process(checkpoint, prompts, tokenizer, args))
+    with (
+        triton_llm("llamacpp", checkpoint, args) as (triton_pid, client, ours),
+        llama_server(checkpoint / GGUF_NAME, args) as (server_process, peer),
+    ):
+        ours_rss, peer_rss = RssSampler(triton_pid), RssSampler(server_process.pid)
+        prompts = platform_prompts(client, args.rounds)
+        for generate in (ours, peer):
+            generate(prompts[0][-1])  # warm-up
+        rounds = alternate_rounds(ours, peer, prompts, tokenizer, args)
+        overhead = ensemble_overhead(client, args.latency_samples)
+    results = [
+        EngineResult(
+            "this project's `llm`, llama.cpp engine (GGUF), Triton gRPC",
+            statistics.median(rounds.ours_single),
+            statistics.median(rounds.ours_multi),
+            ours_rss.stop_mb(),
+        ),
+        EngineResult(
+            f"llama.cpp `llama-server` (-np {args.streams}, {THREADS} threads), HTTP",
+            statistics.median(rounds.peer_single),
+            statistics.median(rounds.peer_multi),
+            peer_rss.stop_mb(),
+        ),
+    ]
+    results.append(bench_in_process(checkpoint, prompts[0], tokenizer, args))
     if not args.skip_hf:
-        results.append(bench_triton("hf", checkpoint, tokenizer, args)[0])
+        results.append(bench_hf(checkpoint, prompts[0], tokenizer, args))
     if args.with_vllm:
-        results.append(bench_vllm(checkpoint, prompts, args))
+        results.append(bench_vllm(checkpoint, prompts[0], args))
 
-    peer = results[1]
     table = [
         f"| engine | 1 stream tok/s | {args.streams} streams tok/s | peak RSS MiB |",
         "|---|---|---|---|",
         *(f"| {r.name} | {r.single_tps:.1f} | {r.multi_tps:.1f} | {r.peak_rss_mb:.0f} |" for r in results),
     ]
+    per_round = [
+        f"| {n} | {o1:.1f} | {p1:.1f} | {o1 / p1:.2f}x | {om:.1f} | {pm:.1f} | {om / pm:.2f}x |"
+        for n, (o1, p1, om, pm) in enumerate(
+            zip(rounds.ours_single, rounds.peer_single, rounds.ours_multi, rounds.peer_multi, strict=True), start=1
+        )
+    ]
     verdict = (
-        f"`llm` (llama.cpp engine) vs `llama-server`: {ours.single_tps / peer.single_tps:.2f}x at 1 stream, "
-        f"{ours.multi_tps / peer.multi_tps:.2f}x at {args.streams} streams (target >= 1.0x on both)."
+        f"`llm` (llama.cpp engine) vs `llama-server` over {args.rounds} alternating rounds: "
+        f"{rounds.summary('single')} at 1 stream, {rounds.summary('multi')} at {args.streams} streams "
+        "(target >= 1.0x on both)."
     )
-    report = (
-        f"# CPU engines side by side\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, checkpoint `{Path(checkpoint).name}` "
-        f"(GGUF `{GGUF_NAME}` for llama.cpp, HF folder for transformers/vLLM), greedy, {args.max_tokens} max new "
-        f"tokens, {THREADS} CPU threads, loopback. Peak RSS is the engine's whole process tree (Triton includes its "
-        f"Python backends: intent, prompt builder, PII filter).\n\n" + "\n".join(table) + f"\n\n{verdict}\n\n"
-        f"{overhead}\n\n![throughput](engines.png)\n"
+    report = "\n".join(
+        [
+            "# CPU engines side by side",
+            "",
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, checkpoint `{Path(checkpoint).name}` (GGUF `{GGUF_NAME}` for "
+            f"llama.cpp, HF folder for transformers/vLLM), greedy, {args.max_tokens} max new tokens, {THREADS} CPU "
+            "threads, loopback. Peak RSS is the engine's whole process tree (Triton includes its Python backends: "
+            "intent, prompt builder, PII filter). The first two rows are medians over the alternating rounds; the "
+            "others are one measurement each, after the rounds.",
+            "",
+            *table,
+            "",
+            verdict,
+            "",
+            f"| round | `llm` 1 stream | `llama-server` 1 stream | ratio | `llm` {args.streams} streams | "
+            f"`llama-server` {args.streams} streams | ratio |",
+            "|---|---|---|---|---|---|---|",
+            *per_round,
+            "",
+            overhead,
+            "",
+            "![throughput](engines.png)",
+            "",
+        ]
     )
     print(report)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)

@@ -198,6 +198,41 @@ def llm_summary(text: str) -> str:
             + f"), {finished['busy']:.0f} refused by its queue budget (`busy`), {mean} prompt tokens on average.")
 
 
+def histogram_quantile(text: str, name: str, quantile: float) -> float:
+    """Prometheus' `histogram_quantile` over a histogram's cumulative `<name>_bucket{le=...}` lines (linear within
+    the bucket); nan when it has no observations."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{") and 'le="' in line:
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = quantile * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
+
+
+def first_token_split(text: str, turns: list[dict[str, Any]]) -> str:
+    """Where an LLM turn's wait for its first text goes: the llm's own first token (queue + prefill, Triton's
+    `llm_first_token_seconds`) against the customer's first text (Locust); the rest is the path after the llm, the
+    PII filter's streaming holdback above all."""
+    seen = [t["ttft_ms"] for t in turns if t["kind"] == "llm" and not t["code"] and t["ttft_ms"]]
+    llm = [histogram_quantile(text, "llm_first_token_seconds", q) * 1000 for q in (0.5, 0.95)]
+    if llm[0] != llm[0]:  # nan: an engine without the histogram
+        return ""
+    return (f"First token, split: at the llm (Triton's `llm_first_token_seconds`, all its requests, "
+            f"bucket-interpolated) p50 {llm[0]:.0f} ms / p95 {llm[1]:.0f} ms; the customer's first text (Locust) p50 "
+            f"{percentile(seen, 50):.0f} ms / p95 {percentile(seen, 95):.0f} ms.")
+
+
 def model_times(text: str) -> str:
     """Per model, Triton's mean queue and compute time per request (for the decoupled `llm`, compute is only
     its `execute`, which hands the request to the engine; the generation itself is not in these counters)."""
@@ -277,7 +312,8 @@ def write_report(
     lines += ["Errors sent by the gateway (`gateway_errors_total`, busy included): "
               + (", ".join(f"`{k}` {v:.0f}" for k, v in sorted(codes.items())) or "none") + ".",
               "Client-side failures: " + (", ".join(f"{k} × {v}" for k, v in failures.most_common()) or "none") + ".",
-              *([llm_summary(triton_metrics), model_times(triton_metrics)] if triton_metrics else []),
+              *([llm_summary(triton_metrics), first_token_split(triton_metrics, turns), model_times(triton_metrics)]
+                if triton_metrics else []),
               "", f"![latency vs users]({name}_latency.png)", f"![replies, sockets, memory]({name}_timeline.png)", ""]
     (REPORTS / f"{name}.md").write_text("\n".join(lines))
     plot(name, ok, rows, codes, failures)

@@ -163,6 +163,36 @@ class Gauge:
         self._metric.set(float(value))
 
 
+class Histogram:
+    """A Prometheus histogram on Triton's `/metrics` endpoint. The Python backend offers counters and gauges only, so
+    it is the exposition's own parts as counters: `<name>_bucket{le=...}` (cumulative), `<name>_sum`, `<name>_count`;
+    `histogram_quantile` reads them as it reads any histogram."""
+
+    def __init__(self, name: str, description: str, buckets: tuple[float, ...]) -> None:
+        self._bounds = sorted(buckets)
+        buckets_family = pb_utils.MetricFamily(
+            name=f"{name}_bucket", description=description, kind=pb_utils.MetricFamily.COUNTER
+        )
+        self._buckets = [buckets_family.Metric(labels={"le": f"{b:g}"}) for b in self._bounds]
+        self._buckets.append(buckets_family.Metric(labels={"le": "+Inf"}))
+        self._families = [buckets_family]
+        self._sum, self._count = (self._single(f"{name}_{part}", description) for part in ("sum", "count"))
+
+    def _single(self, name: str, description: str) -> Any:
+        family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+        self._families.append(family)  # a family must outlive its metrics
+        return family.Metric(labels={})
+
+    def observe(self, value: float) -> None:
+        for bound, metric in zip(self._bounds, self._buckets, strict=False):
+            if value <= bound:
+                metric.increment(1.0)
+        self._buckets[-1].increment(1.0)
+        if value > 0:
+            self._sum.increment(float(value))
+        self._count.increment(1.0)
+
+
 def is_decoupled(model_config: Mapping[str, Any]) -> bool:
     return bool(pb_utils.using_decoupled_model_transaction_policy(model_config))
 

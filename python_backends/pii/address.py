@@ -46,6 +46,9 @@ class AddressFinder:
         stops = re.escape("".join(sorted(rules.name_stops)))
         segment_char = f"(?![{stops}])[{_CJK}A-Za-z]"
         self.suffix_max = max(map(len, rules.suffixes))
+        # An address's name never contains a stop character, and no suffix does either ("家" of "家园" excepted):
+        # a value yet to come starts after the last of these.
+        self.name_barriers = rules.name_stops - frozenset("".join(rules.suffixes))
         self._anchor = re.compile(f"(?:{suffixes})(?={_COMPONENT_START})")
         self._tail = re.compile(
             f"{_PART}{{1,{_MAX_PARTS}}}"

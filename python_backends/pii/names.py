@@ -46,6 +46,7 @@ class NameFinder:
         titles = "|".join(map(re.escape, sorted(rules.titles, key=len, reverse=True)))
         self._title = re.compile(f"(?:{titles})") if rules.titles else None
         first_chars = "".join(sorted(rules.surnames | {name[0] for name in rules.compound_surnames}))
+        self.first_chars = frozenset(first_chars)  # every name starts with one of these (its surname's first)
         # Starts at the number's last character (not a lookbehind), so the regex engine skips prose in C.
         self._after_number = re.compile(f"[0-9Xx]{_AFTER_NUMBER_GAP}(?=[{re.escape(first_chars)}])")
         self.lookbehind = max(self.context_max, NUMBER_LOOKBEHIND + 2)

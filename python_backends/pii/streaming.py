@@ -13,11 +13,14 @@ the trailing break-free run" and "end minus the widest read":
 - addresses: once a complete anchor (road/estate suffix + a digit) is in the trailing run of Chinese/ASCII
   letters, digits and "-", that run up to the longest address (`AddressFinder.max_chars`); otherwise an address
   can only start in the trailing run of Chinese characters (its name runs back from a suffix not yet complete),
-  and at most `max_name_chars` + the longest suffix + 1 (11 with the shipped rules) before the end;
-- names: breaks are non-Chinese characters; widest read `NAME_LOOKAHEAD` (8) characters.
+  at most `max_name_chars` + the longest suffix + 1 (11 with the shipped rules) before the end, and after the
+  last name-stop character ("我", "在", "的" ...: a road name never contains one);
+- names: breaks are non-Chinese characters; widest read `NAME_LOOKAHEAD` (8) characters; a name starts only at
+  a surname's first character, so the hold starts at the first such character in that window.
 So the held tail is at most 400 characters (a run of digits), at most `AddressFinder.max_chars` (466) after an address
-anchor, and otherwise at most 11 characters of Chinese text: prose is released at each punctuation mark or
-space, and within a long run of Chinese text all but its last 11 characters flow through.
+anchor, and otherwise at most 11 characters of Chinese text, usually fewer: prose is released at each punctuation
+mark or space, and within a run of Chinese text only what follows the last stop character or the first surname
+in the last 8 characters waits.
 A feed costs O(chunk + held text + the kept context); the buffer never holds more than those.
 """
 
@@ -48,7 +51,7 @@ class StreamingRedactor:
         self._redactor = redactor or (Redactor(config) if config is not None else default_redactor())
         scanner = self._redactor.scanner
         self._addresses: AddressFinder | None = scanner.addresses
-        self._names = scanner.names is not None
+        self._name_starts = scanner.names.first_chars if scanner.names is not None else None
         # A spoken-digit run cut at the buffer start may fold differently in its first 20 characters; nothing
         # reads that far back.
         self._keep = scanner.lookbehind + 3 * SPOKEN_RUN_MIN
@@ -93,11 +96,14 @@ class StreamingRedactor:
             if self._addresses.anchor_in(folded, max(run_start, size - read), size):
                 limit = min(limit, max(run_start, size - read))
             else:
-                # A future anchor's suffix starts at the end at the earliest, its name is the Chinese text before.
+                # A future anchor's suffix starts at the end at the earliest, its name is the Chinese text before,
+                # back to its last stop character at most.
                 read = self._addresses.suffix_max + self._addresses.max_name_chars + 1
-                limit = min(limit, max(chinese_start, size - read))
-        if self._names:
-            limit = min(limit, max(chinese_start, size - NAME_LOOKAHEAD))
+                start = max(chinese_start, size - read)
+                limit = min(limit, _after_last(folded, start, size, self._addresses.name_barriers))
+        if self._name_starts is not None:
+            start = max(chinese_start, size - NAME_LOOKAHEAD)
+            limit = min(limit, _first_of(folded, start, size, self._name_starts))
         return limit
 
     def _trim(self) -> None:
@@ -106,6 +112,16 @@ class StreamingRedactor:
         if cut > 0:
             self._raw = self._raw[cut:]
             self._pos -= cut
+
+
+def _first_of(text: str, start: int, end: int, chars: frozenset[str]) -> int:
+    """Index of the first of `chars` in `text[start:end]`, or `end`."""
+    return next((i for i in range(start, end) if text[i] in chars), end)
+
+
+def _after_last(text: str, start: int, end: int, chars: frozenset[str]) -> int:
+    """Index after the last of `chars` in `text[start:end]`, or `start`."""
+    return next((i + 1 for i in range(end - 1, start - 1, -1) if text[i] in chars), start)
 
 
 def _run_length(pattern: re.Pattern[str], reversed_text: str) -> int:

@@ -259,6 +259,8 @@ def test_metrics_count_successful_ensemble_requests(client: PipelineClient, trit
     with urllib.request.urlopen(url, timeout=10) as response:
         lines = response.read().decode().splitlines()
     assert "llm_queued_prompt_tokens 0" in lines  # the llm's prompt queue, empty once both replies are done
+    timed = [float(line.split()[-1]) for line in lines if line.startswith("llm_first_token_seconds_count")]
+    assert timed and timed[0] >= 2  # each reply's first token timed at the llm, before the PII filter
 
 
 BAD_INPUTS = [

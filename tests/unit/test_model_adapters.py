@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -172,6 +173,21 @@ def test_llm_reports_its_engines_prompt_queue_on_tritons_metrics(
     engine.queued_prompt_tokens = lambda: 640  # type: ignore[attr-defined]
     model.execute([pb.InferenceRequest(text_input="hi")])
     assert pb.MetricFamily.FAMILIES["llm_queued_prompt_tokens"].values[()] == 640
+
+
+def test_llm_times_its_first_token_once_per_request_on_tritons_metrics(
+    rendered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`llm_first_token_seconds` (arrival -> first token, before any PII holdback) is a histogram in counters."""
+    pb.MetricFamily.FAMILIES.clear()
+    soon = time.time_ns() + 300_000_000  # the first token comes ~0.3 s after the request arrives
+    outputs = [GenerationOutput("你", None, soon), GenerationOutput("好", FinishReason.STOP, soon)]
+    model, _ = llm_model(rendered, monkeypatch, outputs)
+    model.execute([pb.InferenceRequest(text_input="hi", streaming=True)])
+    buckets = pb.MetricFamily.FAMILIES["llm_first_token_seconds_bucket"].values
+    assert buckets.get((("le", "0.25"),), 0) == 0 and buckets[(("le", "0.5"),)] == 1 and buckets[(("le", "+Inf"),)] == 1
+    assert pb.MetricFamily.FAMILIES["llm_first_token_seconds_count"].values[()] == 1
+    assert 0.25 < pb.MetricFamily.FAMILIES["llm_first_token_seconds_sum"].values[()] < 0.5
 
 
 def test_llm_refuses_to_load_without_the_decoupled_policy(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -221,10 +221,22 @@ def test_order_number_decided_by_preceding_context() -> None:
 
 
 def test_name_after_a_context_word_is_held_until_it_ends() -> None:
+    """A name can only start at a surname ("李"), a road name only after a stop character ("我"): "叫" may still
+    begin "叫李建国路5号", so it waits too."""
     streaming = StreamingRedactor()
-    assert streaming.feed("您好，我叫李") == "您好，"
+    assert streaming.feed("您好，我叫李") == "您好，我"
     assert streaming.feed("建") == ""
-    assert streaming.feed("国，") + streaming.flush() == "我叫[姓名]，"
+    assert streaming.feed("国，") + streaming.flush() == "叫[姓名]，"
+
+
+def test_prose_without_surnames_or_road_names_to_come_flows_at_once() -> None:
+    """Chinese text is held only from where a name (a surname) or a road name (after the last stop character)
+    could still start, not a fixed 11 characters."""
+    streaming = StreamingRedactor()
+    assert streaming.feed("请您耐心等") == "请您耐心等"  # no surname; "等" is a stop: no road name before it
+    assert streaming.feed("待") == ""  # "待…路5号" could still come
+    assert streaming.feed("，我们") == "待，我"  # "们…路5号" could still come
+    assert streaming.flush() == "们"
 
 
 def test_holdback_and_buffer_stay_bounded_on_endless_digits() -> None:

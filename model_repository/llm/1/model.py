@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,7 @@ from python_backends.llm.types import EngineBusyError, GenerationOutput, Invalid
 from python_backends.model_params import ModelParameters
 
 logger = logging.getLogger(__name__)
+FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
 class TritonPythonModel:
@@ -49,6 +51,11 @@ class TritonPythonModel:
         self.finished = triton_io.Counter(
             "llm_generations_finished", "Generations of the llm model by finish reason", "finish_reason"
         )
+        self.first_token = triton_io.Histogram(
+            "llm_first_token_seconds",
+            "Request arrival at the llm -> its first generated token (queue + prefill), before any PII holdback",
+            FIRST_TOKEN_BUCKETS,
+        )
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
@@ -70,7 +77,8 @@ class TritonPythonModel:
                 )
                 generation = replace(generation, request_id=stream_id)
                 metadata = triton_io.read_text(request, "request_metadata") or ""
-                handle = self.engine.submit(generation, self._sink(sender, stream_id, metadata))
+                sink = self._sink(sender, stream_id, metadata, time.time_ns())
+                handle = self.engine.submit(generation, sink)
                 self.running[stream_id] = handle
                 if handle.done.is_set():  # finished before it was registered
                     self.running.pop(stream_id, None)
@@ -97,10 +105,15 @@ class TritonPythonModel:
             logger.info("request %s cancelled by the ensemble", stream_id)
             handle.cancel()
 
-    def _sink(self, sender: Any, stream_id: str, metadata: str) -> Any:
+    def _sink(self, sender: Any, stream_id: str, metadata: str, arrived_ns: int) -> Any:
         counter = iter(range(1 << 31))
+        timed = False
 
         def send(output: GenerationOutput) -> None:
+            nonlocal timed
+            if not timed and output.first_token_time_ns:
+                timed = True
+                self.first_token.observe(max(output.first_token_time_ns - arrived_ns, 0) / 1e9)
             if output.finished:
                 self._report_queue()
                 self.prompt_tokens.increment(self.engine_name, output.prompt_tokens)
