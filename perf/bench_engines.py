@@ -119,6 +119,7 @@ def triton_llm(
             "llm_engine": engine,
             "llm_num_threads": THREADS,  # the peers' thread count: a quiet machine, engines compared like for like
             "llm_num_threads_batch": THREADS,
+            "llm_max_queue_seconds": 0,  # throughput, not latency: every stream is served, as llama-server does
         }
     )
     repo = render_repository(ROOT / "build" / f"bench_engines_{engine}", values.template_values())
@@ -140,12 +141,13 @@ def triton_llm(
 
 def platform_prompts(client: PipelineClient, rounds: int) -> list[list[str]]:
     """The platform's chat prompts for the questions, one list per round plus one for warm-up and the one-off
-    engines; each round's questions carry its own order number, so no engine has seen a round's prompts whole."""
+    engines. Each round's questions start with its own order number: new customers, whose prompts share only the
+    system prompt with anything either engine has kept (llama-server's slots and `llm`'s kept turns alike)."""
 
     def prompt(question: str) -> str:
         return str(client.infer("prompt_builder", {"message": question, "intent": "other"})["prompt"])
 
-    return [[prompt(q if r == 0 else f"{q} (order #{10000 + r})") for q in QUESTIONS] for r in range(rounds + 1)]
+    return [[prompt(q if r == 0 else f"(order #{10000 + r}) {q}") for q in QUESTIONS] for r in range(rounds + 1)]
 
 
 def bench_hf(checkpoint: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:

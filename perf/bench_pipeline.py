@@ -111,7 +111,10 @@ def main() -> int:
 
     checkpoint = prepare(args.checkpoint) if not Path(args.checkpoint).exists() else resolve_checkpoint(args.checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    values = CPU_PROFILE.with_overrides({"checkpoint_dir": str(checkpoint), "default_temperature": 0.0})
+    # Throughput at fixed concurrency: the llm's queue budget (a latency guard that answers `busy`) is off.
+    values = CPU_PROFILE.with_overrides(
+        {"checkpoint_dir": str(checkpoint), "default_temperature": 0.0, "llm_max_queue_seconds": 0}
+    )
     repo = render_repository(ROOT / "build" / "bench_model_repository", values.template_values())
     server = TritonServer(
         repo, TritonPorts(free_port(), free_port(), free_port()), log_file=ROOT / "build" / "bench_triton.log"

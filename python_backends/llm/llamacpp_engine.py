@@ -8,7 +8,8 @@ context; `submit` only tokenizes, so prompts that cannot fit are refused at once
 stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`): every
 streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request. Prompt prefixes that prompts
 share (each intent's system prompt) stay in the KV cache under spare sequence ids (`llamacpp_prefixes`); new
-sequences that start with one share its cells and prefill only the rest.
+sequences that start with one share its cells and prefill only the rest. A finished sequence's KV (prompt and
+reply) is kept the same way for the conversation's next turn, which then prefills only the new message.
 
 On a CPU the prompt, not the reply, is the expensive part (a 135M model prefills ~400 tokens/s on two cores, so a
 600-token Chinese prompt costs ~1.5 s). With `max_queue_seconds` the engine refuses (`EngineBusyError`) a request
@@ -78,6 +79,7 @@ class LlamaCppEngineConfig:
     prefix_cache: bool = True  # keep the KV of prompt prefixes that prompts share (the system prompts)
     prefix_entries: int = 8  # prefixes kept at once (one per intent's system prompt in use), LRU
     prefix_max_tokens: int = 512  # longest prefix kept: a candidate is a prompt's start, trimmed when shared
+    turn_entries: int = 16  # finished sequences whose KV is kept for their conversation's next turn (with prefixes)
     max_queue_seconds: float = 0.0  # refuse a request whose estimated wait for its first token is longer; 0 = off
 
     @property
@@ -124,6 +126,7 @@ class _Sequence:
     queued: int = 0  # this sequence's prompt tokens still counted in the engine's queue (not yet prefilled)
     prefix_served: bool = False  # started from a whole cached prefix (else offered to the cache after prefill)
     last_token: int = -1
+    sampled: list[int] = field(default_factory=list)  # every sampled token; all but the last are in the KV cache
     generated: int = 0  # sampled tokens, an ending end-of-turn token included
     completion_tokens: int = 0  # the token-count contract's count: end-of-turn tokens excluded
     first_token_time_ns: int = 0
@@ -162,7 +165,8 @@ class LlamaCppEngine:
         ctx_params.n_batch = config.batch_tokens
         ctx_params.n_ubatch = config.batch_tokens
         entries = config.prefix_entries if config.prefix_cache else 0
-        ctx_params.n_seq_max = config.max_batch_size + entries  # the last ids hold the cached prefixes
+        turns = config.turn_entries if config.prefix_cache else 0
+        ctx_params.n_seq_max = config.max_batch_size + entries + turns  # the last ids hold the cached prefixes
         ctx_params.n_threads = config.n_threads
         ctx_params.n_threads_batch = config.n_threads_batch
         ctx_params.kv_unified = True
@@ -178,7 +182,7 @@ class LlamaCppEngine:
         self._interval_ns = config.stream_interval_ms * 1_000_000
         self._free_seq_ids = list(range(config.max_batch_size - 1, -1, -1))
         self._prefixes = PrefixCache(
-            self._memory, config.max_batch_size, entries, PREFIX_MIN_TOKENS, config.prefix_max_tokens
+            self._memory, config.max_batch_size, entries, PREFIX_MIN_TOKENS, config.prefix_max_tokens, turns
         )
         self.prefill_tokens_per_second = 0.0  # moving average over steps that prefilled; 0 until measured
         self._threads = 0  # the thread count last set on the context (0: as created)
@@ -336,8 +340,8 @@ class LlamaCppEngine:
         self._use_threads(self.config.n_threads_batch if n >= PREFILL_STEP_TOKENS else self.config.n_threads)
         started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
-        if status == 1 and self._prefixes.clear():  # no room in the KV cache: cached prefixes give way first
-            logger.warning("KV cache full: dropped the cached prompt prefixes")
+        while status == 1 and (dropped := self._prefixes.clear()):  # no room in the KV cache: cached KV gives way
+            logger.warning("KV cache full: dropped %d cached entries (kept turns first, then prompt prefixes)", dropped)
             status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
@@ -382,10 +386,16 @@ class LlamaCppEngine:
     def prefix_hits(self) -> int:
         return self._prefixes.hits
 
+    @property
+    def reused_prompt_tokens(self) -> int:
+        """Prompt tokens taken from cached KV (shared prefixes and kept turns) instead of computed, summed."""
+        return self._prefixes.reused_tokens
+
     def _accept(self, seq: _Sequence, token: int) -> None:
         """Account one new token: emit its text, or finish on an end id, a stop string or the token limit."""
         seq.generated += 1
         seq.last_token = token
+        seq.sampled.append(token)
         if seq.generated == 1:
             seq.first_token_time_ns = time.time_ns()
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -438,9 +448,12 @@ class LlamaCppEngine:
                 keep.append(seq)
         self._active = keep
 
-    def _release(self, seq: _Sequence) -> None:
-        """Give the sequence id and its KV cells back, and free its sampler."""
+    def _release(self, seq: _Sequence, keep: bool = True) -> None:
+        """Give the sequence id and its KV cells back (kept for the conversation's next turn unless a failed step
+        left them in doubt), and free its sampler."""
         self._unqueue(seq, seq.queued)
+        if keep:
+            self._prefixes.keep_turn(seq.seq_id, seq.prompt_ids[: seq.prefilled] + seq.sampled[:-1])
         llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
         llama_cpp.llama_sampler_free(seq.sampler)
         self._free_seq_ids.append(seq.seq_id)
@@ -449,7 +462,7 @@ class LlamaCppEngine:
         reason = FinishReason.ERROR if error else FinishReason.CANCELLED
         for seq in self._active:
             self._finish(seq, "", reason, error)
-            self._release(seq)
+            self._release(seq, keep=False)
         self._active = []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -537,5 +538,54 @@ def test_the_cached_prefix_is_the_system_prompts_turn_so_different_conversations
         system_turn = eng.tokenize(system_chat(tokenizer, "x"))
         end = next(i for i, t in enumerate(system_turn) if llama_cpp.llama_vocab_is_eog(eng._vocab, t)) + 1
         assert entry.tokens == system_turn[:end] and eng.prefix_hits == len(histories) - 1
+    finally:
+        eng.shutdown()
+
+
+def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(tiny_checkpoint: Path, tokenizer: Any) -> None:
+    """Like llama-server's slots: the next prompt of a conversation (its last prompt, the reply, a new message)
+    reuses the last prompt and reply from the KV cache, prefilling only the new turn, and answers as an engine
+    without any cache does. (Written as ChatML that keeps the reply as generated; Qwen3's own template drops the
+    empty think block from past replies, so there the reuse ends at the reply's start.)"""
+    first = system_chat(tokenizer, "我的订单什么时候到？")
+    answers: dict[bool, str] = {}
+    for cached in (False, True):
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached))
+        try:
+            reply = text_of(generate(eng, GenerationRequest(first, GREEDY)))
+            second = f"{first}{reply}<|im_end|>\n" + system_chat(tokenizer, "好的，谢谢。还有别的吗？").split(
+                "<|im_end|>\n", 1
+            )[1]
+            before = eng.reused_prompt_tokens
+            answers[cached] = text_of(generate(eng, GenerationRequest(second, GREEDY)))
+            reused = eng.reused_prompt_tokens - before
+            if cached:  # the first prompt whole and the reply (as far as it tokenizes alike), not the new turn
+                assert len(eng.tokenize(first)) + 4 <= reused <= len(eng.tokenize(second)) - 6
+            else:
+                assert reused == 0
+        finally:
+            eng.shutdown()
+    assert answers[True] and answers[True] == answers[False], answers
+
+
+def test_kept_turns_give_way_before_shared_prefixes_when_the_kv_cache_is_full(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """A KV cache too small for a kept turn and the next prompt: the turn is dropped, the shared system prompt
+    stays, and the prompt runs."""
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=1, context_tokens=512))
+    try:
+        generate(eng, GenerationRequest(system_chat(tokenizer, "请帮我查一下订单的物流信息。" * 12), GREEDY))
+        deadline = time.monotonic() + 10  # the engine thread releases the sequence just after its last output
+        while not eng._prefixes._turns and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(eng._prefixes._turns) == 1 and len(eng._prefixes._entries) == 1
+        long_question = system_chat(tokenizer, "退货流程是怎样的？" * 60)
+        (turn,), (system,) = eng._prefixes._turns, eng._prefixes._entries
+        new_cells = len(eng.tokenize(long_question)) - len(system.tokens) + GREEDY.max_tokens
+        assert 512 - len(turn.tokens) < new_cells <= 512 - len(system.tokens)  # fits only without the turn
+        outputs = generate(eng, GenerationRequest(long_question, GREEDY))
+        assert outputs[-1].error is None and eng._prefixes._entries[0] is system  # never dropped
+        assert all(len(turn.tokens) > 300 for turn in eng._prefixes._turns)  # only the new one, if any
     finally:
         eng.shutdown()
