@@ -31,6 +31,12 @@ class RepositoryProfile:
     # llamacpp engine: refuse (`busy`) a request whose first token would wait longer than this behind queued
     # prompts (0 = off); the gateway's 2 s time-to-first-token target, less the pipeline's own time.
     llm_max_queue_seconds: float = 1.0
+    # llamacpp engine: finished conversations whose KV (prompt and reply) stays cached for their next turn, as
+    # llama-server's slots keep theirs. Off: in the one KV cache all sequences share, kept cells widen every step's
+    # attention (single stream ~0.97x -> 0.84x of llama-server after a 16-stream burst, perf/bench_engines.py
+    # --kept-turns 16), and among 1000 customers a few kept turns rarely hold the conversation that comes back.
+    # Worth it with few customers at once: a kept turn spares the next turn's prefill of its history.
+    llm_kept_turns: int = 0
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.8

@@ -120,6 +120,7 @@ def triton_llm(
             "llm_num_threads": THREADS,  # the peers' thread count: a quiet machine, engines compared like for like
             "llm_num_threads_batch": THREADS,
             "llm_max_queue_seconds": 0,  # throughput, not latency: every stream is served, as llama-server does
+            **({} if args.kept_turns is None else {"llm_kept_turns": args.kept_turns}),
         }
     )
     repo = render_repository(ROOT / "build" / f"bench_engines_{engine}", values.template_values())
@@ -378,6 +379,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds of `llm` vs `llama-server`")
     parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--kept-turns", type=int, help="the llm's kept conversation turns (default: the profile's)")
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers engine")
     parser.add_argument("--with-vllm", action="store_true", help="also run vLLM CPU (installs it on first use)")
     parser.add_argument("--report", default=str(ROOT / "perf" / "reports" / "engines.md"))

@@ -5,8 +5,9 @@ one batch: a token for every decoding sequence plus chunks of new prompts (chunk
 `n_batch`), runs one decode, and samples every sequence that produced logits with its own sampler chain
 (penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
 context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
-stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`): every
-streamed delta costs a Triton response and, in the ensemble, a `pii_filter` request. Prompt prefixes that prompts
+stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`), an
+interval that widens with the number of streams: every streamed delta costs a Triton response and, in the
+ensemble, a `pii_filter` request. Prompt prefixes that prompts
 share (each intent's system prompt) stay in the KV cache under spare sequence ids (`llamacpp_prefixes`); new
 sequences that start with one share its cells and prefill only the rest. A finished sequence's KV (prompt and
 reply) is kept the same way for the conversation's next turn, which then prefills only the new message.
@@ -58,6 +59,9 @@ PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a cache
 PREFILL_STEP_TOKENS = 64  # a step this big runs on `num_threads_batch`, a smaller one on `num_threads`
 PREFILL_RATE_MIN_TOKENS = 64  # a step with fewer prompt tokens says little about the prefill rate
 PREFILL_RATE_SMOOTHING = 0.3  # weight of the newest step in the rate's moving average
+# With a stream interval set, all streams together send at most about this many deltas per second: each is a
+# Triton response (and in the ensemble a `pii_filter` request), whose cost on two cores grows with the streams.
+STREAM_RESPONSES_PER_SECOND = 100
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
 REPLACEMENT_CHAR = "\ufffd"
 _backend_ready = threading.Lock()
@@ -79,7 +83,7 @@ class LlamaCppEngineConfig:
     prefix_cache: bool = True  # keep the KV of prompt prefixes that prompts share (the system prompts)
     prefix_entries: int = 8  # prefixes kept at once (one per intent's system prompt in use), LRU
     prefix_max_tokens: int = 512  # longest prefix kept: a candidate is a prompt's start, trimmed when shared
-    turn_entries: int = 16  # finished sequences whose KV is kept for their conversation's next turn (with prefixes)
+    turn_entries: int = 0  # finished sequences whose KV is kept for their conversation's next turn (with prefixes)
     max_queue_seconds: float = 0.0  # refuse a request whose estimated wait for its first token is longer; 0 = off
 
     @property
@@ -411,10 +415,13 @@ class LlamaCppEngine:
         elif text:
             seq.held_text.append(text)
             now = time.monotonic_ns()
-            if seq.request.streaming and (not seq.last_emit_ns or now - seq.last_emit_ns >= self._interval_ns):
+            if seq.request.streaming and (not seq.last_emit_ns or now - seq.last_emit_ns >= self._stream_interval()):
                 seq.handle.emit(seq.output("".join(seq.held_text)))
                 seq.held_text.clear()
                 seq.last_emit_ns = now
+
+    def _stream_interval(self) -> int:
+        return stream_interval_ns(self._interval_ns, len(self._active))
 
     def _context_full(self, seq: _Sequence) -> bool:
         return len(seq.prompt_ids) + seq.generated >= self.max_positions
@@ -464,6 +471,14 @@ class LlamaCppEngine:
             self._finish(seq, "", reason, error)
             self._release(seq, keep=False)
         self._active = []
+
+
+def stream_interval_ns(base_ns: int, streams: int) -> int:
+    """Nanoseconds between a stream's deltas: `base_ns` (`stream_interval_ms`), widened as streams grow so that
+    together they send about `STREAM_RESPONSES_PER_SECOND` (16 streams: 160 ms); 0 (per token) stays 0."""
+    if not base_ns:
+        return 0
+    return max(base_ns, streams * 1_000_000_000 // STREAM_RESPONSES_PER_SECOND)
 
 
 def _thread_count(setting: int) -> int:

@@ -19,7 +19,12 @@ from transformers import AutoTokenizer
 from engine_build.checkpoints import GGUF_NAME, resolve_checkpoint
 from python_backends.llm.factory import LLMEngine, engine_kind
 from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
-from python_backends.llm.llamacpp_engine import LlamaCppEngine, LlamaCppEngineConfig, find_gguf
+from python_backends.llm.llamacpp_engine import (
+    LlamaCppEngine,
+    LlamaCppEngineConfig,
+    find_gguf,
+    stream_interval_ns,
+)
 from python_backends.llm.types import (
     EngineBusyError,
     FinishReason,
@@ -542,7 +547,9 @@ def test_the_cached_prefix_is_the_system_prompts_turn_so_different_conversations
         eng.shutdown()
 
 
-def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(tiny_checkpoint: Path, tokenizer: Any) -> None:
+def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
     """Like llama-server's slots: the next prompt of a conversation (its last prompt, the reply, a new message)
     reuses the last prompt and reply from the KV cache, prefilling only the new turn, and answers as an engine
     without any cache does. (Written as ChatML that keeps the reply as generated; Qwen3's own template drops the
@@ -550,7 +557,8 @@ def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(tiny_
     first = system_chat(tokenizer, "我的订单什么时候到？")
     answers: dict[bool, str] = {}
     for cached in (False, True):
-        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached))
+        config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached, turn_entries=16)
+        eng = LlamaCppEngine(config)
         try:
             reply = text_of(generate(eng, GenerationRequest(first, GREEDY)))
             second = f"{first}{reply}<|im_end|>\n" + system_chat(tokenizer, "好的，谢谢。还有别的吗？").split(
@@ -573,7 +581,8 @@ def test_kept_turns_give_way_before_shared_prefixes_when_the_kv_cache_is_full(
 ) -> None:
     """A KV cache too small for a kept turn and the next prompt: the turn is dropped, the shared system prompt
     stays, and the prompt runs."""
-    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=1, context_tokens=512))
+    config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=1, context_tokens=512, turn_entries=4)
+    eng = LlamaCppEngine(config)
     try:
         generate(eng, GenerationRequest(system_chat(tokenizer, "请帮我查一下订单的物流信息。" * 12), GREEDY))
         deadline = time.monotonic() + 10  # the engine thread releases the sequence just after its last output
@@ -589,3 +598,11 @@ def test_kept_turns_give_way_before_shared_prefixes_when_the_kv_cache_is_full(
         assert all(len(turn.tokens) > 300 for turn in eng._prefixes._turns)  # only the new one, if any
     finally:
         eng.shutdown()
+
+
+def test_the_stream_interval_widens_with_the_streams_so_deltas_per_second_stay_bounded() -> None:
+    """Up to 4 streams each sends every 40 ms; 16 send every 160 ms (about 100 Triton responses a second in all);
+    per-token streaming (0) stays per token."""
+    ms = 1_000_000
+    assert [stream_interval_ns(40 * ms, n) // ms for n in (1, 4, 8, 16, 32)] == [40, 40, 80, 160, 320]
+    assert stream_interval_ns(0, 16) == 0
