@@ -133,7 +133,9 @@ def triton_llm(
         client = PipelineClient(f"127.0.0.1:{server.ports.grpc}", timeout=600)
 
         def generate(prompt: str) -> str:
-            return client.collect("llm", llm_inputs(prompt, args.max_tokens)).text()
+            # Greedy and nothing else, like the peers: the profile's repetition penalty is off here.
+            inputs = {**llm_inputs(prompt, args.max_tokens), "sampling_param_repetition_penalty": 1.0}
+            return client.collect("llm", inputs).text()
 
         yield server.process.pid, client, generate
     finally:
