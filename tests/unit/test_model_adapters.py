@@ -81,6 +81,14 @@ def llm_model(rendered: Path, monkeypatch: pytest.MonkeyPatch, outputs: list[Gen
     monkeypatch.setattr(module, "build_engine", lambda params: engine)
     model = module.TritonPythonModel()
     model.initialize(model_args(rendered, "llm"))
+    execute = model.execute
+
+    def execute_and_send(requests: list[Any]) -> None:
+        """The llm sends from its own thread: wait until what the engine put out has gone."""
+        execute(requests)
+        assert model.responses.drain()
+
+    model.execute = execute_and_send
     return model, engine
 
 
@@ -188,6 +196,18 @@ def test_llm_times_its_first_token_once_per_request_on_tritons_metrics(
     assert buckets.get((("le", "0.25"),), 0) == 0 and buckets[(("le", "0.5"),)] == 1 and buckets[(("le", "+Inf"),)] == 1
     assert pb.MetricFamily.FAMILIES["llm_first_token_seconds_count"].values[()] == 1
     assert 0.25 < pb.MetricFamily.FAMILIES["llm_first_token_seconds_sum"].values[()] < 0.5
+
+
+def test_llm_cancels_a_generation_whose_response_cannot_be_sent(
+    rendered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Responses leave from the llm's sender thread; when one fails (client gone) the generation is cancelled."""
+    model, _ = llm_model(rendered, monkeypatch, [GenerationOutput("你")])  # still running after its first delta
+    request = pb.InferenceRequest(text_input="hi", streaming=True)
+    request.sender.failing = True
+    model.execute([request])
+    (handle,) = model.running.values()
+    assert handle.cancelled
 
 
 def test_llm_refuses_to_load_without_the_decoupled_policy(rendered: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from python_backends.llm.cancellation import CancellationWatcher, GuardedSender
 from python_backends.llm.factory import build_engine, default_sampling, engine_kind
 from python_backends.llm.handle import RequestHandle
 from python_backends.llm.request_parsing import SAMPLING_INPUTS, build_generation_request
+from python_backends.llm.sender_thread import SenderThread
 from python_backends.llm.types import EngineBusyError, GenerationOutput, InvalidRequestError
 from python_backends.model_params import ModelParameters
 
@@ -41,6 +42,7 @@ class TritonPythonModel:
         self.max_tokens_limit = ConversationLimits.from_parameters(params).max_tokens_limit
         self.engine = build_engine(params)
         self.watcher = CancellationWatcher(interval=params.get_float("cancel_poll_seconds", 0.5))
+        self.responses = SenderThread("llm-responses")  # the engine thread only queues its outputs
         self.engine_name = engine_kind(params)
         self.prompt_tokens = triton_io.Counter("llm_prompt_tokens_total", "Prompt tokens the llm consumed", "engine")
         self.completion_tokens = triton_io.Counter("llm_completion_tokens_total", "Tokens the llm generated", "engine")
@@ -106,8 +108,18 @@ class TritonPythonModel:
             handle.cancel()
 
     def _sink(self, sender: Any, stream_id: str, metadata: str, arrived_ns: int) -> Any:
+        """The engine's output sink: queues each output for the sender thread, which encodes and sends it."""
         counter = iter(range(1 << 31))
         timed = False
+
+        def deliver(output: GenerationOutput) -> None:
+            try:
+                send(output)
+            except Exception:
+                logger.warning("request %s: a response could not be sent; cancelling it", stream_id, exc_info=True)
+                handle = self.running.get(stream_id)
+                if handle is not None:
+                    handle.cancel()
 
         def send(output: GenerationOutput) -> None:
             nonlocal timed
@@ -138,8 +150,9 @@ class TritonPythonModel:
             else:
                 sender.send(response)
 
-        return send
+        return lambda output: self.responses.submit(lambda: deliver(output))
 
     def finalize(self) -> None:
         self.watcher.stop()
         self.engine.shutdown()
+        self.responses.stop()
