@@ -41,6 +41,7 @@ from frontend.routers import (
 from frontend.routers import release as release_admin
 from frontend.routers import wechat as wechat_channels
 from frontend.services.container import GatewayServices
+from frontend.services.periodic import every
 from frontend.services.redis_store import REDIS_DOWN, connect_redis
 from frontend.settings import GatewaySettings
 
@@ -129,16 +130,6 @@ def _log_failed_again(state: RetryCallState) -> None:
     logger.warning("Redis preparation failed again (%s); next try in %.0fs", type(exc).__name__, state.upcoming_sleep)
 
 
-async def run_every(step: Callable[[], Awaitable[object]], interval: float) -> None:
-    """Run `step` every `interval` seconds until cancelled; a failing step is logged and tried again."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await step()
-        except Exception as exc:
-            logger.warning("periodic task failed (%s); next try in %.0fs", type(exc).__name__, interval)
-
-
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()  # type: ignore[call-arg]  # secrets come from the environment
     configure_logging(settings.log_level, settings.log_json, settings.session_log_hash_key())
@@ -157,12 +148,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             logger.warning("Redis preparation failed at start (%s); serving and retrying", type(exc).__name__)
             preparing = asyncio.create_task(keep_trying(lambda: prepare_redis(services, settings)))
         wait = settings.handoff_wait_seconds
+        sweep = min(30.0, max(1.0, wait / 10))
         sweeping = asyncio.create_task(
-            run_every(lambda: services.desk.return_overdue(wait), interval=min(30.0, max(1.0, wait / 10)))
+            every(sweep, lambda: services.desk.return_overdue(wait), "overdue-handoff sweep", first_after=sweep)
         )
         if not await services.limits.refresh():  # read again by every /readyz and every 30 s
             logger.warning("Triton's conversation limits are not readable yet; not ready until they are")
-        checking_limits = asyncio.create_task(run_every(services.limits.refresh, interval=30.0))
+        checking_limits = asyncio.create_task(every(30.0, services.limits.refresh, "limits refresh", first_after=30.0))
         logger.info("gateway ready: triton %s, variant %s", settings.triton_grpc_url, settings.model_variant)
         try:
             yield

@@ -12,9 +12,12 @@ from frontend.services.redis_store import REDIS_FAILED
 logger = logging.getLogger(__name__)
 
 
-async def every(period: float, step: Callable[[], Awaitable[object]], what: str) -> None:
-    """Run `step` every `period` seconds, counted from each start, until cancelled. A failing step is logged and
-    runs again at the next tick: Redis being away is expected (one line), anything else gets its traceback."""
+async def every(period: float, step: Callable[[], Awaitable[object]], what: str, first_after: float = 0.0) -> None:
+    """Run `step` every `period` seconds, counted from each start, until cancelled; the first run comes after
+    `first_after` seconds (at once by default). A failing step is logged and runs again at the next tick: Redis
+    being away is expected (one line), anything else gets its traceback."""
+    if first_after > 0:
+        await asyncio.sleep(first_after)
     while True:
         started = time.monotonic()
         try:
