@@ -415,13 +415,11 @@ class LlamaCppEngine:
         elif text:
             seq.held_text.append(text)
             now = time.monotonic_ns()
-            if seq.request.streaming and (not seq.last_emit_ns or now - seq.last_emit_ns >= self._stream_interval()):
+            interval = stream_interval_ns(self._interval_ns, len(self._active))
+            if seq.request.streaming and (not seq.last_emit_ns or now - seq.last_emit_ns >= interval):
                 seq.handle.emit(seq.output("".join(seq.held_text)))
                 seq.held_text.clear()
                 seq.last_emit_ns = now
-
-    def _stream_interval(self) -> int:
-        return stream_interval_ns(self._interval_ns, len(self._active))
 
     def _context_full(self, seq: _Sequence) -> bool:
         return len(seq.prompt_ids) + seq.generated >= self.max_positions
@@ -459,7 +457,7 @@ class LlamaCppEngine:
         """Give the sequence id and its KV cells back (kept for the conversation's next turn unless a failed step
         left them in doubt), and free its sampler."""
         self._unqueue(seq, seq.queued)
-        if keep:
+        if keep and self._prefixes.keeps_turns:
             self._prefixes.keep_turn(seq.seq_id, seq.prompt_ids[: seq.prefilled] + seq.sampled[:-1])
         llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
         llama_cpp.llama_sampler_free(seq.sampler)

@@ -76,10 +76,14 @@ class PrefixCache:
         # A finished turn serves one conversation: its system prompt is still offered as a shared entry.
         return shared, best in self._entries and shared == len(best.tokens)
 
+    @property
+    def keeps_turns(self) -> bool:
+        return bool(self._turn_free or self._turns)
+
     def keep_turn(self, seq_id: int, tokens: list[int]) -> None:
         """Keep a finishing sequence's KV (`tokens`: what its cells hold) for its conversation's next turn; a kept
         turn it extends (the same conversation's previous one) goes."""
-        if len(tokens) < self._min or not (self._turn_free or self._turns):
+        if len(tokens) < self._min or not self.keeps_turns:
             return
         for entry in [e for e in self._turns if _common_prefix(e.tokens, tokens) == len(e.tokens)]:
             self._drop_turn(entry)
