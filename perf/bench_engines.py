@@ -82,6 +82,17 @@ def single_tps(generate: Callable[[str], str], prompts: list[str], tokenizer: ob
     return tokens / elapsed
 
 
+def measure_once(
+    name: str, generate: Generate, prompts: list[str], tokenizer: object, streams: int, rss: RssSampler
+) -> EngineResult:
+    """An engine outside the rounds: a warm-up on a prompt the timed single-stream runs do not use, then one
+    single-stream and one `streams` measurement."""
+    generate(prompts[-1])
+    one = single_tps(generate, prompts, tokenizer)
+    many = concurrent_tps(generate, prompts, tokenizer, streams)
+    return EngineResult(name, one, many, rss.stop_mb())
+
+
 class RssSampler:
     """Peak resident memory of a process tree, sampled every 0.2 s."""
 
@@ -156,11 +167,8 @@ def platform_prompts(client: PipelineClient, rounds: int) -> list[list[str]]:
 def bench_hf(checkpoint: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:
     """The transformers engine through Triton, measured once (far behind; not part of the rounds)."""
     with triton_llm("hf", checkpoint, args) as (pid, _, generate):
-        rss = RssSampler(pid)
-        generate(prompts[-1])
-        one = single_tps(generate, prompts, tokenizer)
-        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
-    return EngineResult("this project's `llm`, transformers engine (float32), Triton gRPC", one, many, rss.stop_mb())
+        name = "this project's `llm`, transformers engine (float32), Triton gRPC"
+        return measure_once(name, generate, prompts, tokenizer, args.streams, RssSampler(pid))
 
 
 def ensemble_overhead(client: PipelineClient, samples: int) -> str:
@@ -181,18 +189,15 @@ def bench_in_process(checkpoint: Path, prompts: list[str], tokenizer: object, ar
         LlamaCppEngineConfig(str(checkpoint / GGUF_NAME), context_tokens=CPU_PROFILE.llm_context_tokens)
     )
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
-    rss = RssSampler(os.getpid())
+
+    def generate(prompt: str) -> str:
+        return "".join(o.text for o in engine.submit(GenerationRequest(prompt, params)).outputs(timeout=600))
+
     try:
-
-        def generate(prompt: str) -> str:
-            return "".join(o.text for o in engine.submit(GenerationRequest(prompt, params)).outputs(timeout=600))
-
-        generate(prompts[-1])  # warm-up on a prompt the timed single-stream runs do not use
-        one = single_tps(generate, prompts, tokenizer)
-        many = concurrent_tps(generate, prompts, tokenizer, args.streams)
+        name = "the same llama.cpp engine in-process, no Triton (diagnostic)"
+        return measure_once(name, generate, prompts, tokenizer, args.streams, RssSampler(os.getpid()))
     finally:
         engine.shutdown()
-    return EngineResult("the same llama.cpp engine in-process, no Triton (diagnostic)", one, many, rss.stop_mb())
 
 
 def llama_server_binary() -> Path:
@@ -271,16 +276,22 @@ def llama_server(gguf: Path, args: argparse.Namespace) -> Iterator[tuple[subproc
 
 
 @dataclass
+class Series:
+    """One engine's tokens/s per round."""
+
+    single: list[float] = field(default_factory=list)
+    multi: list[float] = field(default_factory=list)
+
+
+@dataclass
 class Rounds:
     """Per-round tokens/s of `llm` and `llama-server`, measured alternately."""
 
-    ours_single: list[float] = field(default_factory=list)
-    ours_multi: list[float] = field(default_factory=list)
-    peer_single: list[float] = field(default_factory=list)
-    peer_multi: list[float] = field(default_factory=list)
+    ours: Series = field(default_factory=Series)
+    peer: Series = field(default_factory=Series)
 
     def ratios(self, kind: str) -> list[float]:
-        ours, peer = getattr(self, f"ours_{kind}"), getattr(self, f"peer_{kind}")
+        ours, peer = getattr(self.ours, kind), getattr(self.peer, kind)
         return [o / p for o, p in zip(ours, peer, strict=True)]
 
     def summary(self, kind: str) -> str:
@@ -294,13 +305,13 @@ def alternate_rounds(
     """Single-stream then `--streams` throughput of both engines per round, who goes first swapped each round."""
     rounds = Rounds()
     for number, round_prompts in enumerate(prompts[1:], start=1):
-        order = [("ours", ours), ("peer", peer)] if number % 2 else [("peer", peer), ("ours", ours)]
-        for who, generate in order:
-            getattr(rounds, f"{who}_single").append(single_tps(generate, round_prompts, tokenizer))
-            getattr(rounds, f"{who}_multi").append(concurrent_tps(generate, round_prompts, tokenizer, args.streams))
+        order = [(rounds.ours, ours), (rounds.peer, peer)]
+        for series, generate in order if number % 2 else reversed(order):
+            series.single.append(single_tps(generate, round_prompts, tokenizer))
+            series.multi.append(concurrent_tps(generate, round_prompts, tokenizer, args.streams))
         print(
-            f"round {number}: llm {rounds.ours_single[-1]:.1f} / {rounds.ours_multi[-1]:.1f} tok/s, llama-server "
-            f"{rounds.peer_single[-1]:.1f} / {rounds.peer_multi[-1]:.1f} tok/s",
+            f"round {number}: llm {rounds.ours.single[-1]:.1f} / {rounds.ours.multi[-1]:.1f} tok/s, llama-server "
+            f"{rounds.peer.single[-1]:.1f} / {rounds.peer.multi[-1]:.1f} tok/s",
             flush=True,
         )
     return rounds
@@ -402,14 +413,14 @@ def main() -> int:
     results = [
         EngineResult(
             "this project's `llm`, llama.cpp engine (GGUF), Triton gRPC",
-            statistics.median(rounds.ours_single),
-            statistics.median(rounds.ours_multi),
+            statistics.median(rounds.ours.single),
+            statistics.median(rounds.ours.multi),
             ours_rss.stop_mb(),
         ),
         EngineResult(
             f"llama.cpp `llama-server` (-np {args.streams}, {THREADS} threads), HTTP",
-            statistics.median(rounds.peer_single),
-            statistics.median(rounds.peer_multi),
+            statistics.median(rounds.peer.single),
+            statistics.median(rounds.peer.multi),
             peer_rss.stop_mb(),
         ),
     ]
@@ -427,7 +438,7 @@ def main() -> int:
     per_round = [
         f"| {n} | {o1:.1f} | {p1:.1f} | {o1 / p1:.2f}x | {om:.1f} | {pm:.1f} | {om / pm:.2f}x |"
         for n, (o1, p1, om, pm) in enumerate(
-            zip(rounds.ours_single, rounds.peer_single, rounds.ours_multi, rounds.peer_multi, strict=True), start=1
+            zip(rounds.ours.single, rounds.peer.single, rounds.ours.multi, rounds.peer.multi, strict=True), start=1
         )
     ]
     verdict = (
