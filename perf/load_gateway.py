@@ -201,11 +201,11 @@ def llm_summary(text: str) -> str:
 def histogram_quantile(text: str, name: str, quantile: float) -> float:
     """Prometheus' `histogram_quantile` over a histogram's cumulative `<name>_bucket{le=...}` lines (linear within
     the bucket); nan when it has no observations."""
-    buckets = []
+    buckets: list[tuple[float, float]] = []
     for line in text.splitlines():
         if line.startswith(f"{name}_bucket{{") and 'le="' in line:
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
     buckets.sort()
     if not buckets or buckets[-1][1] == 0:
         return float("nan")
@@ -220,11 +220,10 @@ def histogram_quantile(text: str, name: str, quantile: float) -> float:
     return lower
 
 
-def first_token_split(text: str, turns: list[dict[str, Any]]) -> str:
+def first_token_split(text: str, seen: list[float]) -> str:
     """Where an LLM turn's wait for its first text goes: the llm's own first token (queue + prefill, Triton's
     `llm_first_token_seconds`) against the customer's first text (Locust); the rest is the path after the llm, the
-    PII filter's streaming holdback above all."""
-    seen = [t["ttft_ms"] for t in turns if t["kind"] == "llm" and not t["code"] and t["ttft_ms"]]
+    PII filter's streaming holdback above all. `seen`: the LLM turns' first-token times (ms) as Locust saw them."""
     llm = [histogram_quantile(text, "llm_first_token_seconds", q) * 1000 for q in (0.5, 0.95)]
     if llm[0] != llm[0]:  # nan: an engine without the histogram
         return ""
@@ -263,6 +262,8 @@ def write_report(
     peak = max((t["users"] for t in turns), default=0)
     at_peak = {kind: [t for t in items if t["users"] >= peak * 0.95] for kind, items in ok.items()}
 
+    llm_first_tokens = [t["ttft_ms"] for t in ok.get("llm", []) if t["ttft_ms"]]
+
     def row(label: str, values: list[float], target: str) -> str:
         return (f"| {label} | {len(values)} | {percentile(values, 50):.0f} ms | {percentile(values, 95):.0f} ms | "
                 f"{percentile(values, 99):.0f} ms | {target} |")
@@ -285,8 +286,7 @@ def write_report(
         "|---|---:|---:|---:|---:|---|",
         row("connect", [t["done_ms"] for t in ok.get("connect", [])], ""),
         row("FAQ turn, time to done", [t["done_ms"] for t in ok.get("faq", [])], "p95 < 2000 ms"),
-        row("LLM turn, time to first token", [t["ttft_ms"] for t in ok.get("llm", []) if t["ttft_ms"]],
-            "p95 < 2000 ms"),
+        row("LLM turn, time to first token", llm_first_tokens, "p95 < 2000 ms"),
         row("LLM turn, time to done", [t["done_ms"] for t in ok.get("llm", [])], ""),
         row("`busy` answer", [t["done_ms"] for t in ok.get("busy", [])], "p95 < 100 ms"),
         row("ping", [t["done_ms"] for t in ok.get("ping", [])], ""),
@@ -312,8 +312,8 @@ def write_report(
     lines += ["Errors sent by the gateway (`gateway_errors_total`, busy included): "
               + (", ".join(f"`{k}` {v:.0f}" for k, v in sorted(codes.items())) or "none") + ".",
               "Client-side failures: " + (", ".join(f"{k} × {v}" for k, v in failures.most_common()) or "none") + ".",
-              *([llm_summary(triton_metrics), first_token_split(triton_metrics, turns), model_times(triton_metrics)]
-                if triton_metrics else []),
+              *([llm_summary(triton_metrics), first_token_split(triton_metrics, llm_first_tokens),
+                 model_times(triton_metrics)] if triton_metrics else []),
               "", f"![latency vs users]({name}_latency.png)", f"![replies, sockets, memory]({name}_timeline.png)", ""]
     (REPORTS / f"{name}.md").write_text("\n".join(lines))
     plot(name, ok, rows, codes, failures)
