@@ -15,7 +15,8 @@ class RepositoryProfile:
     checkpoint_dir: str = ""
     llm_engine: str = "auto"  # CPU: llamacpp when the checkpoint folder has a .gguf (prepared ones do), else hf
     llm_instance_kind: str = "KIND_CPU"
-    llm_max_batch_size: int = 32
+    # CPU (llamacpp): concurrent sequences, each a slot with a KV stream of llm_context_tokens (memory: the product)
+    llm_max_batch_size: int = 16
     llm_max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens  # prompt_builder's too (it fits history to it)
     llm_max_tokens_limit: int = DEFAULT_LIMITS.max_tokens_limit
     # llamacpp engine threads: > 0 that many, 0 every core, -n all but n. The CPU profile runs beside the gateway,
@@ -26,17 +27,12 @@ class RepositoryProfile:
     llm_num_threads_batch: int = 0
     llm_dtype: str = "float32"
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
-    llm_context_tokens: int = 16384  # llamacpp engine: KV cache tokens shared by all concurrent sequences
+    # llamacpp engine: KV tokens of each slot, the longest prompt plus 512 of reply (SmolLM2-135M: ~100 MiB a slot)
+    llm_context_tokens: int = DEFAULT_LIMITS.max_input_tokens + 512
     llm_stream_interval_ms: int = 40  # llamacpp engine: a stream sends text at most every 40 ms (0 = per token)
     # llamacpp engine: refuse (`busy`) a request whose first token would wait longer than this behind queued
     # prompts (0 = off); the gateway's 2 s time-to-first-token target, less the pipeline's own time.
     llm_max_queue_seconds: float = 1.0
-    # llamacpp engine: finished conversations whose KV (prompt and reply) stays cached for their next turn, as
-    # llama-server's slots keep theirs. Off: in the one KV cache all sequences share, kept cells widen every step's
-    # attention (single stream ~0.97x -> 0.84x of llama-server after a 16-stream burst, perf/bench_engines.py
-    # --kept-turns 16), and among 1000 customers a few kept turns rarely hold the conversation that comes back.
-    # Worth it with few customers at once: a kept turn spares the next turn's prefill of its history.
-    llm_kept_turns: int = 0
     default_max_tokens: int = 256
     default_temperature: float = 0.7
     default_top_p: float = 0.8

@@ -131,7 +131,6 @@ def triton_llm(
             "llm_num_threads": THREADS,  # the peers' thread count: a quiet machine, engines compared like for like
             "llm_num_threads_batch": THREADS,
             "llm_max_queue_seconds": 0,  # throughput, not latency: every stream is served, as llama-server does
-            **({} if args.kept_turns is None else {"llm_kept_turns": args.kept_turns}),
         }
     )
     repo = render_repository(ROOT / "build" / f"bench_engines_{engine}", values.template_values())
@@ -186,7 +185,11 @@ def bench_in_process(checkpoint: Path, prompts: list[str], tokenizer: object, ar
     from python_backends.llm.types import GenerationRequest, SamplingParams
 
     engine = LlamaCppEngine(
-        LlamaCppEngineConfig(str(checkpoint / GGUF_NAME), context_tokens=CPU_PROFILE.llm_context_tokens)
+        LlamaCppEngineConfig(
+            str(checkpoint / GGUF_NAME),
+            max_batch_size=CPU_PROFILE.llm_max_batch_size,
+            context_tokens=CPU_PROFILE.llm_context_tokens,
+        )
     )
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
 
@@ -236,7 +239,7 @@ def llama_server(gguf: Path, args: argparse.Namespace) -> Iterator[tuple[subproc
         "-t",
         str(THREADS),
         "-c",
-        str(CPU_PROFILE.llm_context_tokens),
+        str(args.streams * CPU_PROFILE.llm_context_tokens),  # each slot the context of one of the llm's
         "--no-webui",
     ]
     log_file = ROOT / "build" / "bench_llama_server.log"
@@ -392,7 +395,6 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds of `llm` vs `llama-server`")
     parser.add_argument("--latency-samples", type=int, default=40)
-    parser.add_argument("--kept-turns", type=int, help="the llm's kept conversation turns (default: the profile's)")
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers engine")
     parser.add_argument("--with-vllm", action="store_true", help="also run vLLM CPU (installs it on first use)")
     parser.add_argument("--report", default=str(ROOT / "perf" / "reports" / "engines.md"))

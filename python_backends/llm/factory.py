@@ -68,7 +68,6 @@ def build_engine(params: ModelParameters) -> Any:
                 num_threads_batch=params.get_int("num_threads_batch", 0),
                 stream_interval_ms=params.get_int("stream_interval_ms", 0),
                 max_queue_seconds=params.get_float("max_queue_seconds", 0.0),
-                turn_entries=params.get_int("kept_turns", 0),
             )
         )
     if engine == "hf":

@@ -1,16 +1,16 @@
 """Continuous batching on llama.cpp (GGUF), the CPU default: one `llama_decode` per step for every sequence.
 
-Like `llama-server`'s slots, each request owns one llama.cpp sequence id in a unified KV cache. Each step builds
+Like `llama-server`'s slots, each request owns one llama.cpp sequence id with a KV stream of its own
+(`llamacpp_slots`: a slot's context is fixed, and each token attends only over its own sequence). Each step builds
 one batch: a token for every decoding sequence plus chunks of new prompts (chunked prefill, bounded by
 `n_batch`), runs one decode, and samples every sequence that produced logits with its own sampler chain
 (penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
 context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
 stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`), an
 interval that widens with the number of streams: every streamed delta costs a Triton response and, in the
-ensemble, a `pii_filter` request. Prompt prefixes that prompts
-share (each intent's system prompt) stay in the KV cache under spare sequence ids (`llamacpp_prefixes`); new
-sequences that start with one share its cells and prefill only the rest. A finished sequence's KV (prompt and
-reply) is kept the same way for the conversation's next turn, which then prefills only the new message.
+ensemble, a `pii_filter` request. An idle slot keeps its last sequence's KV (prompt and reply), so a new prompt
+starts from the slot sharing most of it (its conversation's last turn, or its intent's system prompt) and prefills
+only the rest.
 
 On a CPU the prompt, not the reply, is the expensive part (a 135M model prefills ~400 tokens/s on two cores, so a
 600-token Chinese prompt costs ~1.5 s). With `max_queue_seconds` the engine refuses (`EngineBusyError`) a request
@@ -36,7 +36,7 @@ import llama_cpp
 
 from python_backends.limits import DEFAULT_LIMITS
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
-from python_backends.llm.llamacpp_prefixes import PrefixCache
+from python_backends.llm.llamacpp_slots import KvSlots
 from python_backends.llm.stop_strings import StopStringMatcher
 from python_backends.llm.types import (
     EngineBusyError,
@@ -55,13 +55,15 @@ logger = logging.getLogger(__name__)
 # O(window) per token, and a whole-context window (16k) cut decoding to ~2 tokens/s.
 PENALTY_WINDOW = 64
 PENALTY_CANDIDATES = 128
-PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a cache entry
+PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a slot choice or a stream copy
+REPLY_ROOM_TOKENS = 512  # a slot's default context: the longest prompt plus this much reply
 PREFILL_STEP_TOKENS = 64  # a step this big runs on `num_threads_batch`, a smaller one on `num_threads`
 PREFILL_RATE_MIN_TOKENS = 64  # a step with fewer prompt tokens says little about the prefill rate
 PREFILL_RATE_SMOOTHING = 0.3  # weight of the newest step in the rate's moving average
 # With a stream interval set, all streams together send at most about this many deltas per second: each is a
 # Triton response (and in the ensemble a `pii_filter` request), whose cost on two cores grows with the streams.
 STREAM_RESPONSES_PER_SECOND = 100
+GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR = 3, 4  # ggml.h enum ggml_log_level (llama-cpp-python 0.3.36 vendors)
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
 REPLACEMENT_CHAR = "\ufffd"
 _backend_ready = threading.Lock()
@@ -73,22 +75,25 @@ class LlamaCppEngineConfig:
     """Settings of the llama.cpp engine; filled from the `llm` model's config parameters."""
 
     model_path: str
-    max_batch_size: int = 16  # concurrent sequences (llama-server's -np)
+    max_batch_size: int = 16  # concurrent sequences, each a slot with a KV stream of its own (llama-server's -np)
     max_input_tokens: int = DEFAULT_LIMITS.max_input_tokens
-    context_tokens: int = 0  # unified KV cache size shared by all sequences; 0 = max_batch_size * 2048
+    context_tokens: int = 0  # KV tokens of each slot (prompt and reply); 0 = max_input_tokens + REPLY_ROOM_TOKENS
     batch_tokens: int = 512  # tokens per decode step (prefill chunks + one per decoding sequence)
     num_threads: int = 0  # decode steps: > 0 that many; 0 every core the process may use; -n all of them but n
     num_threads_batch: int = 0  # steps of at least PREFILL_STEP_TOKENS tokens (prefill), counted the same way
     stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
-    prefix_cache: bool = True  # keep the KV of prompt prefixes that prompts share (the system prompts)
-    prefix_entries: int = 8  # prefixes kept at once (one per intent's system prompt in use), LRU
-    prefix_max_tokens: int = 512  # longest prefix kept: a candidate is a prompt's start, trimmed when shared
-    turn_entries: int = 0  # finished sequences whose KV is kept for their conversation's next turn (with prefixes)
+    reuse_kv: bool = True  # start new prompts from what idle slots hold (system prompts, last turns)
     max_queue_seconds: float = 0.0  # refuse a request whose estimated wait for its first token is longer; 0 = off
 
     @property
+    def slot_tokens(self) -> int:
+        """Each slot's context, padded as llama.cpp pads it (to 256)."""
+        tokens = self.context_tokens or self.max_input_tokens + REPLY_ROOM_TOKENS
+        return -(-tokens // 256) * 256
+
+    @property
     def n_ctx(self) -> int:
-        return self.context_tokens or self.max_batch_size * 2048
+        return self.max_batch_size * self.slot_tokens
 
     @property
     def n_threads(self) -> int:
@@ -128,7 +133,6 @@ class _Sequence:
     seq_id: int = -1
     prefilled: int = 0  # prompt tokens already in the KV cache
     queued: int = 0  # this sequence's prompt tokens still counted in the engine's queue (not yet prefilled)
-    prefix_served: bool = False  # started from a whole cached prefix (else offered to the cache after prefill)
     last_token: int = -1
     sampled: list[int] = field(default_factory=list)  # every sampled token; all but the last are in the KV cache
     generated: int = 0  # sampled tokens, an ending end-of-turn token included
@@ -168,26 +172,21 @@ class LlamaCppEngine:
         ctx_params.n_ctx = config.n_ctx
         ctx_params.n_batch = config.batch_tokens
         ctx_params.n_ubatch = config.batch_tokens
-        entries = config.prefix_entries if config.prefix_cache else 0
-        turns = config.turn_entries if config.prefix_cache else 0
-        ctx_params.n_seq_max = config.max_batch_size + entries + turns  # the last ids hold the cached prefixes
+        ctx_params.n_seq_max = config.max_batch_size
         ctx_params.n_threads = config.n_threads
         ctx_params.n_threads_batch = config.n_threads_batch
-        ctx_params.kv_unified = True
+        ctx_params.kv_unified = False  # a KV stream per sequence: each token attends over its own cells only
         ctx_params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)
             raise RuntimeError(f"llama.cpp could not create a context of {config.n_ctx} tokens")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self.max_positions = llama_cpp.llama_n_ctx(self._ctx)
+        self.max_positions = llama_cpp.llama_n_ctx_seq(self._ctx)
         self.max_input_tokens = min(config.max_input_tokens, self.max_positions - 1)
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._interval_ns = config.stream_interval_ms * 1_000_000
-        self._free_seq_ids = list(range(config.max_batch_size - 1, -1, -1))
-        self._prefixes = PrefixCache(
-            self._memory, config.max_batch_size, entries, PREFIX_MIN_TOKENS, config.prefix_max_tokens, turns
-        )
+        self._slots = KvSlots(self._memory, config.max_batch_size, PREFIX_MIN_TOKENS, config.reuse_kv)
         self.prefill_tokens_per_second = 0.0  # moving average over steps that prefilled; 0 until measured
         self._threads = 0  # the thread count last set on the context (0: as created)
         self._queue_lock = threading.Lock()
@@ -210,7 +209,7 @@ class LlamaCppEngine:
         check_submittable(request, self._shutdown.is_set())
         prompt_ids = self.tokenize(request.prompt)
         check_prompt_fits(len(prompt_ids), self.max_input_tokens)
-        to_prefill = len(prompt_ids) - min(self._prefixes.covered(prompt_ids), len(prompt_ids) - 1)
+        to_prefill = len(prompt_ids) - min(self._slots.covered(prompt_ids), len(prompt_ids) - 1)
         handle = RequestHandle(sink, cancel_check)
         stopper = StopStringMatcher(request.sampling.stop)
         seq = _Sequence(handle=handle, request=request, prompt_ids=prompt_ids, stopper=stopper, queued=to_prefill)
@@ -221,7 +220,7 @@ class LlamaCppEngine:
         return handle
 
     def queued_prompt_tokens(self) -> int:
-        """Prompt tokens submitted but not yet prefilled (the cached prefix excluded)."""
+        """Prompt tokens submitted but not yet prefilled (what slots already hold excluded)."""
         return self._queued_tokens
 
     def _admit(self, to_prefill: int) -> None:
@@ -292,7 +291,7 @@ class LlamaCppEngine:
 
     def _take_incoming(self) -> list[_Sequence]:
         taken: list[_Sequence] = []
-        while self._free_seq_ids:
+        while self._slots.idle:
             idle = not self._active and not taken
             try:
                 seq = self._incoming.get(timeout=0.05) if idle else self._incoming.get_nowait()
@@ -303,9 +302,8 @@ class LlamaCppEngine:
                 self._unqueue(seq, seq.queued)
                 seq.handle.emit(seq.output("", FinishReason.CANCELLED))
                 continue
-            seq.seq_id = self._free_seq_ids.pop()
-            self._reuse_prefix(seq)
-            self._unqueue(seq, seq.queued - (len(seq.prompt_ids) - seq.prefilled))  # the prefix cache covered more
+            seq.seq_id, seq.prefilled = self._slots.acquire(seq.prompt_ids)
+            self._unqueue(seq, seq.queued - (len(seq.prompt_ids) - seq.prefilled))  # the slot held more
             seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
             self._active.append(seq)
         return taken
@@ -316,19 +314,21 @@ class LlamaCppEngine:
             if seq.handle.cancelled:
                 self._finish(seq, "", FinishReason.CANCELLED)
         self._release_finished()
-        batch, room = self._batch, self.config.batch_tokens
-        n = 0
+        # In sequence-id order: llama.cpp runs one forward pass per run of consecutive ids in the batch.
+        self._active.sort(key=lambda s: s.seq_id)
+        batch, n = self._batch, 0
+        prompt_room = self.config.batch_tokens - sum(seq.decoding for seq in self._active)  # decoding comes first
         sampled: list[tuple[_Sequence, int]] = []
+        chunks: list[tuple[_Sequence, int]] = []
         for seq in self._active:
             if seq.decoding:
                 n = _put(batch, n, seq.last_token, len(seq.prompt_ids) + seq.generated - 1, seq.seq_id, True)
                 sampled.append((seq, n - 1))
-        prefilled: list[_Sequence] = []
-        chunks: list[tuple[_Sequence, int]] = []
-        for seq in self._active:
-            if seq.decoding or n >= room:
                 continue
-            chunk = seq.prompt_ids[seq.prefilled : seq.prefilled + room - n]
+            chunk = seq.prompt_ids[seq.prefilled : seq.prefilled + max(prompt_room, 0)]
+            if not chunk:
+                continue
+            prompt_room -= len(chunk)
             for offset, token in enumerate(chunk):
                 position = seq.prefilled + offset
                 last = position == len(seq.prompt_ids) - 1
@@ -337,36 +337,22 @@ class LlamaCppEngine:
             chunks.append((seq, len(chunk) if not seq.decoding else seq.queued))
             if seq.decoding:
                 sampled.append((seq, n - 1))
-                prefilled.append(seq)
         if n == 0:
             return
         batch.n_tokens = n
         self._use_threads(self.config.n_threads_batch if n >= PREFILL_STEP_TOKENS else self.config.n_threads)
         started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
-        while status == 1 and (dropped := self._prefixes.clear()):  # no room in the KV cache: cached KV gives way
-            logger.warning("KV cache full: dropped %d cached entries (kept turns first, then prompt prefixes)", dropped)
-            status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
-            raise RuntimeError(f"llama_decode returned {status} (1 = KV cache full: raise context_tokens)")
-        if n - len(sampled) + len(prefilled) >= PREFILL_RATE_MIN_TOKENS:
+            raise RuntimeError(f"llama_decode returned {status} (1 = a slot's KV stream is full: raise context_tokens)")
+        if n - len(sampled) + sum(seq.decoding for seq, _ in chunks) >= PREFILL_RATE_MIN_TOKENS:  # prompt tokens
             self._measure_prefill(n, time.perf_counter() - started)
         for seq, tokens in chunks:  # counted as queued until computed: a request arriving meanwhile waits for them
             self._unqueue(seq, tokens)
-        for seq in prefilled:
-            if not seq.prefix_served:
-                self._prefixes.offer(seq.seq_id, seq.prompt_ids, self._first_turn_end(seq.prompt_ids))
+            self._slots.computed(seq.seq_id, seq.prefilled)
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
-
-    def _first_turn_end(self, prompt: list[int]) -> int | None:
-        """Tokens up to and including the prompt's first end-of-turn token (ChatML's `<|im_end|>` after the
-        system prompt), or None when it has none."""
-        for index, token in enumerate(prompt):
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                return index + 1
-        return None
 
     def _use_threads(self, threads: int) -> None:
         """llama.cpp itself picks `n_threads_batch` for any step of more than one token; a few decoding sequences
@@ -382,18 +368,15 @@ class LlamaCppEngine:
         smoothing = PREFILL_RATE_SMOOTHING
         self.prefill_tokens_per_second = sample if previous == 0 else previous + smoothing * (sample - previous)
 
-    def _reuse_prefix(self, seq: _Sequence) -> None:
-        """Start a new sequence from the longest cached prefix of its prompt instead of computing it."""
-        seq.prefilled, seq.prefix_served = self._prefixes.start(seq.seq_id, seq.prompt_ids)
-
     @property
     def prefix_hits(self) -> int:
-        return self._prefixes.hits
+        """New sequences that started from KV a slot held (their own or, copied, another's)."""
+        return self._slots.hits
 
     @property
     def reused_prompt_tokens(self) -> int:
-        """Prompt tokens taken from cached KV (shared prefixes and kept turns) instead of computed, summed."""
-        return self._prefixes.reused_tokens
+        """Prompt tokens taken from slots' KV (system prompts, last turns) instead of computed, summed."""
+        return self._slots.reused_tokens
 
     def _accept(self, seq: _Sequence, token: int) -> None:
         """Account one new token: emit its text, or finish on an end id, a stop string or the token limit."""
@@ -454,14 +437,11 @@ class LlamaCppEngine:
         self._active = keep
 
     def _release(self, seq: _Sequence, keep: bool = True) -> None:
-        """Give the sequence id and its KV cells back (kept for the conversation's next turn unless a failed step
-        left them in doubt), and free its sampler."""
+        """Give the slot back, its KV kept for the next prompt that starts alike (unless a failed step left it in
+        doubt), and free the sampler. Every sampled token but the last was fed back, so it is in the KV cache."""
         self._unqueue(seq, seq.queued)
-        if keep and self._prefixes.keeps_turns:
-            self._prefixes.keep_turn(seq.seq_id, seq.prompt_ids[: seq.prefilled] + seq.sampled[:-1])
-        llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        self._slots.release(seq.seq_id, seq.prompt_ids[: seq.prefilled] + seq.sampled[:-1] if keep else None)
         llama_cpp.llama_sampler_free(seq.sampler)
-        self._free_seq_ids.append(seq.seq_id)
 
     def _fail_all(self, error: str | None) -> None:
         reason = FinishReason.ERROR if error else FinishReason.CANCELLED
@@ -531,10 +511,20 @@ def _sampler_chain(sampling: SamplingParams, n_vocab: int, prompt_ids: list[int]
     return chain
 
 
+@llama_cpp.llama_log_callback
+def _llama_log(level: int, text: bytes, _user_data: Any) -> None:
+    """llama.cpp's own log: by default every line, debug ones included (each stream copy, each graph reserve), goes
+    to stderr; here only warnings and errors, through this module's logger."""
+    if level in (GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR):
+        severity = logging.WARNING if level == GGML_LOG_LEVEL_WARN else logging.ERROR
+        logger.log(severity, "llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+
 def _init_backend() -> None:
     """llama.cpp's process-wide setup, once; its own logging stays quiet (errors still reach stderr)."""
     global _backend_initialised
     with _backend_ready:
         if not _backend_initialised:
             llama_cpp.llama_backend_init()
+            llama_cpp.llama_log_set(_llama_log, None)
             _backend_initialised = True

@@ -18,6 +18,7 @@ from transformers import AutoTokenizer
 
 from engine_build.checkpoints import GGUF_NAME, resolve_checkpoint
 from python_backends.llm.factory import LLMEngine, engine_kind
+from python_backends.llm.handle import RequestHandle
 from python_backends.llm.hf_engine import ContinuousBatchingEngine, HFEngineConfig
 from python_backends.llm.llamacpp_engine import (
     LlamaCppEngine,
@@ -283,6 +284,8 @@ def test_auto_picks_llamacpp_for_a_gguf_folder_and_hf_for_a_plain_hf_folder(
     assert engine_kind(ModelParameters({"engine": "hf", "checkpoint_dir": str(gguf_folder)})) == "hf"
     with pytest.raises(FileNotFoundError, match="one .gguf file and its tokenizer files"):
         resolve_checkpoint(str(tmp_path))
+
+
 def test_token_counts_follow_the_contract(engine: LLMEngine, tokenizer: Any) -> None:
     """prompt_tokens is the prompt's tokenization on every output; completion_tokens grows to the generated total,
     which equals the final text's token count (no end-of-turn token counted)."""
@@ -352,11 +355,12 @@ def test_a_stream_interval_coalesces_deltas_without_changing_the_text(tiny_check
 def test_the_llamacpp_engine_reuses_a_shared_system_prompt_and_answers_do_not_change(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
-    """Prompts sharing a system prompt start from its cached KV (hits counted) and answer exactly as without it."""
+    """Prompts sharing a system prompt start from a slot's KV (hits counted; the concurrent ones copy a busy slot's
+    stream) and answer exactly as without it."""
     questions = [f"第{i}单什么时候到？" for i in range(6)]
     answers = {}
     for cached in (False, True):
-        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached))
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), reuse_kv=cached))
         try:
             alone = [GenerationRequest(system_chat(tokenizer, q), GREEDY) for q in questions[:2]]
             first = [text_of(generate(eng, request)) for request in alone]
@@ -371,8 +375,9 @@ def test_the_llamacpp_engine_reuses_a_shared_system_prompt_and_answers_do_not_ch
 def test_the_llamacpp_engine_keeps_one_prefix_per_system_prompt_and_answers_do_not_change(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
-    """Prompts of two intents, interleaved: after the first of each, every prompt starts from its own intent's
-    cached system prompt (not one customer's whole prompt), and the answers are the uncached ones."""
+    """Prompts of two intents, interleaved: after the first of each, every prompt starts from a slot holding its
+    own intent's system prompt (a new intent takes an unused slot, not the other intent's), and the answers are the
+    ones computed without reuse."""
 
     def intent_chat(system: str, text: str) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
@@ -384,14 +389,19 @@ def test_the_llamacpp_engine_keeps_one_prefix_per_system_prompt_and_answers_do_n
     prompts = [intent_chat(systems[i % 2], f"第{i}个问题：我的包裹到哪里了？") for i in range(8)]
     answers = {}
     for cached in (False, True):
-        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached))
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), reuse_kv=cached))
         try:
-            answers[cached] = [text_of(generate(eng, GenerationRequest(p, GREEDY))) for p in prompts]
-            assert eng.prefix_hits == (len(prompts) - 2 if cached else 0)
+            reused = []
+            for prompt in prompts:
+                before = eng.reused_prompt_tokens
+                answers.setdefault(cached, []).append(text_of(generate(eng, GenerationRequest(prompt, GREEDY))))
+                reused.append(eng.reused_prompt_tokens - before)
             if cached:
-                kept = sorted(len(entry.tokens) for entry in eng._prefixes._entries)
-                system_lengths = sorted(len(eng.tokenize(intent_chat(s, ""))) for s in systems)
-                assert len(kept) == 2 and all(k < n for k, n in zip(kept, system_lengths, strict=True))
+                system_turns = [len(eng.tokenize(intent_chat(s, ""))) - 8 for s in systems]  # less the user turn
+                assert reused[:2] == [0, 0]
+                assert all(system_turns[i % 2] <= reused[i] < len(eng.tokenize(prompts[i])) for i in range(2, 8))
+            else:
+                assert reused == [0] * len(prompts)
         finally:
             eng.shutdown()
     assert answers[True] == answers[False]
@@ -467,20 +477,26 @@ def test_prefill_steps_run_on_the_batch_threads_and_decode_steps_on_the_others(
     assert calls[:2] == [(3, 3), (1, 1)]  # the prompt's step on 3 threads, then its decode steps on 1
 
 
-def test_cached_prefixes_give_way_when_the_kv_cache_is_full(tiny_checkpoint: Path, tokenizer: Any) -> None:
-    """A small KV cache half held by a cached prefix: a long unrelated prompt still runs (the prefixes are
-    dropped), instead of failing with 'KV cache full'."""
-    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=2, context_tokens=1024))
+def test_each_slot_holds_context_tokens_so_a_longer_prompt_is_refused_and_a_long_reply_stops_at_the_end(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """A slot's context bounds one sequence: a prompt that cannot fit is refused at submit, and a reply that reaches
+    the slot's end finishes with `length`, not with an error, while the other slots keep working."""
+    config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=2, context_tokens=512)
+    eng = LlamaCppEngine(config)
     try:
-        first = chat(tokenizer, "请帮我查一下订单的物流信息。" * 70)
-        assert len(eng.tokenize(first)) > 512
-        generate(eng, GenerationRequest(first, SamplingParams(max_tokens=1)))
-        assert [len(e.tokens) for e in eng._prefixes._entries] == [512]
-        other = "<|im_start|>user\n" + "退货流程是怎样的？" * 140
-        assert 700 < len(eng.tokenize(other)) < 1000
-        outputs = generate(eng, GenerationRequest(other, SamplingParams(max_tokens=8, temperature=0)))
-        assert outputs[-1].error is None and outputs[-1].finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
-        assert eng._prefixes._entries == [] or all(len(e.tokens) <= 512 for e in eng._prefixes._entries)
+        assert eng.max_positions == 512 and eng.max_input_tokens == 511
+        with pytest.raises(InvalidRequestError):
+            eng.submit(GenerationRequest(chat(tokenizer, "请帮我查一下订单的物流信息。" * 70), GREEDY))
+        near_the_end = chat(tokenizer, "退货流程是怎样的？" * 80)
+        assert 480 < len(eng.tokenize(near_the_end)) < 505
+        long_reply = SamplingParams(max_tokens=200, temperature=0)
+        handles = [eng.submit(GenerationRequest(near_the_end, long_reply)) for _ in range(2)]
+        for handle in handles:
+            final = list(handle.outputs(timeout=60))[-1]
+            assert final.error is None and final.finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
+            assert final.prompt_tokens + final.completion_tokens <= 512
+        assert text_of(generate(eng, GenerationRequest(chat(tokenizer, "你好"), GREEDY)))
     finally:
         eng.shutdown()
 
@@ -491,7 +507,7 @@ def test_a_prompt_in_the_middle_of_its_prefill_still_counts_as_queued(
     """While the one step that prefills a whole long prompt runs, a new request waits behind it: refused."""
     long_prompt = chat(tokenizer, "请帮我查一下订单的物流信息。" * 300)
     gguf = str(find_gguf(tiny_checkpoint))
-    config = LlamaCppEngineConfig(gguf, max_batch_size=2, batch_tokens=4096, prefix_cache=False)
+    config = LlamaCppEngineConfig(gguf, max_batch_size=2, batch_tokens=4096, reuse_kv=False)
     eng = LlamaCppEngine(replace(config, max_queue_seconds=1e-6))
     try:
         generate(eng, GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))  # measures the prefill rate
@@ -516,11 +532,11 @@ def test_a_prompt_in_the_middle_of_its_prefill_still_counts_as_queued(
         eng.shutdown()
 
 
-def test_the_cached_prefix_is_the_system_prompts_turn_so_different_conversations_share_it(
+def test_different_conversations_with_one_system_prompt_start_from_it_and_prefill_their_own_history(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
-    """Conversations with the same system prompt but different histories all start from one entry holding
-    exactly the system turn (up to its end-of-turn token); none of them adds an entry of its own."""
+    """Conversations with the same system prompt but different histories take the slot holding the last one and
+    reuse exactly what they share with it: the system turn and the next turn's opening, not one token more."""
     eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=2))
     try:
         histories = [
@@ -528,6 +544,7 @@ def test_the_cached_prefix_is_the_system_prompts_turn_so_different_conversations
             ["多久发货？", "48小时内。"],
             ["忘记密码怎么办？", "点击找回密码。"],
         ]
+        prompts, reused = [], []
         for question, answer in histories:
             messages = [
                 {"role": "system", "content": SYSTEM},
@@ -538,11 +555,14 @@ def test_the_cached_prefix_is_the_system_prompts_turn_so_different_conversations
             prompt = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
             )
+            prompts.append(eng.tokenize(str(prompt)))
+            before = eng.reused_prompt_tokens
             generate(eng, GenerationRequest(str(prompt), GREEDY))
-        (entry,) = eng._prefixes._entries
+            reused.append(eng.reused_prompt_tokens - before)
+        shared = [len(os.path.commonprefix([prompts[i - 1], prompts[i]])) for i in (1, 2)]
         system_turn = eng.tokenize(system_chat(tokenizer, "x"))
         end = next(i for i, t in enumerate(system_turn) if llama_cpp.llama_vocab_is_eog(eng._vocab, t)) + 1
-        assert entry.tokens == system_turn[:end] and eng.prefix_hits == len(histories) - 1
+        assert reused == [0, *shared] and all(n >= end for n in shared) and eng.prefix_hits == 2
     finally:
         eng.shutdown()
 
@@ -557,13 +577,14 @@ def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(
     first = system_chat(tokenizer, "我的订单什么时候到？")
     answers: dict[bool, str] = {}
     for cached in (False, True):
-        config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), prefix_cache=cached, turn_entries=16)
+        config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), reuse_kv=cached)
         eng = LlamaCppEngine(config)
         try:
             reply = text_of(generate(eng, GenerationRequest(first, GREEDY)))
-            second = f"{first}{reply}<|im_end|>\n" + system_chat(tokenizer, "好的，谢谢。还有别的吗？").split(
-                "<|im_end|>\n", 1
-            )[1]
+            second = (
+                f"{first}{reply}<|im_end|>\n"
+                + system_chat(tokenizer, "好的，谢谢。还有别的吗？").split("<|im_end|>\n", 1)[1]
+            )
             before = eng.reused_prompt_tokens
             answers[cached] = text_of(generate(eng, GenerationRequest(second, GREEDY)))
             reused = eng.reused_prompt_tokens - before
@@ -576,28 +597,43 @@ def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(
     assert answers[True] and answers[True] == answers[False], answers
 
 
-def test_kept_turns_give_way_before_shared_prefixes_when_the_kv_cache_is_full(
+def answer_beside_a_busy_slot(eng: LlamaCppEngine, busy_prompt: str, prompt: str) -> str:
+    """`prompt`'s greedy answer, submitted the moment `busy_prompt` (a long generation) has its first token; the
+    busy one is cancelled after."""
+    handles: list[RequestHandle] = []
+
+    def submit_on_the_first_token(_output: GenerationOutput) -> None:
+        if not handles:  # the busy one's prompt is all in its slot's KV now
+            handles.append(eng.submit(GenerationRequest(prompt, GREEDY)))
+
+    long_reply = SamplingParams(max_tokens=400, temperature=0)
+    busy = eng.submit(GenerationRequest(busy_prompt, long_reply, streaming=True), sink=submit_on_the_first_token)
+    deadline = time.monotonic() + 30
+    while not handles and time.monotonic() < deadline:
+        time.sleep(0.01)
+    answer = text_of(list(handles[0].outputs(timeout=60)))
+    busy.cancel()
+    return answer
+
+
+def test_a_prompt_whose_start_only_a_busy_slot_holds_copies_that_slots_stream_and_answers_alike(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
-    """A KV cache too small for a kept turn and the next prompt: the turn is dropped, the shared system prompt
-    stays, and the prompt runs."""
-    config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=1, context_tokens=512, turn_entries=4)
-    eng = LlamaCppEngine(config)
-    try:
-        generate(eng, GenerationRequest(system_chat(tokenizer, "请帮我查一下订单的物流信息。" * 12), GREEDY))
-        deadline = time.monotonic() + 10  # the engine thread releases the sequence just after its last output
-        while not eng._prefixes._turns and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(eng._prefixes._turns) == 1 and len(eng._prefixes._entries) == 1
-        long_question = system_chat(tokenizer, "退货流程是怎样的？" * 60)
-        (turn,), (system,) = eng._prefixes._turns, eng._prefixes._entries
-        new_cells = len(eng.tokenize(long_question)) - len(system.tokens) + GREEDY.max_tokens
-        assert 512 - len(turn.tokens) < new_cells <= 512 - len(system.tokens)  # fits only without the turn
-        outputs = generate(eng, GenerationRequest(long_question, GREEDY))
-        assert outputs[-1].error is None and eng._prefixes._entries[0] is system  # never dropped
-        assert all(len(turn.tokens) > 300 for turn in eng._prefixes._turns)  # only the new one, if any
-    finally:
-        eng.shutdown()
+    """While one conversation is still generating, a second with the same system prompt takes another slot and
+    starts from a copy of the busy slot's KV (its computed prompt), answering as an engine without reuse does."""
+    first, second = system_chat(tokenizer, "我的订单什么时候到？"), system_chat(tokenizer, "退货要多久？")
+    answers = {}
+    for cached in (False, True):
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=2, reuse_kv=cached))
+        try:
+            answers[cached] = answer_beside_a_busy_slot(eng, first, second)
+            if cached:  # the busy one, first in a new engine, reused nothing: the second reused the system turn
+                system_turn = eng.tokenize(system_chat(tokenizer, "x"))
+                end = next(i for i, t in enumerate(system_turn) if llama_cpp.llama_vocab_is_eog(eng._vocab, t)) + 1
+                assert eng._slots.copies == 1 and eng.reused_prompt_tokens >= end
+        finally:
+            eng.shutdown()
+    assert answers[True] and answers[True] == answers[False], answers
 
 
 def test_the_stream_interval_widens_with_the_streams_so_deltas_per_second_stay_bounded() -> None:

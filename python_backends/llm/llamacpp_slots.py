@@ -1,0 +1,114 @@
+"""The llama.cpp engine's sequence slots: one sequence id each, with a KV stream of its own (`kv_unified = false`),
+the layout of `llama-server -np N`.
+
+Why a stream per slot: in one KV cache shared by all sequences, every token attends over every sequence's cells
+(at 16 streams about 4000, and flash attention took 15 % of the compute); in its own stream only over its own
+(about 250). The price is a fixed context per slot (`n_ctx / n_seq_max`), so memory is slots x context.
+
+An idle slot keeps what its last sequence computed: the prompt and the reply. A new prompt takes the idle slot
+sharing the longest prefix with it (its conversation's last turn, else a slot holding its system prompt) and
+prefills only the rest, as `llama-server`'s slots do. When no idle slot shares at least `min_tokens`, but another
+slot does (even a busy one: the cells of a computed prefix never change), that slot's stream is copied
+(`llama_memory_seq_cp` across streams copies the whole buffer, at the next decode, before it writes) and cut back
+to the shared part: a few milliseconds of memcpy instead of a prefill.
+
+llama.cpp splits a decode into one forward pass per run of consecutive sequence ids, so among equally good slots
+the lowest id is taken: busy slots stay packed at the low ids and a step stays one pass.
+Only the engine thread calls this class.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # what its KV cells hold, in order (busy: see `computed`)
+    computed: int = 0  # how many of `tokens` are in the KV cache
+    busy: bool = False
+    used: int = 0  # a tick of the slots' clock at its last release: the smallest is reused first
+
+    def shared_with(self, prompt: list[int]) -> int:
+        return _common_prefix(self.tokens, prompt, self.computed)
+
+
+class KvSlots:
+    def __init__(self, memory: Any, count: int, min_tokens: int, reuse: bool = True) -> None:
+        self._memory = memory
+        self._slots = [_Slot(seq_id) for seq_id in range(count)]
+        self._min = min_tokens
+        self._reuse = reuse
+        self._clock = itertools.count(1)
+        self.hits = 0  # new sequences that started from cached KV
+        self.copies = 0  # of those, how many copied another slot's stream
+        self.reused_tokens = 0  # prompt tokens new sequences did not compute, summed
+
+    @property
+    def idle(self) -> int:
+        return sum(not slot.busy for slot in self._slots)
+
+    def covered(self, prompt: list[int]) -> int:
+        """How many leading tokens of `prompt` some slot holds (read outside the engine thread: an estimate)."""
+        if not self._reuse:
+            return 0
+        return max((slot.shared_with(prompt) for slot in self._slots), default=0)
+
+    def acquire(self, prompt: list[int]) -> tuple[int, int]:
+        """An idle slot for `prompt`, holding as much of its start as the slots can give (at most all but its last
+        token); returns its sequence id and how many prompt tokens are already in its KV cache.
+
+        The idle slot holding the most of the prompt is taken, the lowest id among equals; when none holds
+        `min_tokens`, the least recently used (never used first), so what other slots hold survives longer.
+        """
+        idle = [slot for slot in self._slots if not slot.busy]
+        if not idle:
+            raise RuntimeError("no idle slot")
+        limit = len(prompt) - 1
+        held = {slot.seq_id: self._usable(slot, prompt, limit) for slot in idle}
+        slot = max(idle, key=lambda s: (held[s.seq_id], -s.seq_id))
+        if not held[slot.seq_id]:
+            slot = min(idle, key=lambda s: (s.used, s.seq_id))
+        shared = held[slot.seq_id]
+        source = max(self._slots, key=lambda s: self._usable(s, prompt, limit))
+        if self._usable(source, prompt, limit) >= shared + self._min:  # worth a copy of its stream
+            shared = self._usable(source, prompt, limit)
+            llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)  # the whole stream
+            self.copies += 1
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, shared, -1)
+        slot.tokens, slot.computed, slot.busy = prompt, shared, True
+        if shared:
+            self.hits += 1
+            self.reused_tokens += shared
+        return slot.seq_id, shared
+
+    def _usable(self, slot: _Slot, prompt: list[int], limit: int) -> int:
+        """The prompt tokens this slot's KV holds, if at least `min_tokens` (fewer are not worth a choice)."""
+        shared = min(slot.shared_with(prompt), limit) if self._reuse else 0
+        return shared if shared >= self._min else 0
+
+    def computed(self, seq_id: int, tokens: int) -> None:
+        """A busy slot's first `tokens` prompt tokens are in its KV cache now."""
+        self._slots[seq_id].computed = tokens
+
+    def release(self, seq_id: int, held: list[int] | None) -> None:
+        """The slot's sequence ended; `held` is what its KV cells hold now (None: a failed step left them in
+        doubt, so they are dropped)."""
+        slot = self._slots[seq_id]
+        if held is None or not self._reuse:
+            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+            held = []
+        slot.tokens, slot.computed, slot.busy, slot.used = held, len(held), False, next(self._clock)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
