@@ -155,7 +155,7 @@ def triton_llm(
 def platform_prompts(client: PipelineClient, rounds: int) -> list[list[str]]:
     """The platform's chat prompts for the questions, one list per round plus one for warm-up and the one-off
     engines. Each round's questions start with its own order number: new customers, whose prompts share only the
-    system prompt with anything either engine has kept (llama-server's slots and `llm`'s kept turns alike)."""
+    system prompt with anything either engine's slots have kept."""
 
     def prompt(question: str) -> str:
         return str(client.infer("prompt_builder", {"message": question, "intent": "other"})["prompt"])

@@ -5,15 +5,16 @@ Why a stream per slot: in one KV cache shared by all sequences, every token atte
 (at 16 streams about 4000, and flash attention took 15 % of the compute); in its own stream only over its own
 (about 250). The price is a fixed context per slot (`n_ctx / n_seq_max`), so memory is slots x context.
 
-An idle slot keeps what its last sequence computed: the prompt and the reply. A new prompt takes the idle slot
-sharing the longest prefix with it (its conversation's last turn, else a slot holding its system prompt) and
-prefills only the rest, as `llama-server`'s slots do. When no idle slot shares at least `min_tokens`, but another
-slot does (even a busy one: the cells of a computed prefix never change), that slot's stream is copied
-(`llama_memory_seq_cp` across streams copies the whole buffer, at the next decode, before it writes) and cut back
-to the shared part: a few milliseconds of memcpy instead of a prefill.
+llama.cpp splits a decode into one forward pass per run of consecutive sequence ids (two streams on slots 0 and 5
+cost two passes, nearly twice one), so a new prompt always takes the lowest idle slot: busy slots stay packed.
 
-llama.cpp splits a decode into one forward pass per run of consecutive sequence ids, so among equally good slots
-the lowest id is taken: busy slots stay packed at the low ids and a step stays one pass.
+An idle slot keeps what its last sequence computed: the prompt and the reply. A new prompt prefills only what its
+slot does not hold already. When another slot holds at least `min_tokens` more of it (its conversation's last
+turn, or its intent's system prompt; even a busy slot: the cells of a computed prefix never change), that slot's
+stream is copied in (`llama_memory_seq_cp` across streams copies the whole buffer, at the next decode, before it
+writes) and cut back to the shared part: milliseconds of memcpy instead of a prefill. A slot about to be
+overwritten while it holds the only copy of a prefix (another intent's system prompt) is first copied out to the
+least recently used idle slot, so each prompt family keeps a copy somewhere.
 Only the engine thread calls this class.
 """
 
@@ -60,26 +61,29 @@ class KvSlots:
         return max((slot.shared_with(prompt) for slot in self._slots), default=0)
 
     def acquire(self, prompt: list[int]) -> tuple[int, int]:
-        """An idle slot for `prompt`, holding as much of its start as the slots can give (at most all but its last
-        token); returns its sequence id and how many prompt tokens are already in its KV cache.
+        """The lowest idle slot, holding as much of `prompt`'s start as the slots can give (at most all but its
+        last token); returns its sequence id and how many prompt tokens are already in its KV cache.
 
-        The idle slot holding the most of the prompt is taken, the lowest id among equals; when none holds
-        `min_tokens`, the least recently used (never used first), so what other slots hold survives longer.
+        The lowest, so that busy slots stay packed and a step stays one forward pass. What it holds is kept where
+        it can be: when a slot elsewhere holds `min_tokens` more of the prompt (the conversation's last turn, its
+        intent's system prompt), that slot's stream is copied in; when the slot holds the only copy of a prefix
+        (another intent's system prompt), it is first copied out to the least recently used idle slot.
         """
         idle = [slot for slot in self._slots if not slot.busy]
         if not idle:
             raise RuntimeError("no idle slot")
-        limit = len(prompt) - 1
-        held = {slot.seq_id: self._usable(slot, prompt, limit) for slot in idle}
-        slot = max(idle, key=lambda s: (held[s.seq_id], -s.seq_id))
-        if not held[slot.seq_id]:
-            slot = min(idle, key=lambda s: (s.used, s.seq_id))
-        shared = held[slot.seq_id]
+        slot, limit = idle[0], len(prompt) - 1
+        shared = self._usable(slot, prompt, limit)
         source = max(self._slots, key=lambda s: self._usable(s, prompt, limit))
-        if self._usable(source, prompt, limit) >= shared + self._min:  # worth a copy of its stream
+        copy_in = self._usable(source, prompt, limit) >= shared + self._min
+        spares = [s for s in idle[1:] if s is not source]  # a copy out must not overwrite the copy in's source
+        if (copy_in or not shared) and self._only_copy(slot) and spares:
+            spare = min(spares, key=lambda s: (s.used, s.seq_id))  # never used first
+            self._copy(slot, spare)
+            spare.tokens, spare.computed, spare.used = slot.tokens, slot.computed, slot.used
+        if copy_in:
+            self._copy(source, slot)
             shared = self._usable(source, prompt, limit)
-            llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, -1, -1)  # the whole stream
-            self.copies += 1
         llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, shared, -1)
         slot.tokens, slot.computed, slot.busy = prompt, shared, True
         if shared:
@@ -91,6 +95,18 @@ class KvSlots:
         """The prompt tokens this slot's KV holds, if at least `min_tokens` (fewer are not worth a choice)."""
         shared = min(slot.shared_with(prompt), limit) if self._reuse else 0
         return shared if shared >= self._min else 0
+
+    def _only_copy(self, slot: _Slot) -> bool:
+        """Whether no other slot starts like this one (at least `min_tokens` alike): overwriting it loses that."""
+        if not self._reuse or slot.computed < self._min:
+            return False
+        start = slot.tokens[: self._min]
+        return not any(other is not slot and other.shared_with(start) >= self._min for other in self._slots)
+
+    def _copy(self, source: _Slot, target: _Slot) -> None:
+        """Target's stream becomes a copy of source's (the whole buffer, at the next decode, before it writes)."""
+        llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, -1, -1)
+        self.copies += 1
 
     def computed(self, seq_id: int, tokens: int) -> None:
         """A busy slot's first `tokens` prompt tokens are in its KV cache now."""

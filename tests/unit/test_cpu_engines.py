@@ -477,6 +477,35 @@ def test_prefill_steps_run_on_the_batch_threads_and_decode_steps_on_the_others(
     assert calls[:2] == [(3, 3), (1, 1)]  # the prompt's step on 3 threads, then its decode steps on 1
 
 
+def test_concurrent_sequences_take_the_lowest_slots_and_every_step_is_in_sequence_id_order(
+    tiny_checkpoint: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp runs one forward pass per run of consecutive sequence ids in a batch: new sequences fill the lowest
+    idle slots, and each step lists its sequences in id order, even when a later arrival got a lower slot."""
+    steps: list[list[int]] = []
+    real = llama_cpp.llama_decode
+
+    def record(ctx: Any, batch: Any) -> int:
+        ids = [batch.seq_id[i][0] for i in range(batch.n_tokens)]
+        steps.append([s for i, s in enumerate(ids) if i == 0 or ids[i - 1] != s])  # each sequence's run once
+        return int(real(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", record)
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=4, reuse_kv=False))
+    try:
+        short = GenerationRequest(chat(tokenizer, "你好"), SamplingParams(max_tokens=2, temperature=0))
+        long = SamplingParams(max_tokens=40, temperature=0)
+        first = [eng.submit(GenerationRequest(chat(tokenizer, f"第{i}单什么时候到？"), long)) for i in range(2)]
+        generate(eng, short)  # takes slot 2 and ends; slots 0 and 1 still generating
+        third = eng.submit(GenerationRequest(chat(tokenizer, "退货要多久？"), long))
+        for handle in [*first, third]:
+            list(handle.outputs(timeout=60))
+    finally:
+        eng.shutdown()
+    assert {s for step in steps for s in step} <= {0, 1, 2}  # never a fourth slot: the lowest idle one is reused
+    assert all(step == sorted(step) for step in steps) and any(len(step) == 3 for step in steps)
+
+
 def test_each_slot_holds_context_tokens_so_a_longer_prompt_is_refused_and_a_long_reply_stops_at_the_end(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
