@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 PENALTY_WINDOW = 64
 PENALTY_CANDIDATES = 128
 PREFIX_MIN_TOKENS = 32  # a shared prefix shorter than this is not worth a slot choice or a stream copy
+MOVE_MIN_REMAINING = 16  # a sequence this close to its token limit is not worth a stream copy to close a gap
 REPLY_ROOM_TOKENS = 512  # a slot's default context: the longest prompt plus this much reply
 PREFILL_STEP_TOKENS = 64  # a step this big runs on `num_threads_batch`, a smaller one on `num_threads`
 PREFILL_RATE_MIN_TOKENS = 64  # a step with fewer prompt tokens says little about the prefill rate
@@ -314,6 +315,7 @@ class LlamaCppEngine:
             if seq.handle.cancelled:
                 self._finish(seq, "", FinishReason.CANCELLED)
         self._release_finished()
+        self._close_a_gap()
         # In sequence-id order: llama.cpp runs one forward pass per run of consecutive ids in the batch.
         self._active.sort(key=lambda s: s.seq_id)
         batch, n = self._batch, 0
@@ -353,6 +355,19 @@ class LlamaCppEngine:
         for seq, index in sampled:
             self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
         self._release_finished()
+
+    def _close_a_gap(self) -> None:
+        """Busy slots with a gap below the highest one cost a forward pass more every step: move that sequence into
+        the lowest idle slot, unless it is within `MOVE_MIN_REMAINING` tokens of its end (one move a step)."""
+        lowest_idle = self._slots.lowest_idle()
+        if lowest_idle is None or not self._active:
+            return
+        seq = max(self._active, key=lambda s: s.seq_id)
+        used = len(seq.prompt_ids) + seq.generated
+        remaining = min(seq.request.sampling.max_tokens - seq.generated, self.max_positions - used)
+        if seq.seq_id > lowest_idle and remaining >= MOVE_MIN_REMAINING:
+            self._slots.move(seq.seq_id, lowest_idle)
+            seq.seq_id = lowest_idle
 
     def _use_threads(self, threads: int) -> None:
         """llama.cpp itself picks `n_threads_batch` for any step of more than one token; a few decoding sequences

@@ -506,6 +506,35 @@ def test_concurrent_sequences_take_the_lowest_slots_and_every_step_is_in_sequenc
     assert all(step == sorted(step) for step in steps) and any(len(step) == 3 for step in steps)
 
 
+def test_a_sequence_above_a_gap_moves_down_and_answers_as_it_would_have(
+    tiny_checkpoint: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three sequences in slots 0-2; the middle one ends early. The one in slot 2 moves to slot 1 (a stream copy),
+    so later steps are one run of ids again, and its answer is the one it gives alone."""
+    steps: list[list[int]] = []
+    real = llama_cpp.llama_decode
+
+    def record(ctx: Any, batch: Any) -> int:
+        steps.append(sorted({batch.seq_id[i][0] for i in range(batch.n_tokens)}))
+        return int(real(ctx, batch))
+
+    long, short = SamplingParams(max_tokens=40, temperature=0), SamplingParams(max_tokens=3, temperature=0)
+    prompts = [chat(tokenizer, q) for q in ("第1单什么时候到？", "你好", "退货要多久？")]
+    eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=4, reuse_kv=False))
+    try:
+        alone = text_of(generate(eng, GenerationRequest(prompts[2], long)))
+        monkeypatch.setattr(llama_cpp, "llama_decode", record)
+        requests = [GenerationRequest(p, params) for p, params in zip(prompts, (long, short, long), strict=True)]
+        handles = [eng.submit(request) for request in requests]
+        answers = [text_of(list(h.outputs(timeout=60))) for h in handles]
+    finally:
+        eng.shutdown()
+    assert eng._slots.moves == 1 and answers[2] == alone
+    last_with_slot_2 = max(i for i, step in enumerate(steps) if 2 in step)
+    assert steps[last_with_slot_2] == [0, 1, 2]  # never [0, 2]: the gap is closed before the next step
+    assert steps[last_with_slot_2 + 1 :] and all(set(step) <= {0, 1} for step in steps[last_with_slot_2 + 1 :])
+
+
 def test_each_slot_holds_context_tokens_so_a_longer_prompt_is_refused_and_a_long_reply_stops_at_the_end(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
