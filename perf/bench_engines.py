@@ -469,7 +469,7 @@ def main() -> int:
             "",
             overhead,
             "",
-            "![throughput](engines.png)",
+            f"![throughput]({Path(args.report).with_suffix('.png').name})",
             "",
         ]
     )
