@@ -5,10 +5,10 @@ Why a stream per slot: in one KV cache shared by all sequences, every token atte
 (at 16 streams about 4000, and flash attention took 15 % of the compute); in its own stream only over its own
 (about 250). The price is a fixed context per slot (`n_ctx / n_seq_max`), so memory is slots x context.
 
-llama.cpp splits a decode into one forward pass per run of consecutive sequence ids (two streams on slots 0 and 5
-cost two passes: measured on SmolLM2, four streams on slots 0-3 16.5 ms a step, on 0, 3, 6, 9 23 ms), so a new prompt
-always takes the lowest idle slot, and the engine moves a sequence down when ending ones leave a gap (`move`): a
-stream copy costs ~7 ms once, a pass ~5.6 ms every step.
+llama.cpp splits a decode into one forward pass per run of consecutive sequence ids (measured on SmolLM2: four
+streams on slots 0-3 16.5 ms a step, on slots 0, 3, 6, 9 23 ms), so a new prompt always takes the lowest idle slot,
+and the engine moves a sequence down when ending ones leave a gap (`move`): a stream copy costs ~7 ms once, a pass
+~5.6 ms every step.
 
 An idle slot keeps what its last sequence computed: the prompt and the reply. A new prompt prefills only what its
 slot does not hold already. When another slot holds at least `min_tokens` more of it (its conversation's last
