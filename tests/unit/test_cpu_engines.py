@@ -625,20 +625,22 @@ def test_different_conversations_with_one_system_prompt_start_from_it_and_prefil
         eng.shutdown()
 
 
-def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(
+def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one_though_another_took_its_slot(
     tiny_checkpoint: Path, tokenizer: Any
 ) -> None:
     """Like llama-server's slots: the next prompt of a conversation (its last prompt, the reply, a new message)
     reuses the last prompt and reply from the KV cache, prefilling only the new turn, and answers as an engine
-    without any cache does. (Written as ChatML that keeps the reply as generated; Qwen3's own template drops the
-    empty think block from past replies, so there the reuse ends at the reply's start.)"""
-    first = system_chat(tokenizer, "我的订单什么时候到？")
+    without any cache does; in between another customer took the lowest slot, so the turn was copied out first and
+    is copied back in. (Written as ChatML that keeps the reply as generated; Qwen3's own template drops the empty
+    think block from past replies, so there the reuse ends at the reply's start.)"""
+    first = system_chat(tokenizer, "我的订单什么时候到？我上周五下的单，一直显示待发货，能帮我催一下吗？")
     answers: dict[bool, str] = {}
     for cached in (False, True):
         config = LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), reuse_kv=cached)
         eng = LlamaCppEngine(config)
         try:
             reply = text_of(generate(eng, GenerationRequest(first, GREEDY)))
+            generate(eng, GenerationRequest(system_chat(tokenizer, "发票怎么开？"), GREEDY))  # another customer
             second = (
                 f"{first}{reply}<|im_end|>\n"
                 + system_chat(tokenizer, "好的，谢谢。还有别的吗？").split("<|im_end|>\n", 1)[1]
@@ -646,8 +648,8 @@ def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one(
             before = eng.reused_prompt_tokens
             answers[cached] = text_of(generate(eng, GenerationRequest(second, GREEDY)))
             reused = eng.reused_prompt_tokens - before
-            if cached:  # the first prompt whole and the reply (as far as it tokenizes alike), not the new turn
-                assert len(eng.tokenize(first)) + 4 <= reused <= len(eng.tokenize(second)) - 6
+            if cached:  # the first prompt whole and the reply as far as it tokenizes alike, not the new turn
+                assert len(eng.tokenize(first)) <= reused <= len(eng.tokenize(second)) - 6
             else:
                 assert reused == 0
         finally:
