@@ -194,6 +194,7 @@ class LlamaCppEngine:
         self._queued_tokens = 0  # sum of every sequence's `queued`
         self._piece = ctypes.create_string_buffer(256)
         self._incoming: queue.Queue[_Sequence] = queue.Queue()
+        self._waiting: list[_Sequence] = []  # taken, waiting a step for a prefix a busy slot is computing
         self._active: list[_Sequence] = []
         self._shutdown = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llamacpp-engine", daemon=True)
@@ -280,33 +281,46 @@ class LlamaCppEngine:
             except Exception as exc:  # the loop must survive any bad batch
                 logger.exception("generation step failed; failing %d active requests", len(self._active))
                 for seq in admitted:
-                    if seq not in self._active:
+                    if seq not in self._active and seq not in self._waiting:
                         self._unqueue(seq, seq.queued)
                         self._finish(seq, "", FinishReason.ERROR, f"generation failed: {exc}")
                 self._fail_all(f"generation failed: {exc}")
         self._fail_all(None)
         while not self._incoming.empty():
-            seq = self._incoming.get_nowait()
+            self._waiting.append(self._incoming.get_nowait())
+        for seq in self._waiting:
             self._unqueue(seq, seq.queued)
             seq.handle.emit(seq.output("", FinishReason.CANCELLED))
 
     def _take_incoming(self) -> list[_Sequence]:
+        """Start what fits in the idle slots: first the sequences waiting for a prefix another slot is computing,
+        then new ones; a sequence that can wait one step for such a prefix (`KvSlots.worth_waiting`) waits."""
         taken: list[_Sequence] = []
-        while self._slots.idle:
-            idle = not self._active and not taken
-            try:
-                seq = self._incoming.get(timeout=0.05) if idle else self._incoming.get_nowait()
-            except queue.Empty:
-                break
-            taken.append(seq)
-            if seq.handle.cancelled:
-                self._unqueue(seq, seq.queued)
-                seq.handle.emit(seq.output("", FinishReason.CANCELLED))
-                continue
-            seq.seq_id, seq.prefilled = self._slots.acquire(seq.prompt_ids)
-            self._unqueue(seq, seq.queued - (len(seq.prompt_ids) - seq.prefilled))  # the slot held more
-            seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
-            self._active.append(seq)
+        waiting, self._waiting = self._waiting, []
+        try:
+            while self._slots.idle:
+                if waiting:
+                    seq = waiting.pop(0)
+                else:
+                    idle = not self._active and not taken and not self._waiting
+                    try:
+                        seq = self._incoming.get(timeout=0.05) if idle else self._incoming.get_nowait()
+                    except queue.Empty:
+                        break
+                taken.append(seq)
+                if seq.handle.cancelled:
+                    self._unqueue(seq, seq.queued)
+                    seq.handle.emit(seq.output("", FinishReason.CANCELLED))
+                    continue
+                if self._slots.worth_waiting(seq.prompt_ids):
+                    self._waiting.append(seq)
+                    continue
+                seq.seq_id, seq.prefilled = self._slots.acquire(seq.prompt_ids)
+                self._unqueue(seq, seq.queued - (len(seq.prompt_ids) - seq.prefilled))  # the slot held more
+                seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
+                self._active.append(seq)
+        finally:
+            self._waiting = waiting + self._waiting  # any not reached (no idle slot left) keep their turn
         return taken
 
     def _step(self) -> None:

@@ -17,7 +17,9 @@ stream is copied in (`llama_memory_seq_cp` across streams copies the whole buffe
 writes) and cut back to the shared part: milliseconds of memcpy instead of a prefill. A slot about to be
 overwritten while it holds tokens no other slot holds (another conversation's last turn, another intent's system
 prompt) is first copied out to the least recently used idle slot, so, as with `llama-server`'s LRU slots, what
-was computed lately survives until newer work needs the room, while the busy slots stay packed.
+was computed lately survives until newer work needs the room, while the busy slots stay packed. A new prompt
+whose start a busy slot is still prefilling (a burst after a restart, one system prompt no slot holds yet) waits
+that step and then copies it (`worth_waiting`), instead of computing it again.
 Only the engine thread calls this class.
 """
 
@@ -97,6 +99,18 @@ class KvSlots:
             self.hits += 1
             self.reused_tokens += shared
         return slot.seq_id, shared
+
+    def worth_waiting(self, prompt: list[int]) -> bool:
+        """Whether a busy slot is still prefilling a start of `prompt` at least `min_tokens` longer than any slot
+        holds now (a burst after a restart: sixteen customers, one system prompt nobody has computed yet): better
+        to take a copy of it after that step than to compute it twice."""
+        if not self._reuse:
+            return False
+        limit = len(prompt) - 1
+        now = max(self._usable(slot, prompt, limit) for slot in self._slots)
+        prefilling = (slot for slot in self._slots if slot.busy and slot.computed < len(slot.tokens))
+        coming = max((min(_common_prefix(s.tokens, prompt, len(s.tokens)), limit) for s in prefilling), default=0)
+        return coming >= now + self._min
 
     def _usable(self, slot: _Slot, prompt: list[int], limit: int) -> int:
         """The prompt tokens this slot's KV holds, if at least `min_tokens` (fewer are not worth a choice)."""

@@ -657,6 +657,46 @@ def test_a_conversations_next_turn_starts_from_the_kept_kv_of_its_last_one_thoug
     assert answers[True] and answers[True] == answers[False], answers
 
 
+def test_a_burst_sharing_a_system_prompt_no_slot_holds_prefills_it_once_and_answers_alike(
+    tiny_checkpoint: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart, customers arrive together with one system prompt no slot holds yet: the first prefills it,
+    the others wait that step and copy its stream (instead of each computing it), and all answer as without
+    reuse. (The engine is held in an unrelated request's step while they arrive, so one step takes them all.)"""
+    questions = [f"第{i}单什么时候到？" for i in range(4)]
+    answers = {}
+    real = llama_cpp.llama_decode
+    for cached in (False, True):
+        eng = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=8, reuse_kv=cached))
+        entered, release = threading.Event(), threading.Event()
+
+        def held_once(
+            ctx: Any, batch: Any, entered: threading.Event = entered, release: threading.Event = release
+        ) -> int:
+            if not entered.is_set():
+                entered.set()
+                release.wait(30)
+            return int(real(ctx, batch))
+
+        monkeypatch.setattr(llama_cpp, "llama_decode", held_once)
+        try:
+            unrelated = eng.submit(GenerationRequest(chat(tokenizer, "你好"), GREEDY))
+            assert entered.wait(30)
+            handles = [eng.submit(GenerationRequest(system_chat(tokenizer, q), GREEDY)) for q in questions]
+            release.set()
+            answers[cached] = [text_of(list(h.outputs(timeout=60))) for h in handles]
+            list(unrelated.outputs(timeout=60))
+            if cached:
+                tokens = eng.tokenize(system_chat(tokenizer, "x"))
+                system_turn = next(i for i, t in enumerate(tokens) if llama_cpp.llama_vocab_is_eog(eng._vocab, t))
+                assert eng._slots.copies == len(questions) - 1
+                assert eng.reused_prompt_tokens >= (len(questions) - 1) * system_turn
+        finally:
+            release.set()
+            eng.shutdown()
+    assert answers[True] and answers[True] == answers[False]
+
+
 def answer_beside_a_busy_slot(eng: LlamaCppEngine, busy_prompt: str, prompt: str) -> str:
     """`prompt`'s greedy answer, submitted the moment `busy_prompt` (a long generation) has its first token; the
     busy one is cancelled after."""
