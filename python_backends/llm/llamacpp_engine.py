@@ -298,7 +298,7 @@ class LlamaCppEngine:
         taken: list[_Sequence] = []
         waiting, self._waiting = self._waiting, []
         try:
-            while self._slots.idle:
+            while self._slots.lowest_idle() is not None:
                 if waiting:
                     seq = waiting.pop(0)
                 else:
@@ -334,6 +334,7 @@ class LlamaCppEngine:
         self._active.sort(key=lambda s: s.seq_id)
         batch, n = self._batch, 0
         prompt_room = self.config.batch_tokens - sum(seq.decoding for seq in self._active)  # decoding comes first
+        prompt_tokens = 0
         sampled: list[tuple[_Sequence, int]] = []
         chunks: list[tuple[_Sequence, int]] = []
         for seq in self._active:
@@ -345,6 +346,7 @@ class LlamaCppEngine:
             if not chunk:
                 continue
             prompt_room -= len(chunk)
+            prompt_tokens += len(chunk)
             for offset, token in enumerate(chunk):
                 position = seq.prefilled + offset
                 last = position == len(seq.prompt_ids) - 1
@@ -361,7 +363,7 @@ class LlamaCppEngine:
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} (1 = a slot's KV stream is full: raise context_tokens)")
-        if n - len(sampled) + sum(seq.decoding for seq, _ in chunks) >= PREFILL_RATE_MIN_TOKENS:  # prompt tokens
+        if prompt_tokens >= PREFILL_RATE_MIN_TOKENS:
             self._measure_prefill(n, time.perf_counter() - started)
         for seq, tokens in chunks:  # counted as queued until computed: a request arriving meanwhile waits for them
             self._unqueue(seq, tokens)
@@ -550,7 +552,7 @@ def _llama_log(level: int, text: bytes, _user_data: Any) -> None:
 
 
 def _init_backend() -> None:
-    """llama.cpp's process-wide setup, once; its own logging stays quiet (errors still reach stderr)."""
+    """llama.cpp's process-wide setup, once; its own log reaches ours, warnings and errors only (`_llama_log`)."""
     global _backend_initialised
     with _backend_ready:
         if not _backend_initialised:

@@ -56,10 +56,6 @@ class KvSlots:
         self.moves = 0  # busy sequences moved down to close a gap
         self.reused_tokens = 0  # prompt tokens new sequences did not compute, summed
 
-    @property
-    def idle(self) -> int:
-        return sum(not slot.busy for slot in self._slots)
-
     def covered(self, prompt: list[int]) -> int:
         """How many leading tokens of `prompt` some slot holds (read outside the engine thread: an estimate)."""
         if not self._reuse:
@@ -81,9 +77,10 @@ class KvSlots:
         if not idle:
             raise RuntimeError("no idle slot")
         slot, limit = idle[0], len(prompt) - 1
-        shared = self._usable(slot, prompt, limit)
-        source = max(self._slots, key=lambda s: self._usable(s, prompt, limit))
-        copy_in = self._usable(source, prompt, limit) >= shared + self._min // 2  # a copy costs a few tokens' prefill
+        usable = {s.seq_id: self._usable(s, prompt, limit) for s in self._slots}
+        shared = usable[slot.seq_id]
+        source = max(self._slots, key=lambda s: usable[s.seq_id])
+        copy_in = usable[source.seq_id] >= shared + self._min // 2  # a copy costs a few tokens' prefill
         spares = [s for s in idle[1:] if s is not source]  # a copy out must not overwrite the copy in's source
         calm = len(idle) > len(self._slots) // 2  # in a burst the spare would be overwritten next: no copy out
         if calm and spares and self._only_here(slot, 0 if copy_in else shared) >= self._min:
@@ -92,7 +89,7 @@ class KvSlots:
             spare.tokens, spare.computed, spare.used = slot.tokens, slot.computed, slot.used
         if copy_in:
             self._copy(source, slot)
-            shared = self._usable(source, prompt, limit)
+            shared = usable[source.seq_id]
         llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, shared, -1)
         slot.tokens, slot.computed, slot.busy = prompt, shared, True
         if shared:
