@@ -4,7 +4,8 @@ Like `llama-server`'s slots, each request owns one llama.cpp sequence id with a 
 (`llamacpp_slots`: a slot's context is fixed, and each token attends only over its own sequence). Each step builds
 one batch: a token for every decoding sequence plus chunks of new prompts (chunked prefill, bounded by
 `n_batch`), runs one decode, and samples every sequence that produced logits with its own sampler chain
-(penalties, top-k, top-p, temperature, seeded distribution), all in llama.cpp's C code. The engine thread owns the
+(penalties, top-k, top-p, temperature, seeded distribution) in llama.cpp's C code; plain greedy sequences (no
+penalties) take one argmax over the step's logits instead. The engine thread owns the
 context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
 stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`), an
 interval that widens with the number of streams: every streamed delta costs a Triton response and, in the
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from python_backends.limits import DEFAULT_LIMITS
 from python_backends.llm.handle import CancelCheck, OutputSink, RequestHandle
@@ -130,7 +132,7 @@ class _Sequence:
     request: GenerationRequest
     prompt_ids: list[int]
     stopper: StopStringMatcher
-    sampler: Any = None
+    sampler: Any = None  # llama.cpp sampler chain; None for plain greedy (an argmax over the step's logits)
     seq_id: int = -1
     prefilled: int = 0  # prompt tokens already in the KV cache
     queued: int = 0  # this sequence's prompt tokens still counted in the engine's queue (not yet prefilled)
@@ -317,7 +319,9 @@ class LlamaCppEngine:
                     continue
                 seq.seq_id, seq.prefilled = self._slots.acquire(seq.prompt_ids)
                 self._unqueue(seq, seq.queued - (len(seq.prompt_ids) - seq.prefilled))  # the slot held more
-                seq.sampler = _sampler_chain(seq.request.sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
+                sampling = seq.request.sampling
+                if not (sampling.greedy and not sampling.penalized):
+                    seq.sampler = _sampler_chain(sampling, self.n_vocab, seq.prompt_ids, PENALTY_WINDOW)
                 self._active.append(seq)
         finally:
             self._waiting = waiting + self._waiting  # any not reached (no idle slot left) keep their turn
@@ -368,9 +372,26 @@ class LlamaCppEngine:
         for seq, tokens in chunks:  # counted as queued until computed: a request arriving meanwhile waits for them
             self._unqueue(seq, tokens)
             self._slots.computed(seq.seq_id, seq.prefilled)
-        for seq, index in sampled:
-            self._accept(seq, llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
+        for seq, token in zip((seq for seq, _ in sampled), self._sample(sampled), strict=True):
+            self._accept(seq, token)
         self._release_finished()
+
+    def _sample(self, sampled: list[tuple[_Sequence, int]]) -> list[int]:
+        """The next token of every sequence that produced logits this step, in `sampled`'s (batch) order.
+
+        Plain greedy sequences take one numpy argmax over the step's logit rows: llama.cpp's sampler first copies
+        the whole vocabulary into a candidate array for every sequence, about 1.3 % of a 16-stream step here."""
+        greedy = [row for row, (seq, _) in enumerate(sampled) if seq.sampler is None]
+        best: dict[int, int] = {}
+        if greedy:
+            # llama_get_logits: one row per token that asked for logits, in batch order (the `sampled` order)
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self._ctx), shape=(len(sampled), self.n_vocab))
+            rows = logits if len(greedy) == len(sampled) else logits[greedy]
+            best = dict(zip(greedy, rows.argmax(axis=1).tolist(), strict=True))
+        return [
+            best[row] if seq.sampler is None else llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index)
+            for row, (seq, index) in enumerate(sampled)
+        ]
 
     def _close_a_gap(self) -> None:
         """Busy slots with a gap below the highest one cost a forward pass more every step: move that sequence into
@@ -472,7 +493,9 @@ class LlamaCppEngine:
         doubt), and free the sampler. Every sampled token but the last was fed back, so it is in the KV cache."""
         self._unqueue(seq, seq.queued)
         self._slots.release(seq.seq_id, seq.prompt_ids[: seq.prefilled] + seq.sampled[:-1] if keep else None)
-        llama_cpp.llama_sampler_free(seq.sampler)
+        if seq.sampler is not None:
+            llama_cpp.llama_sampler_free(seq.sampler)
+            seq.sampler = None
 
     def _fail_all(self, error: str | None) -> None:
         reason = FinishReason.ERROR if error else FinishReason.CANCELLED

@@ -329,6 +329,36 @@ def test_repetition_penalties_reach_the_engine(engine: LLMEngine, tokenizer: Any
     assert len(set(repeated_ids)) < len(repeated_ids)
 
 
+def test_plain_greedy_rows_and_sampler_chain_rows_in_one_step_each_answer_as_alone(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """Plain greedy sequences take an argmax over the step's logit rows, the others llama.cpp's sampler chain (a
+    presence penalty of 1e-6 forces the chain and moves no choice): mixed in one batch, each row still reaches
+    its own sequence, and both paths answer as llama.cpp's greedy sampler does alone."""
+    chained = SamplingParams(max_tokens=12, temperature=0, presence_penalty=1e-6)
+    questions = [chat(tokenizer, f"订单{i}什么时候发货？" + "请" * i) for i in range(6)]
+    params = [GREEDY if i % 2 else chained for i in range(len(questions))]
+    engine = LlamaCppEngine(LlamaCppEngineConfig(str(find_gguf(tiny_checkpoint)), max_batch_size=8))
+    try:
+        alone = [text_of(generate(engine, GenerationRequest(q, p))) for q, p in zip(questions, params, strict=True)]
+        by_chain = [text_of(generate(engine, GenerationRequest(q, chained))) for q in questions]
+        assert alone == by_chain  # the argmax path picks what llama.cpp's greedy sampler picks
+        together: list[str] = [""] * len(questions)
+
+        def worker(i: int) -> None:
+            together[i] = text_of(generate(engine, GenerationRequest(questions[i], params[i])))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(questions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        engine.shutdown()
+    assert_each_got_its_own_answer(together, alone, max_flips=1)
+    assert len(set(alone)) > 1
+
+
 def test_a_stream_interval_coalesces_deltas_without_changing_the_text(tiny_checkpoint: Path, tokenizer: Any) -> None:
     """With a long interval the first text goes out at once and the rest with the final output; the text is the
     per-token stream's, and a cancel still delivers what was generated."""
