@@ -176,8 +176,9 @@ class LlamaCppEngine:
         ctx_params.n_batch = config.batch_tokens
         ctx_params.n_ubatch = config.batch_tokens
         ctx_params.n_seq_max = config.max_batch_size
-        ctx_params.n_threads = config.n_threads
-        ctx_params.n_threads_batch = config.n_threads_batch
+        self._decode_threads, self._batch_threads = config.n_threads, config.n_threads_batch  # a syscall each
+        ctx_params.n_threads = self._decode_threads
+        ctx_params.n_threads_batch = self._batch_threads
         ctx_params.kv_unified = False  # a KV stream per sequence: each token attends over its own cells only
         ctx_params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
@@ -195,6 +196,7 @@ class LlamaCppEngine:
         self._queue_lock = threading.Lock()
         self._queued_tokens = 0  # sum of every sequence's `queued`
         self._piece = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes | None] = {}  # token -> its bytes, None for an end-of-generation token
         self._incoming: queue.Queue[_Sequence] = queue.Queue()
         self._waiting: list[_Sequence] = []  # taken, waiting a step for a prefix a busy slot is computing
         self._active: list[_Sequence] = []
@@ -298,6 +300,8 @@ class LlamaCppEngine:
         """Start what fits in the idle slots: first the sequences waiting for a prefix another slot is computing,
         then new ones; a sequence that can wait one step for such a prefix (`KvSlots.worth_waiting`) waits."""
         taken: list[_Sequence] = []
+        if self._active and not self._waiting and self._incoming.empty():
+            return taken  # the common step: nothing new, and nothing to block on
         waiting, self._waiting = self._waiting, []
         try:
             while self._slots.lowest_idle() is not None:
@@ -362,7 +366,7 @@ class LlamaCppEngine:
         if n == 0:
             return
         batch.n_tokens = n
-        self._use_threads(self.config.n_threads_batch if n >= PREFILL_STEP_TOKENS else self.config.n_threads)
+        self._use_threads(self._batch_threads if n >= PREFILL_STEP_TOKENS else self._decode_threads)
         started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
@@ -385,7 +389,10 @@ class LlamaCppEngine:
         best: dict[int, int] = {}
         if greedy:
             # llama_get_logits: one row per token that asked for logits, in batch order (the `sampled` order)
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self._ctx), shape=(len(sampled), self.n_vocab))
+            address = ctypes.cast(llama_cpp.llama_get_logits(self._ctx), ctypes.c_void_p).value
+            count = len(sampled) * self.n_vocab
+            logits = np.frombuffer((ctypes.c_float * count).from_address(address), np.float32, count)
+            logits = logits.reshape(len(sampled), self.n_vocab)
             rows = logits if len(greedy) == len(sampled) else logits[greedy]
             best = dict(zip(greedy, rows.argmax(axis=1).tolist(), strict=True))
         return [
@@ -437,11 +444,12 @@ class LlamaCppEngine:
         seq.sampled.append(token)
         if seq.generated == 1:
             seq.first_token_time_ns = time.time_ns()
-        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+        piece = self._token_piece(token)
+        if piece is None:
             self._finish(seq, self._flush_held_tail(seq), FinishReason.STOP)
             return
         seq.completion_tokens += 1
-        text = seq.stopper.feed(seq.utf8.decode(self._token_bytes(token)))
+        text = seq.stopper.feed(seq.utf8.decode(piece))
         if seq.stopper.stopped:
             self._finish(seq, text, FinishReason.STOP)
         elif seq.generated >= seq.request.sampling.max_tokens or self._context_full(seq):
@@ -458,6 +466,14 @@ class LlamaCppEngine:
 
     def _context_full(self, seq: _Sequence) -> bool:
         return len(seq.prompt_ids) + seq.generated >= self.max_positions
+
+    def _token_piece(self, token: int) -> bytes | None:
+        """The token's bytes, or None for an end-of-generation token; looked up once per token id (two C calls a
+        token otherwise, on the step's critical path)."""
+        if token not in self._pieces:
+            eog = llama_cpp.llama_vocab_is_eog(self._vocab, token)
+            self._pieces[token] = None if eog else self._token_bytes(token)
+        return self._pieces[token]
 
     def _token_bytes(self, token: int) -> bytes:
         """The token's bytes; control tokens render as nothing, like `skip_special_tokens`."""
