@@ -29,10 +29,12 @@ class RepositoryProfile:
     llm_prefix_cache_entries: int = 16  # hf engine: shared system-prompt prefixes kept for reuse (0 = off)
     # llamacpp engine: KV tokens of each slot, the longest prompt plus 512 of reply (SmolLM2-135M: ~100 MiB a slot)
     llm_context_tokens: int = DEFAULT_LIMITS.max_input_tokens + 512
-    # llamacpp engine: a stream's first text at once, later text at most every 200 ms (0 = per token). Each delta is
-    # a Triton response (and in the ensemble a pii_filter request): at a fixed 40 ms one stream decoded at 0.97x of
-    # llama-server's rate on two cores, at 200 ms 1.02x; five updates a second still outpace any reader.
-    llm_stream_interval_ms: int = 200
+    # llamacpp engine: a stream's first text at once, the next after 40 ms, the interval doubling with each delta
+    # up to 200 ms (0 = per token). Each delta is a Triton response (and in the ensemble a pii_filter request): at
+    # a fixed 40 ms one stream decoded at 0.97x of llama-server's rate on two cores, at a fixed 200 ms 1.02x, but
+    # a fixed 200 ms delayed the customer's first visible text when pii_filter held the first fragment back.
+    llm_stream_interval_ms: int = 40
+    llm_stream_interval_max_ms: int = 200
     # llamacpp engine: refuse (`busy`) a request whose first token would wait longer than this behind queued
     # prompts (0 = off); the gateway's 2 s time-to-first-token target, less the pipeline's own time.
     llm_max_queue_seconds: float = 1.0

@@ -67,6 +67,7 @@ def build_engine(params: ModelParameters) -> Any:
                 num_threads=params.get_int("num_threads", 0),
                 num_threads_batch=params.get_int("num_threads_batch", 0),
                 stream_interval_ms=params.get_int("stream_interval_ms", 0),
+                stream_interval_max_ms=params.get_int("stream_interval_max_ms", 0),
                 max_queue_seconds=params.get_float("max_queue_seconds", 0.0),
             )
         )

@@ -5,13 +5,13 @@ Like `llama-server`'s slots, each request owns one llama.cpp sequence id with a 
 one batch: a token for every decoding sequence plus chunks of new prompts (chunked prefill, bounded by
 `n_batch`), runs one decode, and samples every sequence that produced logits with its own sampler chain
 (penalties, top-k, top-p, temperature, seeded distribution) in llama.cpp's C code; plain greedy sequences (no
-penalties) take one argmax over the step's logits instead. The engine thread owns the
-context; `submit` only tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a
-stream's first text goes out at once and later text at most once per interval (vLLM's `stream_interval`), an
-interval that widens with the number of streams: every streamed delta costs a Triton response and, in the
-ensemble, a `pii_filter` request. An idle slot keeps its last sequence's KV (prompt and reply), so a new prompt
-starts from the slot sharing most of it (its conversation's last turn, or its intent's system prompt) and prefills
-only the rest.
+penalties) take one argmax over the step's logits instead. The engine thread owns the context; `submit` only
+tokenizes, so prompts that cannot fit are refused at once. With `stream_interval_ms` a stream's first text goes
+out at once and later text at most once per interval (vLLM's `stream_interval`), an interval that doubles with
+each delta up to `stream_interval_max_ms` and widens with the number of streams: every streamed delta costs a
+Triton response and, in the ensemble, a `pii_filter` request. An idle slot keeps its last sequence's KV (prompt
+and reply), so a new prompt starts from the slot sharing most of it (its conversation's last turn, or its
+intent's system prompt) and prefills only the rest.
 
 On a CPU the prompt, not the reply, is the expensive part (a 135M model prefills ~400 tokens/s on two cores, so a
 600-token Chinese prompt costs ~1.5 s). With `max_queue_seconds` the engine refuses (`EngineBusyError`) a request
@@ -66,6 +66,7 @@ PREFILL_RATE_SMOOTHING = 0.3  # weight of the newest step in the rate's moving a
 # With a stream interval set, all streams together send at most about this many deltas per second: each is a
 # Triton response (and in the ensemble a `pii_filter` request), whose cost on two cores grows with the streams.
 STREAM_RESPONSES_PER_SECOND = 100
+STREAM_INTERVAL_MAX_DOUBLINGS = 16  # bounds the shift; the cap (`stream_interval_max_ms`) comes far sooner
 GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR = 3, 4  # ggml.h enum ggml_log_level (llama-cpp-python 0.3.36 vendors)
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: draw a random seed
 REPLACEMENT_CHAR = "\ufffd"
@@ -85,6 +86,7 @@ class LlamaCppEngineConfig:
     num_threads: int = 0  # decode steps: > 0 that many; 0 every core the process may use; -n all of them but n
     num_threads_batch: int = 0  # steps of at least PREFILL_STEP_TOKENS tokens (prefill), counted the same way
     stream_interval_ms: int = 0  # streaming: text of tokens arriving within this window goes out as one delta
+    stream_interval_max_ms: int = 0  # the interval doubles with each delta a stream sends, up to this
     reuse_kv: bool = True  # start new prompts from what idle slots hold (system prompts, last turns)
     max_queue_seconds: float = 0.0  # refuse a request whose estimated wait for its first token is longer; 0 = off
 
@@ -144,6 +146,7 @@ class _Sequence:
     utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
     held_text: list[str] = field(default_factory=list)  # not yet emitted (non-streaming: all of it)
     last_emit_ns: int = 0
+    deltas_sent: int = 0  # streamed outputs so far (the final one not counted)
 
     @property
     def decoding(self) -> bool:
@@ -190,6 +193,7 @@ class LlamaCppEngine:
         self.max_input_tokens = min(config.max_input_tokens, self.max_positions - 1)
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._interval_ns = config.stream_interval_ms * 1_000_000
+        self._interval_max_ns = config.stream_interval_max_ms * 1_000_000
         self._slots = KvSlots(self._memory, config.max_batch_size, PREFIX_MIN_TOKENS, config.reuse_kv)
         self.prefill_tokens_per_second = 0.0  # moving average over steps that prefilled; 0 until measured
         self._threads = 0  # the thread count last set on the context (0: as created)
@@ -458,11 +462,12 @@ class LlamaCppEngine:
         elif text:
             seq.held_text.append(text)
             now = time.monotonic_ns()
-            interval = stream_interval_ns(self._interval_ns, len(self._active))
+            interval = stream_interval_ns(self._interval_ns, len(self._active), seq.deltas_sent, self._interval_max_ns)
             if seq.request.streaming and (not seq.last_emit_ns or now - seq.last_emit_ns >= interval):
                 seq.handle.emit(seq.output("".join(seq.held_text)))
                 seq.held_text.clear()
                 seq.last_emit_ns = now
+                seq.deltas_sent += 1
 
     def _context_full(self, seq: _Sequence) -> bool:
         return len(seq.prompt_ids) + seq.generated >= self.max_positions
@@ -521,12 +526,17 @@ class LlamaCppEngine:
         self._active = []
 
 
-def stream_interval_ns(base_ns: int, streams: int) -> int:
-    """Nanoseconds between a stream's deltas: `base_ns` (`stream_interval_ms`), widened as streams grow so that
-    together they send about `STREAM_RESPONSES_PER_SECOND` (16 streams: 160 ms); 0 (per token) stays 0."""
+def stream_interval_ns(base_ns: int, streams: int, sent: int = 1, max_ns: int = 0) -> int:
+    """Nanoseconds before a stream's next delta once it has sent `sent`: the first text goes out at once, then
+    `base_ns` (`stream_interval_ms`), doubling with each delta up to `max_ns` (`stream_interval_max_ms`; 0 or less
+    than the base: no doubling), widened as streams grow so that together they send about
+    `STREAM_RESPONSES_PER_SECOND` (16 streams: 160 ms); 0 (per token) stays 0. Early deltas come quickly because
+    the customer's first visible text waits for them when `pii_filter` holds a first fragment back; later ones are
+    fewer and larger because each is a Triton response that costs the decode ~2 ms on two busy cores."""
     if not base_ns:
         return 0
-    return max(base_ns, streams * 1_000_000_000 // STREAM_RESPONSES_PER_SECOND)
+    ramped = min(base_ns << min(max(sent - 1, 0), STREAM_INTERVAL_MAX_DOUBLINGS), max(base_ns, max_ns))
+    return max(ramped, streams * 1_000_000_000 // STREAM_RESPONSES_PER_SECOND)
 
 
 def _thread_count(setting: int) -> int:

@@ -767,8 +767,42 @@ def test_a_prompt_whose_start_only_a_busy_slot_holds_copies_that_slots_stream_an
 
 
 def test_the_stream_interval_widens_with_the_streams_so_deltas_per_second_stay_bounded() -> None:
-    """Up to 4 streams each sends every 40 ms; 16 send every 160 ms (about 100 Triton responses a second in all);
-    per-token streaming (0) stays per token."""
+    """After its first delta, up to 4 streams each wait 40 ms; 16 wait 160 ms (about 100 Triton responses a second
+    in all); per-token streaming (0) stays per token."""
     ms = 1_000_000
     assert [stream_interval_ns(40 * ms, n) // ms for n in (1, 4, 8, 16, 32)] == [40, 40, 80, 160, 320]
     assert stream_interval_ns(0, 16) == 0
+
+
+def test_the_stream_interval_doubles_with_each_delta_up_to_its_cap() -> None:
+    """One stream: 40, 80, 160 ms, then the 200 ms cap for as long as it runs; the streams' widening still applies
+    (32 streams: 320 ms from the start); a base above the cap is the interval itself; per token stays per token."""
+    ms = 1_000_000
+    ramp = [stream_interval_ns(40 * ms, 1, sent, 200 * ms) // ms for sent in (1, 2, 3, 4, 5, 100)]
+    assert ramp == [40, 80, 160, 200, 200, 200]
+    assert [stream_interval_ns(40 * ms, 32, sent, 200 * ms) // ms for sent in (1, 4)] == [320, 320]
+    assert stream_interval_ns(60_000 * ms, 1, 3, 200 * ms) // ms == 60_000
+    assert stream_interval_ns(0, 1, 5, 200 * ms) == 0
+
+
+def test_a_long_stream_sends_fewer_deltas_as_its_interval_grows_and_the_text_does_not_change(
+    tiny_checkpoint: Path, tokenizer: Any
+) -> None:
+    """The same long greedy reply streamed at a fixed 40 ms and with the interval doubling to a 200 ms cap: the
+    same text and token count in fewer deltas, and the first text still goes out on its own at once."""
+    gguf = str(find_gguf(tiny_checkpoint))
+    request = GenerationRequest(chat(tokenizer, "你好"), SamplingParams(max_tokens=300, temperature=0))
+    runs = {}
+    for cap in (40, 200):
+        engine = LlamaCppEngine(
+            LlamaCppEngineConfig(gguf, max_batch_size=2, stream_interval_ms=40, stream_interval_max_ms=cap)
+        )
+        try:
+            runs[cap] = generate(engine, request)
+        finally:
+            engine.shutdown()
+    fixed, ramped = runs[40], runs[200]
+    assert text_of(ramped) == text_of(fixed) and ramped[-1].completion_tokens == fixed[-1].completion_tokens
+    assert ramped[-1].completion_tokens > 100  # precondition: long enough for the ramp to matter
+    assert 2 < len(ramped) < len(fixed)
+    assert ramped[0].text and not ramped[0].finished
