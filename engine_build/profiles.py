@@ -31,8 +31,8 @@ class RepositoryProfile:
     llm_context_tokens: int = DEFAULT_LIMITS.max_input_tokens + 512
     # llamacpp engine: a stream's first text at once, the next after 40 ms, the interval doubling with each delta
     # up to 200 ms (0 = per token). Each delta is a Triton response (and in the ensemble a pii_filter request): at
-    # a fixed 40 ms one stream decoded at 0.97x of llama-server's rate on two cores, at a fixed 200 ms 1.02x, but
-    # a fixed 200 ms delayed the customer's first visible text when pii_filter held the first fragment back.
+    # a fixed 40 ms one stream decoded at 0.97x of llama-server's rate on two cores, at a fixed 200 ms 1.02x; early
+    # deltas stay quick because a first fragment pii_filter holds back waits for the next delta.
     llm_stream_interval_ms: int = 40
     llm_stream_interval_max_ms: int = 200
     # llamacpp engine: refuse (`busy`) a request whose first token would wait longer than this behind queued
