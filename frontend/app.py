@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tenacity import RetryCallState
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from frontend.errors import GatewayError, internal_error, redis_unavailable
+from frontend.errors import GatewayError, internal_error, redis_unavailable, unreadable_body
 from frontend.middleware import RequestContextMiddleware
 from frontend.observability.logging import configure_logging, request_id_var
 from frontend.observability.metrics import GatewayMetrics
@@ -85,6 +85,9 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI's own: a body it could not read (invalid UTF-8); ours are GatewayErrors
+            kind = "invalid_request_error" if request.url.path.startswith("/v1/") else "gateway_error"
+            return await on_gateway_error(request, unreadable_body(kind))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return await on_gateway_error(request, GatewayError(code, str(exc.detail), exc.status_code))
 

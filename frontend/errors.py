@@ -48,6 +48,11 @@ def invalid_request(message: str) -> GatewayError:
     return GatewayError("invalid_request", message, 400)
 
 
+def unreadable_body(kind: str = "gateway_error") -> GatewayError:
+    """A body that is not JSON in UTF-8 (FastAPI's "error parsing the body"); `kind` for the OpenAI API."""
+    return GatewayError("invalid_request", "请求体无法解析：需要 UTF-8 编码的 JSON。", 400, kind=kind)
+
+
 def unknown_session() -> GatewayError:
     return GatewayError("unknown_session", "会话不存在或已过期，请开始新的会话。", 404)
 

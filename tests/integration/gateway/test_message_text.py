@@ -40,3 +40,18 @@ async def test_every_api_refuses_blank_and_too_long_text_alike(http: httpx.Async
         await ws.send(json.dumps({"message": TOO_LONG}, ensure_ascii=False))
         frame = await next_frame(ws)
     assert (frame["code"], frame["message"]) == ("message_too_long", TOO_LONG_MESSAGE)
+
+
+async def test_a_body_that_is_not_utf8_is_an_invalid_request_on_rest_and_openai(http: httpx.AsyncClient) -> None:
+    """Invalid UTF-8 inside a JSON body is a 400 `invalid_request` saying so (the OpenAI API's with its error type),
+    not the framework's generic error; the gateway keeps serving."""
+    body = b'{"message": "\xff\xfe\xe4\xbd"}'
+    headers = {**auth(), "Content-Type": "application/json"}
+    rest = await http.post("/chat", content=body, headers=headers)
+    openai = await http.post("/v1/chat/completions", content=body, headers=headers)
+    for response in (rest, openai):
+        error = response.json()["error"]
+        assert (response.status_code, error["code"]) == (400, "invalid_request"), response.text
+        assert "UTF-8" in error["message"]
+    assert openai.json()["error"]["type"] == "invalid_request_error"
+    assert (await http.post("/chat", json={"message": "你好"}, headers=auth())).status_code == 200
