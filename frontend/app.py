@@ -63,6 +63,11 @@ def error_response(error: GatewayError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
 
 
+def _is_openai_api(request: Request) -> bool:
+    """Requests to the OpenAI-compatible API, whose errors carry OpenAI's `invalid_request_error` type."""
+    return request.url.path.startswith("/v1/")
+
+
 def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
     async def on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
@@ -78,7 +83,7 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"请求参数无效：{where}: {first.get('msg', '')}".strip()
-        if request.url.path.startswith("/v1/"):  # OpenAI's API answers bad values with a 400 naming the field
+        if _is_openai_api(request):  # OpenAI's API answers bad values with a 400 naming the field
             error = GatewayError("invalid_request", message, 400, param=where, kind="invalid_request_error")
             return await on_gateway_error(request, error)
         return await on_gateway_error(request, GatewayError("invalid_request", message, 422))
@@ -86,8 +91,7 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:  # FastAPI's own: a body it could not read (invalid UTF-8); ours are GatewayErrors
-            kind = "invalid_request_error" if request.url.path.startswith("/v1/") else "gateway_error"
-            return await on_gateway_error(request, unreadable_body(kind))
+            return await on_gateway_error(request, unreadable_body(openai_api=_is_openai_api(request)))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return await on_gateway_error(request, GatewayError(code, str(exc.detail), exc.status_code))
 

@@ -48,9 +48,12 @@ def invalid_request(message: str) -> GatewayError:
     return GatewayError("invalid_request", message, 400)
 
 
-def unreadable_body(kind: str = "gateway_error") -> GatewayError:
-    """A body that is not JSON in UTF-8 (FastAPI's "error parsing the body"); `kind` for the OpenAI API."""
-    return GatewayError("invalid_request", "请求体无法解析：需要 UTF-8 编码的 JSON。", 400, kind=kind)
+def unreadable_body(openai_api: bool = False) -> GatewayError:
+    """A body that is not JSON in UTF-8 (FastAPI's "error parsing the body"); on the OpenAI API with its type."""
+    error = GatewayError("invalid_request", "请求体无法解析：需要 UTF-8 编码的 JSON。", 400)
+    if openai_api:
+        error.kind = "invalid_request_error"
+    return error
 
 
 def unknown_session() -> GatewayError:

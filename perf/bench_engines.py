@@ -70,8 +70,9 @@ class EngineResult:
 
 
 def concurrent_tps(generate: Callable[[str], str], prompts: list[str], tokenizer: object, streams: int) -> float:
-    """Aggregate generated tokens/s of `streams` simultaneous requests (tokens counted with the HF tokenizer)."""
-    texts, elapsed = run_concurrently(generate, prompts, streams)
+    """Aggregate generated tokens/s of `streams` simultaneous requests on a round's concurrent prompts
+    (`multi_prompts`; tokens counted with the HF tokenizer)."""
+    texts, elapsed = run_concurrently(generate, multi_prompts(prompts, streams), streams)
     return sum(count_tokens(tokenizer, t) for t in texts) / elapsed
 
 
@@ -91,7 +92,7 @@ def measure_once(
     single-stream and one `streams` measurement."""
     generate(prompts[-1])
     one = single_tps(generate, prompts, tokenizer)
-    many = concurrent_tps(generate, multi_prompts(prompts, streams), tokenizer, streams)
+    many = concurrent_tps(generate, prompts, tokenizer, streams)
     return EngineResult(name, one, many, rss.stop_mb())
 
 
@@ -323,9 +324,7 @@ def alternate_rounds(
         order = [(rounds.ours, ours), (rounds.peer, peer)]
         for series, generate in order if number % 2 else reversed(order):
             series.single.append(single_tps(generate, round_prompts, tokenizer))
-            series.multi.append(
-                concurrent_tps(generate, multi_prompts(round_prompts, args.streams), tokenizer, args.streams)
-            )
+            series.multi.append(concurrent_tps(generate, round_prompts, tokenizer, args.streams))
         print(
             f"round {number}: llm {rounds.ours.single[-1]:.1f} / {rounds.ours.multi[-1]:.1f} tok/s, llama-server "
             f"{rounds.peer.single[-1]:.1f} / {rounds.peer.multi[-1]:.1f} tok/s",
