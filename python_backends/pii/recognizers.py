@@ -87,6 +87,9 @@ class Recognizer:
     pattern: re.Pattern[str]
     validate: Callable[[re.Match[str], bool], bool]
     number_like: bool = True
+    # Whether the match is written in a form only this type takes, so a business word before it (订单号) does not
+    # make it an order number.
+    beats_business_context: Callable[[re.Match[str]], bool] = lambda match: False
 
     def accepts(self, text: str, match: re.Match[str], favoured: bool) -> bool:
         """Whether the pattern match (in `text`) is a value of this type."""
@@ -141,6 +144,14 @@ def _digits(value: str) -> str:
 
 def _valid_mobile(match: re.Match[str], favoured: bool) -> bool:
     return _grouped_like_a_number(match.group("core"))
+
+
+def _written_as_mobile(match: re.Match[str]) -> bool:
+    """A "+86" or "(86)" country code, or the 3-4-4 groups a phone number is written in ("138.1234.5678"):
+    forms no order, tracking or waybill number takes, whatever word comes before them."""
+    if match.group()[0] in "+(":
+        return True
+    return [len(group) for group in _GROUP_SPLIT.split(match.group("core"))] == [3, 4, 4]
 
 
 def _valid_landline(match: re.Match[str], favoured: bool) -> bool:
@@ -205,6 +216,7 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
         re.compile(_EMAIL),
         _always,
         number_like=False,
+        beats_business_context=lambda match: True,
     ),
     Recognizer(PiiType.ID_CARD, _DIGITS, _digits_follow(16), re.compile(_ID18), _valid_id18),
     Recognizer(
@@ -213,6 +225,7 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
         _digits_follow(10) + r"|(?<=\+)(?=86)|(?<=\()(?=\+?(?:00)?86\))",
         re.compile(_MOBILE),
         _valid_mobile,
+        beats_business_context=_written_as_mobile,
     ),
     Recognizer(
         PiiType.LANDLINE, _DIGITS + "(", _digits_follow(9) + r"|(?<=\()(?=0)", re.compile(_LANDLINE), _valid_landline

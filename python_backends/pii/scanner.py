@@ -127,7 +127,7 @@ class PiiScanner:
                 continue
             if verdict is None:
                 verdict = self._context.verdict(text, start)
-            if verdict.business and recognizer.type is not PiiType.EMAIL:
+            if verdict.business and not recognizer.beats_business_context(match):
                 continue
             if recognizer.accepts(text, match, recognizer.type in verdict.types):
                 found.append(Hit(recognizer.type, start, match.end()))

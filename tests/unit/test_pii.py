@@ -123,6 +123,20 @@ def test_not_a_mobile(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "value", ["138.1234.5678", "138-1234-5678", "138 1234 5678", "+86 13812345678", "(86)13812345678"]
+)
+def test_a_phone_written_as_a_phone_is_masked_even_after_an_order_word(value: str) -> None:
+    """No order or waybill number is written in a phone's 3-4-4 groups or with a country code."""
+    assert types_found(f"订单号{value}") == [("mobile", value)]
+    assert types_found(f"运单号：{value}") == [("mobile", value)]
+
+
+@pytest.mark.parametrize("value", ["13812345678", "8613812345678", "1381234-5678", "一三八一二三四五六七八"])
+def test_an_order_word_still_keeps_number_shaped_order_numbers(value: str) -> None:
+    assert redact(f"订单号{value}") == f"订单号{value}"
+
+
+@pytest.mark.parametrize(
     "value",
     [
         "010-12345678",
