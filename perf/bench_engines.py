@@ -15,7 +15,8 @@ number: every stream a different customer), greedy, `--max-tokens` new tokens, o
 concurrent streams; also the ensemble's added latency over calling `llm`
 directly, and peak memory. `llm` and `llama-server` run side by side and are measured in `--rounds` alternating
 rounds (order swapped every round, each round's questions new to both engines, so neither reuses a whole
-prompt): the report gives the median of the per-round ratios with their range, and the verdict is the geometric
+prompt; both clients keep their connections between requests, as a production client does): the report gives
+the median of the per-round ratios with their range, and the verdict is the geometric
 mean of the warm rounds' ratios with its 95 % interval (equal: not slower by more than `EQUAL_MARGIN`), because
 single runs on this VM drift by ±10 %.
 Prints a table and writes perf/reports/engines.md, engines.png and engines_rounds.csv (per-round tokens/s). Not a
@@ -26,21 +27,23 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
 import math
 import os
+import queue
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import psutil
 from scipy import stats
@@ -58,7 +61,7 @@ from engine_build.launcher import TritonPorts, TritonServer  # noqa: E402
 from engine_build.ports import free_port  # noqa: E402
 from engine_build.profiles import CPU_PROFILE  # noqa: E402
 from engine_build.render import render_repository  # noqa: E402
-from engine_build.triton_client import PipelineClient  # noqa: E402
+from engine_build.triton_client import PipelineClient, StreamConnection  # noqa: E402
 
 THREADS = len(os.sched_getaffinity(0))
 SINGLE_PROMPTS = 2  # prompts per round measured one after another (one stream)
@@ -66,6 +69,7 @@ SINGLE_PROMPTS = 2  # prompts per round measured one after another (one stream)
 # ratio lies above 1 - this margin (a non-inferiority test), and as ahead only when it lies above 1.
 EQUAL_MARGIN = 0.02
 Generate = Callable[[str], str]
+Connection = TypeVar("Connection")
 
 
 @dataclass
@@ -102,6 +106,33 @@ def measure_once(
     one = single_tps(generate, prompts, tokenizer)
     many = concurrent_tps(generate, prompts, tokenizer, streams)
     return EngineResult(name, one, many, rss.stop_mb())
+
+
+class ConnectionPool(Generic[Connection]):
+    """Connections kept from one request to the next, one per concurrent caller, as a production client keeps its
+    own (the gateway holds one gRPC channel): both servers are measured without a connection's setup in every
+    request. A connection whose request failed is closed, not reused."""
+
+    def __init__(self, open_one: Callable[[], Connection], close_one: Callable[[Connection], None]) -> None:
+        self._open, self._close = open_one, close_one
+        self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        try:
+            held = self._idle.get_nowait()
+        except queue.Empty:
+            held = self._open()
+        try:
+            yield held
+        except BaseException:
+            self._close(held)
+            raise
+        self._idle.put(held)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._close(self._idle.get_nowait())
 
 
 class RssSampler:
@@ -150,16 +181,20 @@ def triton_llm(
     )
     server.start()
     assert server.process is not None
+    url = f"127.0.0.1:{server.ports.grpc}"
+    streams = ConnectionPool(lambda: StreamConnection(url, timeout=600), StreamConnection.close)
     try:
-        client = PipelineClient(f"127.0.0.1:{server.ports.grpc}", timeout=600)
+        client = PipelineClient(url, timeout=600)
 
         def generate(prompt: str) -> str:
             # Greedy and nothing else, like the peers: the profile's repetition penalty is off here.
             inputs = {**llm_inputs(prompt, args.max_tokens), "sampling_param_repetition_penalty": 1.0}
-            return client.collect("llm", inputs).text()
+            with streams.connection() as stream:
+                return stream.collect("llm", inputs).text()
 
         yield server.process.pid, client, generate
     finally:
+        streams.close()
         server.stop()
 
 
@@ -265,6 +300,9 @@ def llama_server(gguf: Path, args: argparse.Namespace) -> Iterator[tuple[subproc
     ]
     log_file = ROOT / "build" / "bench_llama_server.log"
     process = processes.spawn(command, log_file)
+    connections = ConnectionPool(
+        lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=600), http.client.HTTPConnection.close
+    )
     try:
         health = f"http://127.0.0.1:{port}/health"
         try:
@@ -273,7 +311,8 @@ def llama_server(gguf: Path, args: argparse.Namespace) -> Iterator[tuple[subproc
             raise RuntimeError(f"{exc}; see {log_file}") from None
 
         def generate(prompt: str) -> str:
-            """Streamed (SSE), like the `llm` calls: one event per token reaches the client."""
+            """Streamed (SSE), like the `llm` calls: one event per token reaches the client. The whole body is read
+            so the kept connection can carry the next request."""
             body = {
                 "prompt": prompt,
                 "n_predict": args.max_tokens,
@@ -281,22 +320,29 @@ def llama_server(gguf: Path, args: argparse.Namespace) -> Iterator[tuple[subproc
                 "cache_prompt": True,  # its default: a slot reuses the KV of the prompt it served before
                 "stream": True,
             }
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
-            )
             text = []
-            with urllib.request.urlopen(request, timeout=600) as response:
+            with connections.connection() as connection:
+                try:
+                    response = post(connection, body)
+                except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                    connection.close()  # it closes idle connections after 5 s: the next request opens a new one
+                    response = post(connection, body)
+                if response.status != 200:
+                    raise RuntimeError(f"llama-server answered {response.status}: {response.read()[:200]!r}")
                 for line in response:
                     if line.startswith(b"data: "):
-                        event = json.loads(line[6:])
-                        text.append(event.get("content", ""))
-                        if event.get("stop"):
-                            break
+                        text.append(json.loads(line[6:]).get("content", ""))
             return "".join(text)
 
         yield process, generate
     finally:
+        connections.close()
         processes.stop(process, 30)
+
+
+def post(connection: http.client.HTTPConnection, body: dict[str, object]) -> http.client.HTTPResponse:
+    connection.request("POST", "/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return connection.getresponse()
 
 
 @dataclass
