@@ -63,6 +63,52 @@
     return li;
   }
 
+  // Streamed text arrives in bursts (the CPU engine sends a delta every 40-200 ms): a streaming bubble types it
+  // out instead, fast enough to catch up within about CATCH_UP_FRAMES frames (~0.2 s), so the reply reads as it
+  // is written rather than jumping. `done`, `error` and `agent` frames show their text at once.
+  const CATCH_UP_FRAMES = 12;
+  const typing = new Map();  // bubble element -> { target: code points, shown: how many are on screen }
+  const instant = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+
+  function typeInto(bubble, text) {
+    if (instant) {
+      bubble.textContent = text;
+      return;
+    }
+    const target = Array.from(text);  // code points: an emoji is never cut in half
+    let t = typing.get(bubble);
+    if (!t) {
+      const onScreen = Array.from(bubble.textContent);
+      t = { target: onScreen, shown: onScreen.length };
+      typing.set(bubble, t);
+      requestAnimationFrame(() => typeStep(bubble));
+    }
+    let same = 0;  // a text that does not extend what is shown types on from where the two agree
+    while (same < t.shown && same < target.length && target[same] === t.target[same]) same++;
+    t.target = target;
+    t.shown = same;
+  }
+
+  function typeStep(bubble) {
+    const t = typing.get(bubble);
+    if (!t) return;
+    const left = t.target.length - t.shown;
+    if (left > 0) {
+      t.shown += Math.max(1, Math.ceil(left / CATCH_UP_FRAMES));
+      bubble.textContent = t.target.slice(0, t.shown).join("");
+    }
+    if (t.shown < t.target.length) {
+      requestAnimationFrame(() => typeStep(bubble));
+    } else {
+      typing.delete(bubble);
+    }
+  }
+
+  function showNow(bubble, text) {
+    typing.delete(bubble);
+    bubble.textContent = text;
+  }
+
   function addRating(li, messageId) {
     if (li.querySelector(".rating")) return;
     const bar = document.createElement("div");
@@ -106,12 +152,12 @@
     switch (frame.type) {
       case "delta": {
         const li = botBubble(frame.message_id);
-        li.querySelector(".bubble").textContent = frame.message;
+        typeInto(li.querySelector(".bubble"), frame.message);
         break;
       }
       case "done": {
         const li = botBubble(frame.message_id);
-        li.querySelector(".bubble").textContent = frame.message || (frame.finish_reason === "cancelled" ? "（回复已中断）" : "");
+        showNow(li.querySelector(".bubble"), frame.message || (frame.finish_reason === "cancelled" ? "（回复已中断）" : ""));
         li.dataset.state = "done";
         li.dataset.finishReason = frame.finish_reason;
         addRating(li, frame.message_id);
@@ -119,7 +165,7 @@
       }
       case "agent": {
         const li = botBubble(frame.message_id, "agent");
-        li.querySelector(".bubble").textContent = frame.message;
+        showNow(li.querySelector(".bubble"), frame.message);
         if (frame.agent && !li.querySelector(".name")) {  // the customer sees who answers
           const name = document.createElement("span");
           name.className = "name";
@@ -145,6 +191,8 @@
           failed.dataset.state = "error";
           failed.dataset.code = frame.code;
           const bubble = failed.querySelector(".bubble");
+          const shown = typing.get(bubble);
+          showNow(bubble, shown ? shown.target.join("") : bubble.textContent);  // all the text it had, at once
           if (!bubble.textContent) bubble.textContent = "（回复失败）";
         }
         if (frame.code === "busy" && state.lastMessage && !state.busyRetried) {

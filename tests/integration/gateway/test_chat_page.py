@@ -72,3 +72,42 @@ async def test_chat_page_ends_a_reply_bubble_on_its_error_frame(gateway: str) ->
         await expect(bubble).to_contain_text("您好")
         await expect(page.locator("li.error[data-code='timeout']")).to_contain_text("回复超时")
         await browser.close()
+
+
+async def test_chat_page_types_streamed_text_out_and_shows_a_finished_reply_at_once(gateway: str) -> None:
+    """A burst of streamed text is typed out over a few frames, not dropped in whole; `done` shows the final text
+    at once."""
+    text = "您好，您的订单已经发货，预计明天下午送达，请注意查收。😀" * 2
+    final = text + "祝您生活愉快！"
+    frame = {"type": "delta", "message": text, "delta": text, "session_id": "", "intent": "", "message_id": "msg_t2"}
+    done = {**frame, "type": "done", "message": final, "delta": "祝您生活愉快！", "finish_reason": "stop"}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(gateway + "/")
+        await expect(page.locator("#status")).to_have_text("已连接", timeout=15_000)
+        seen = await page.evaluate(
+            """async (f) => {
+                window.csChat.ws.onmessage(new MessageEvent("message", {data: JSON.stringify(f)}));
+                const bubble = document.querySelector("li[data-message-id='msg_t2'] .bubble");
+                const seen = [bubble.textContent];
+                for (let i = 0; i < 60; i++) {
+                    await new Promise((next) => requestAnimationFrame(next));
+                    seen.push(bubble.textContent);
+                }
+                return seen;
+            }""",
+            frame,
+        )
+        assert seen[0] == "" and seen[-1] == text
+        assert all(text.startswith(shown) for shown in seen)  # only ever a prefix, never a broken emoji
+        assert len(set(seen)) >= 10  # typed out over many frames
+        final_shown = await page.evaluate(
+            """(f) => {
+                window.csChat.ws.onmessage(new MessageEvent("message", {data: JSON.stringify(f)}));
+                return document.querySelector("li[data-message-id='msg_t2'] .bubble").textContent;
+            }""",
+            done,
+        )
+        assert final_shown == final
+        await browser.close()
