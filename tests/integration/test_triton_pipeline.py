@@ -15,7 +15,7 @@ import pytest
 from transformers import AutoTokenizer
 from tritonclient.utils import InferenceServerException
 
-from engine_build.triton_client import PipelineClient
+from engine_build.triton_client import PipelineClient, StreamConnection
 from python_backends.intent import LABELS
 from tests.answers import assert_each_got_its_own_answer
 
@@ -72,6 +72,25 @@ def test_llm_streams_deltas_with_llmapi_outputs(client: PipelineClient) -> None:
     assert result.last["finish_reason"] == "length"
     assert all(r["first_token_time_ns"] > 0 for r in result.responses)
     assert [r["chunk_index"] for r in result.responses] == list(range(len(result.responses)))
+
+
+def test_a_kept_stream_carries_one_request_after_another(client: PipelineClient, triton_grpc_url: str) -> None:
+    """`StreamConnection` (the benchmarks' kept channel) gives each request its own responses, the same ones a
+    fresh channel gets."""
+    prompts = ["<|im_start|>user\n你好<|im_end|>\n", "<|im_start|>user\n发票<|im_end|>\n", "hello"]
+    inputs = [
+        {"text_input": p, "streaming": True, "sampling_param_max_tokens": 6, "sampling_param_temperature": 0.0}
+        for p in prompts
+    ]
+    stream = StreamConnection(triton_grpc_url, timeout=60)
+    try:
+        kept = [stream.collect("llm", request) for request in inputs]
+    finally:
+        stream.close()
+    for request, result in zip(inputs, kept, strict=True):
+        assert result.last["finish_reason"] == "length"
+        assert [r["chunk_index"] for r in result.responses] == list(range(len(result.responses)))
+        assert result.text() == client.collect("llm", request).text()
 
 
 def test_llm_stop_strings_and_seed_are_honoured(client: PipelineClient) -> None:
