@@ -15,10 +15,10 @@ number: every stream a different customer), greedy, `--max-tokens` new tokens, o
 concurrent streams; also the ensemble's added latency over calling `llm`
 directly, and peak memory. `llm` and `llama-server` run side by side and are measured in `--rounds` alternating
 rounds (order swapped every round, each round's questions new to both engines, so neither reuses a whole
-prompt; both clients keep their connections between requests, as a production client does): the report gives
-the median of the per-round ratios with their range, and the verdict is the geometric
-mean of the warm rounds' ratios with its 95 % interval (equal: not slower by more than `EQUAL_MARGIN`), because
-single runs on this VM drift by ±10 %.
+prompt; both clients keep their connections between requests, as a production client does). The report gives
+the median of the per-round ratios with their range; the verdict is the geometric mean of the warm rounds' ratios
+with its 95 % interval (equal: not slower by more than `EQUAL_MARGIN`), because single runs on this VM drift by
+±10 %.
 Prints a table and writes perf/reports/engines.md, engines.png and engines_rounds.csv (per-round tokens/s). Not a
 test: read ratios, not absolutes.
 """
