@@ -255,3 +255,11 @@ def test_flush_resets_for_the_next_stream() -> None:
     assert streaming.feed("") == ""
     assert streaming.feed("13812345678") + streaming.flush() == "[手机号]"
     assert streaming.feed("你好") + streaming.flush() == "你好"
+
+
+def test_a_phone_after_an_order_word_never_leaks_at_any_single_cut() -> None:
+    """An order word does not exempt a number written as a phone, in a stream cut anywhere either."""
+    text = "好的，订单号138.1234.5678已发货，运单号 +86 13812345678 请查收"
+    assert PLACEHOLDER.redact(text) == "好的，订单号[手机号]已发货，运单号 [手机号] 请查收"
+    for cut in range(len(text) + 1):
+        assert_contract(text, [cut], PLACEHOLDER)
