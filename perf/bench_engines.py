@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import psutil
-from scipy import stats
 from transformers import AutoTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +61,7 @@ from engine_build.ports import free_port  # noqa: E402
 from engine_build.profiles import CPU_PROFILE  # noqa: E402
 from engine_build.render import render_repository  # noqa: E402
 from engine_build.triton_client import PipelineClient, StreamConnection  # noqa: E402
+from frontend import ab_stats  # noqa: E402
 
 THREADS = len(os.sched_getaffinity(0))
 SINGLE_PROMPTS = 2  # prompts per round measured one after another (one stream)
@@ -385,12 +385,11 @@ class Rounds:
 
 
 def ratio_interval(ratios: list[float]) -> tuple[float, float, float]:
-    """Geometric mean of per-round ratios with a 95 % t interval. A round's two engines share its prompts and its
-    spell of the machine, so the paired log ratio is the unit, not each engine's tokens/s."""
-    logs = [math.log(r) for r in ratios]
-    centre = statistics.fmean(logs)
-    half = stats.t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+    """Geometric mean of per-round ratios with a 95 % t interval (at least two). A round's two engines share its
+    prompts and its spell of the machine, so the paired log ratio is the unit, not each engine's tokens/s."""
+    estimate = ab_stats.mean([math.log(r) for r in ratios])
+    assert estimate.value is not None and estimate.low is not None and estimate.high is not None
+    return math.exp(estimate.value), math.exp(estimate.low), math.exp(estimate.high)
 
 
 def alternate_rounds(
